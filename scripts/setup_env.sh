@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Create the virtual environment and install llmrec with its dev extras.
+#
+# torch: where pip's find-links folder (PIP_FIND_LINKS) holds a CPU build of torch, install that wheel first so
+# the dependency `torch>=2.1` is already satisfied and pip does not pull a multi-GB CUDA build. Elsewhere nothing
+# is pinned: pip resolves torch as usual (or set TORCH_SPEC, e.g. TORCH_SPEC="torch==2.5.1").
+set -euo pipefail
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+PIP="$VENV/bin/python -m pip"
+
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    if [ -n "${TORCH_SPEC:-}" ]; then
+        $PIP install "$TORCH_SPEC"
+    else
+        pytag=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+        local_cpu_wheel=""
+        for dir in ${PIP_FIND_LINKS:-}; do
+            for whl in "$dir"/torch-*+cpu-"$pytag"-*.whl; do
+                [ -e "$whl" ] && local_cpu_wheel="$whl"
+            done
+        done
+        if [ -n "$local_cpu_wheel" ]; then
+            echo "setup: installing the local CPU build of torch: $local_cpu_wheel"
+            $PIP install "$local_cpu_wheel"
+        fi
+    fi
+fi
+$PIP install -e ".[dev]"
