@@ -155,7 +155,7 @@ def _load_items(path: Path, strict: bool) -> dict[str, Item]:
         genres = tuple(row[genre_field].split()) if genre_field else ()
         items[item_id] = Item(item_id, title=title or item_id, year=year, genres=genres)
     if bad_years:
-        log.warning("%s: %d item(s) have a year that is not a number; treated as unknown (strict=True: error)",
+        log.info("%s: %d item(s) have a year that is not a number; treated as unknown (strict=True: error)",
                     path, bad_years)
     return items
 
