@@ -1,0 +1,162 @@
+"""The `Retriever` protocol every candidate generator follows, and the shared top-K machinery.
+
+A retriever turns a user's history (item ids, oldest first) into the K items most worth showing to the LLM.
+Items in the history are excluded by default, as are caller-given ids; the result is best first.
+
+Example:
+    >>> retriever = PopularityRetriever.fit(dataset)  # doctest: +SKIP
+    >>> retriever.retrieve(["50", "172"], k=3)  # doctest: +SKIP
+    [Candidate(item_id='100', score=508.0, source='popularity'), ...]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from llmrec.errors import ConfigError, UnknownIdError
+from llmrec.types import Candidate
+
+if TYPE_CHECKING:
+    from llmrec.data.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+#: `Candidate.source` of candidates that came from the popularity fallback of a history-based retriever
+#: (the user's history was empty, so the retriever had nothing to go on).
+FALLBACK_SOURCE = "popularity-fallback"
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """What the ranking, training and evaluation layers need from a candidate generator."""
+
+    name: str
+
+    def retrieve(self, history: Sequence[str], k: int, exclude: Collection[str] = ()) -> list[Candidate]:
+        """The `k` best items for a user with this history (item ids, oldest first), best first.
+
+        Items in `history` and in `exclude` are never returned. Fewer than `k` candidates come back only when
+        the catalogue minus the excluded items holds fewer than `k` items.
+        """
+        ...
+
+    def score(self, history: Sequence[str], item_ids: Sequence[str]) -> list[float]:
+        """This retriever's score of each given item for a user with this history (higher is better)."""
+        ...
+
+
+def check_k(k: object, catalogue_size: int) -> int:
+    """Validate a requested number of candidates against the catalogue size.
+
+    Raises:
+        ConfigError: `k` is not an int, is <= 0 or larger than the catalogue.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ConfigError(f"k must be an integer, got {k!r}")
+    if k <= 0:
+        raise ConfigError(f"k must be > 0, got {k}")
+    if k > catalogue_size:
+        raise ConfigError(f"k={k} is larger than the catalogue ({catalogue_size} items)")
+    return int(k)
+
+
+class CatalogueRetriever:
+    """Shared machinery for retrievers that can score the whole catalogue at once.
+
+    Subclasses set ``name`` and implement `_scores(history_idx)` returning one float per catalogue item
+    (``-inf`` for items that can never be proposed), and may override `_tiebreak()`.
+    """
+
+    name: str = "catalogue"
+
+    def __init__(self, item_ids: Sequence[str], dataset_name: str = "?") -> None:
+        if len(item_ids) == 0:
+            raise ConfigError(f"dataset {dataset_name!r} has no items to retrieve from")
+        self.item_ids: list[str] = [str(i) for i in item_ids]
+        self.dataset_name = dataset_name
+        self._index: dict[str, int] = {item: n for n, item in enumerate(self.item_ids)}
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    # --- id <-> position ------------------------------------------------------------------------------------
+
+    def _positions(self, item_ids: Sequence[str], what: str = "history") -> np.ndarray:
+        """Catalogue positions of `item_ids`; raises `UnknownIdError` naming the unknown ones."""
+        positions = [self._index.get(str(i), -1) for i in item_ids]
+        unknown = [i for i, p in zip(item_ids, positions, strict=True) if p < 0]
+        if unknown:
+            shown = ", ".join(repr(i) for i in unknown[:5])
+            more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+            raise UnknownIdError(
+                f"{len(unknown)} {what} item id(s) not in the catalogue of {self.dataset_name!r}: {shown}{more}"
+            )
+        return np.asarray(positions, dtype=np.int64)
+
+    def _excluded_positions(self, history_idx: np.ndarray, exclude: Collection[str]) -> np.ndarray:
+        # Caller-given exclusions outside the catalogue cannot be proposed anyway, so they are simply ignored.
+        extra = [self._index[str(i)] for i in exclude if str(i) in self._index]
+        return np.unique(np.concatenate([history_idx, np.asarray(extra, dtype=np.int64)]))
+
+    # --- to implement ---------------------------------------------------------------------------------------
+
+    def _scores(self, history_idx: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _tiebreak(self) -> np.ndarray | None:
+        """A secondary key (higher first) for equal scores; None means catalogue order."""
+        return None
+
+    # --- protocol -------------------------------------------------------------------------------------------
+
+    def retrieve(self, history: Sequence[str], k: int, exclude: Collection[str] = ()) -> list[Candidate]:
+        """The `k` best catalogue items for this history, best first; history and `exclude` are left out.
+
+        Raises:
+            ConfigError: bad `k`.
+            UnknownIdError: a history item is not in the catalogue.
+        """
+        k = check_k(k, len(self.item_ids))
+        history_idx = self._positions(list(history))
+        scores = np.asarray(self._scores(history_idx), dtype=np.float64).copy()
+        return self._top_k(scores, k, self._excluded_positions(history_idx, exclude), self.name)
+
+    def score(self, history: Sequence[str], item_ids: Sequence[str]) -> list[float]:
+        """Scores of the given items for this history (history items are scored as any other).
+
+        Raises:
+            UnknownIdError: a history or candidate item is not in the catalogue.
+        """
+        history_idx = self._positions(list(history))
+        wanted = self._positions(list(item_ids), what="candidate")
+        scores = np.asarray(self._scores(history_idx), dtype=np.float64)
+        return [float(s) for s in scores[wanted]]
+
+    def _top_k(self, scores: np.ndarray, k: int, excluded: np.ndarray, source: str) -> list[Candidate]:
+        scores[excluded] = -np.inf
+        allowed = np.flatnonzero(np.isfinite(scores))
+        if len(allowed) == 0:
+            return []
+        tie = self._tiebreak()
+        # Stable, deterministic order: score desc, then tie-break key desc, then catalogue position asc.
+        keys = (np.arange(len(allowed)), -tie[allowed], -scores[allowed]) if tie is not None else (
+            np.arange(len(allowed)),
+            -scores[allowed],
+        )
+        if len(allowed) > 4 * k and tie is None:
+            # Only the best k matter: partition first so that large catalogues stay cheap.
+            part = np.argpartition(-scores[allowed], k - 1)[:k]
+            kth = scores[allowed][part].min()
+            allowed = allowed[scores[allowed] >= kth]
+            keys = (np.arange(len(allowed)), -scores[allowed])
+        order = allowed[np.lexsort(keys)][:k]
+        return [Candidate(self.item_ids[i], float(scores[i]), source) for i in order]
+
+
+def catalogue_ids(dataset: Dataset) -> list[str]:
+    """The dataset's item ids in catalogue order (the order of ``dataset.items``)."""
+    return list(dataset.items)
