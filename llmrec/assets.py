@@ -182,7 +182,7 @@ def _download_wheel(requirement: str, folder: Path) -> Path:
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         assert proc.stdout is not None
         for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # type: ignore[union-attr]
-            sys.stderr.buffer.write(chunk)
+            sys.stderr.write(chunk.decode(errors="replace"))  # works where stderr has no .buffer (notebooks)
             sys.stderr.flush()
             tail = (tail + chunk)[-2000:]
     wheels = sorted(folder.glob("*.whl"))
