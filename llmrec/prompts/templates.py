@@ -1,0 +1,387 @@
+"""Prompt templates: Jinja2 files with a YAML front-matter header, validated when loaded.
+
+A template file looks like::
+
+    ---
+    mode: listwise              # listwise | pointwise | generative
+    description: Rank candidates by the user's history.
+    required: [history, candidates]
+    optional: [history_omitted]
+    max_candidates: 20          # listwise / generative: how many candidates it may show
+    labels: letters             # letters (A, B, ...) or numbers (1, 2, ...)
+    knowledge: true             # the builder selects KG facts for each candidate
+    ---
+    The user watched:
+    {% for h in history %}- {{ h.name }}
+    {% endfor %}...
+
+The shipped templates live in the top-level ``prompts/`` folder of the repository, which is installed as the
+package data folder ``llmrec/templates``. Users add their own by naming extra folders (``search_dirs``); a file
+there wins over a shipped template of the same name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from llmrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MODES = ("listwise", "pointwise", "generative")
+LABEL_STYLES = ("letters", "numbers")
+# Every label a style can offer, in order. Which of them are single tokens depends on the tokenizer.
+LABEL_POOLS: dict[str, tuple[str, ...]] = {
+    "letters": tuple(chr(c) for c in range(ord("A"), ord("Z") + 1)),
+    "numbers": tuple(str(n) for n in range(1, 10)),
+}
+SUFFIX = ".jinja"
+
+# Variables the PromptBuilder supplies, per mode. A template may use only these (declared in its header).
+COMMON_VARIABLES = frozenset({"history", "history_omitted", "n_history", "show_ratings", "knowledge"})
+MODE_VARIABLES: dict[str, frozenset[str]] = {
+    "listwise": COMMON_VARIABLES | {"candidates", "labels", "n_candidates", "first_label", "last_label"},
+    "pointwise": COMMON_VARIABLES | {"candidate", "yes_word", "no_word", "answer_words"},
+    "generative": COMMON_VARIABLES
+    | {"candidates", "labels", "n_candidates", "first_label", "last_label", "output_format"},
+}
+# Each mode's template must show the model its candidates.
+MODE_MUST_USE: dict[str, frozenset[str]] = {
+    "listwise": frozenset({"candidates", "history"}),
+    "pointwise": frozenset({"candidate", "history"}),
+    "generative": frozenset({"candidates", "history"}),
+}
+HEADER_KEYS = frozenset(
+    {
+        "mode",
+        "description",
+        "required",
+        "optional",
+        "max_candidates",
+        "labels",
+        "answer_words",
+        "output_format",
+        "output_separator",
+        "system",
+        "answer_cue",
+        "knowledge",
+    }
+)
+_HEADER_RE = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?\n?", re.DOTALL | re.MULTILINE)
+
+
+class TemplateError(ConfigError):
+    """A prompt template is missing, has a bad header, or uses variables it may not. The message names it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"prompt template {name!r}: {message}")
+        self.template_name = name
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A validated prompt template.
+
+    Attributes:
+        name: file name without ``.jinja``.
+        mode: ``listwise``, ``pointwise`` or ``generative``.
+        body: the Jinja source after the header.
+        path: where it was loaded from (None for templates built from strings).
+        required / optional: variables the template declares (all are supplied by the builder for its mode).
+        max_candidates: listwise/generative: most candidates one prompt may show.
+        label_style: ``letters`` or ``numbers`` (listwise/generative).
+        answer_words: pointwise: (positive, negative) answer words, e.g. ("Yes", "No").
+        output_format: generative: the output format the model is asked for (shown to it as ``output_format``).
+        output_separator: generative: the separator between labels in the expected output.
+        system: optional system message (chat models get it as a system turn; base models as a first paragraph).
+        answer_cue: text appended on its own line for base models (no chat template), e.g. ``Answer:``.
+        knowledge: whether the builder should select KG facts for the candidates.
+    """
+
+    name: str
+    mode: str
+    body: str
+    path: Path | None = None
+    description: str = ""
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    max_candidates: int | None = None
+    label_style: str = "letters"
+    answer_words: tuple[str, str] = ("Yes", "No")
+    output_format: str = ""
+    output_separator: str = ">"
+    system: str = ""
+    answer_cue: str = "Answer:"
+    knowledge: bool = False
+    header: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_string(cls, name: str, source: str, path: Path | None = None) -> PromptTemplate:
+        """Parse and validate a template from its full source (header + body).
+
+        Raises:
+            TemplateError: naming the template and what is wrong.
+        """
+        header, body, header_lines = _split_header(name, source)
+        return _validate(name, header, body, header_lines, path)
+
+    def jinja(self) -> Any:
+        """The compiled ``jinja2.Template`` (StrictUndefined, no autoescape)."""
+        return _compile(self.name, self.body)
+
+    def render(self, variables: Mapping[str, Any]) -> str:
+        """Render the body with `variables`. Values are inserted as data and never re-parsed as template code.
+
+        Raises:
+            TemplateError: a variable the template needs is missing or rendering failed.
+        """
+        import jinja2
+
+        missing = [v for v in self.required if v not in variables]
+        if missing:
+            raise TemplateError(self.name, f"missing required variable(s): {', '.join(missing)}")
+        try:
+            return self.jinja().render(**variables)
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(self.name, f"undefined value while rendering: {exc}") from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateError(self.name, f"rendering failed: {exc}") from exc
+
+
+def _split_header(name: str, source: str) -> tuple[dict[str, Any], str, int]:
+    import yaml
+
+    match = _HEADER_RE.match(source)
+    if not match:
+        raise TemplateError(name, "no YAML front-matter header (the file must start with a '---' line)")
+    try:
+        header = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        raise TemplateError(name, f"header does not parse as YAML: {exc}") from exc
+    if not isinstance(header, dict):
+        raise TemplateError(name, f"header must be a YAML mapping, got {type(header).__name__}")
+    return header, source[match.end() :], match.group(0).count("\n")
+
+
+def _str_list(name: str, header: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = header.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TemplateError(name, f"header field {key!r} must be a list of variable names, got {value!r}")
+    return tuple(value)
+
+
+@lru_cache(maxsize=256)
+def _compile(name: str, body: str, line_offset: int = 0) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    try:
+        return env.from_string(body)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(name, f"Jinja syntax error on line {(exc.lineno or 0) + line_offset}: {exc.message}")
+
+
+def _validate(
+    name: str, header: Mapping[str, Any], body: str, header_lines: int, path: Path | None
+) -> PromptTemplate:
+    import jinja2
+    import jinja2.meta
+
+    unknown_keys = sorted(set(header) - HEADER_KEYS)
+    if unknown_keys:
+        raise TemplateError(
+            name, f"unknown header field(s) {', '.join(unknown_keys)}; allowed: {', '.join(sorted(HEADER_KEYS))}"
+        )
+    mode = header.get("mode")
+    if mode not in MODES:
+        raise TemplateError(name, f"header field 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
+    required = _str_list(name, header, "required")
+    optional = _str_list(name, header, "optional")
+    allowed = MODE_VARIABLES[mode]
+    bad = sorted((set(required) | set(optional)) - allowed)
+    if bad:
+        raise TemplateError(
+            name,
+            f"declares unknown variable(s) {', '.join(bad)}; a {mode} template can use: {', '.join(sorted(allowed))}",
+        )
+    both = sorted(set(required) & set(optional))
+    if both:
+        raise TemplateError(name, f"variable(s) {', '.join(both)} declared both required and optional")
+
+    _compile(name, body, header_lines)  # syntax errors name the template and the file line
+    env = jinja2.Environment()
+    used = jinja2.meta.find_undeclared_variables(env.parse(body))
+    undeclared = sorted(used - set(required) - set(optional))
+    if undeclared:
+        raise TemplateError(
+            name, f"uses variable(s) {', '.join(undeclared)} not declared in its header (required/optional)"
+        )
+    unused = sorted(set(required) - used)
+    if unused:
+        raise TemplateError(name, f"declares required variable(s) {', '.join(unused)} that the body never uses")
+    must = sorted(MODE_MUST_USE[mode] - used)
+    if must:
+        raise TemplateError(name, f"a {mode} template must use {', '.join(must)}")
+
+    kwargs: dict[str, Any] = {}
+    label_style = header.get("labels", "letters")
+    max_candidates = header.get("max_candidates")
+    if mode in ("listwise", "generative"):
+        if label_style not in LABEL_STYLES:
+            raise TemplateError(name, f"header field 'labels' must be one of {LABEL_STYLES}, got {label_style!r}")
+        if not isinstance(max_candidates, int) or isinstance(max_candidates, bool) or max_candidates < 1:
+            raise TemplateError(
+                name, f"a {mode} template needs 'max_candidates' (a positive integer), got {max_candidates!r}"
+            )
+        available = len(LABEL_POOLS[label_style])
+        if max_candidates > available:
+            raise TemplateError(
+                name,
+                f"max_candidates {max_candidates} exceeds the {available} labels of style {label_style!r}",
+            )
+    elif max_candidates is not None:
+        raise TemplateError(name, "'max_candidates' only applies to listwise and generative templates")
+    if mode == "pointwise":
+        words = header.get("answer_words", ["Yes", "No"])
+        if (
+            not isinstance(words, list)
+            or len(words) != 2
+            or not all(isinstance(w, str) and w.strip() == w and w for w in words)
+            or words[0] == words[1]
+        ):
+            raise TemplateError(
+                name, f"'answer_words' must be two different words without spaces (positive, negative), got {words!r}"
+            )
+        kwargs["answer_words"] = (words[0], words[1])
+    elif "answer_words" in header:
+        raise TemplateError(name, "'answer_words' only applies to pointwise templates")
+    if mode == "generative":
+        fmt = header.get("output_format")
+        if not isinstance(fmt, str) or not fmt.strip():
+            raise TemplateError(name, "a generative template needs 'output_format' (a string describing the output)")
+        sep = header.get("output_separator", ">")
+        if not isinstance(sep, str) or not sep.strip():
+            raise TemplateError(name, f"'output_separator' must be a non-blank string, got {sep!r}")
+        kwargs["output_format"] = fmt.strip()
+        kwargs["output_separator"] = sep.strip()
+    elif "output_format" in header or "output_separator" in header:
+        raise TemplateError(name, "'output_format' / 'output_separator' only apply to generative templates")
+    for key in ("description", "system", "answer_cue"):
+        if key in header and not isinstance(header[key], str):
+            raise TemplateError(name, f"header field {key!r} must be a string, got {header[key]!r}")
+    knowledge = header.get("knowledge", False)
+    if not isinstance(knowledge, bool):
+        raise TemplateError(name, f"header field 'knowledge' must be true or false, got {knowledge!r}")
+    return PromptTemplate(
+        name=name,
+        mode=mode,
+        body=body,
+        path=path,
+        description=str(header.get("description", "")).strip(),
+        required=required,
+        optional=optional,
+        max_candidates=max_candidates if mode != "pointwise" else None,
+        label_style=label_style if mode != "pointwise" else "letters",
+        system=str(header.get("system", "")).strip(),
+        answer_cue=str(header.get("answer_cue", "Answer:")).strip(),
+        knowledge=knowledge,
+        header=dict(header),
+        **kwargs,
+    )
+
+
+def builtin_template_dir() -> Path:
+    """The folder of the shipped templates: the installed ``llmrec/templates`` package data, else the
+    top-level ``prompts/`` folder of a source checkout."""
+    spec = importlib.util.find_spec("llmrec.templates") if _has_templates_package() else None
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            folder = Path(location)
+            if any(folder.glob(f"*{SUFFIX}")):
+                return folder
+    installed = Path(__file__).resolve().parents[1] / "templates"
+    if any(installed.glob(f"*{SUFFIX}")):
+        return installed
+    checkout = Path(__file__).resolve().parents[2] / "prompts"
+    if checkout.is_dir():
+        return checkout
+    raise ConfigError(
+        "the shipped prompt templates were not found (looked in llmrec/templates and the checkout's prompts/)"
+    )
+
+
+def _has_templates_package() -> bool:
+    try:
+        return importlib.util.find_spec("llmrec.templates") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _search_path(search_dirs: Iterable[str | Path]) -> list[Path]:
+    dirs = []
+    for d in search_dirs:
+        folder = Path(d).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"template search folder {str(folder)!r} does not exist or is not a folder")
+        dirs.append(folder)
+    return [*dirs, builtin_template_dir()]
+
+
+def list_templates(search_dirs: Sequence[str | Path] = ()) -> list[str]:
+    """Names of every template found in `search_dirs` and the shipped folder, sorted."""
+    names: set[str] = set()
+    for folder in _search_path(search_dirs):
+        names.update(p.name[: -len(SUFFIX)] for p in folder.glob(f"*{SUFFIX}") if p.is_file())
+    return sorted(names)
+
+
+def load_template(name: str | Path, search_dirs: Sequence[str | Path] = ()) -> PromptTemplate:
+    """Load and validate a template by name (user folders first, then the shipped ones) or by file path.
+
+    Example:
+        >>> load_template("listwise_kg").mode
+        'listwise'
+
+    Raises:
+        TemplateError: no such template (with the close names), or it fails validation.
+    """
+    as_path = Path(name)
+    if as_path.suffix == SUFFIX and as_path.is_file():
+        return _load_file(as_path)
+    key = str(name)
+    if "/" in key or "\\" in key or key.endswith(SUFFIX):
+        raise TemplateError(key, f"no template file at {key!r}")
+    for folder in _search_path(search_dirs):
+        candidate = folder / f"{key}{SUFFIX}"
+        if candidate.is_file():
+            return _load_file(candidate)
+    import difflib
+
+    known = list_templates(search_dirs)
+    close = difflib.get_close_matches(key, known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise TemplateError(key, f"not found{hint} (known: {', '.join(known)})")
+
+
+def _load_file(path: Path) -> PromptTemplate:
+    name = path.name[: -len(SUFFIX)]
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(name, f"cannot read {path}: {exc}") from exc
+    return PromptTemplate.from_string(name, source, path=path)
