@@ -202,7 +202,12 @@ class PromptBuilder:
         }
         if tpl.mode == "generative":
             variables["output_format"] = tpl.output_format
-        meta = {**base_meta, "fact_tokens": fact_tokens, "n_candidates": len(cands), "label_style": tpl.label_style}
+        meta = {
+            **base_meta,
+            "fact_tokens": fact_tokens,
+            "n_candidates": len(cands),
+            "label_style": tpl.label_style,
+        }
         if tpl.mode == "generative":
             meta["output_separator"] = tpl.output_separator
         return [self._finish(variables, tuple(cand_ids), labels, labels, facts, meta)]
@@ -256,12 +261,16 @@ class PromptBuilder:
             if tpl.system:
                 messages.insert(0, {"role": "system", "content": tpl.system})
             try:
-                return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+                return str(
+                    self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                )
             except Exception as exc:  # some chat templates reject a system turn; fold it into the user turn
                 if not tpl.system:
                     raise ConfigError(f"the tokenizer's chat template failed: {exc}") from exc
                 merged = [{"role": "user", "content": f"{tpl.system}\n\n{body}"}]
-                return str(self.tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True))
+                return str(
+                    self.tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+                )
         parts = [tpl.system, body] if tpl.system else [body]
         text = "\n\n".join(parts) + "\n"
         if tpl.answer_cue:

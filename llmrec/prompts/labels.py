@@ -67,7 +67,9 @@ def label_token_ids(tokenizer: Any, labels: Sequence[str], context: str = DEFAUL
     return ids
 
 
-def choose_labels(tokenizer: Any, n: int, style: str = "letters", context: str = DEFAULT_CONTEXT) -> tuple[str, ...]:
+def choose_labels(
+    tokenizer: Any, n: int, style: str = "letters", context: str = DEFAULT_CONTEXT
+) -> tuple[str, ...]:
     """The first `n` labels of `style` that are single, distinct tokens for `tokenizer`, in pool order.
 
     Labels that the tokenizer splits into several tokens are skipped (so a tokenizer without a single token for

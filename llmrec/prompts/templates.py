@@ -193,7 +193,9 @@ def _compile(name: str, body: str, line_offset: int = 0) -> Any:
     try:
         return env.from_string(body)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(name, f"Jinja syntax error on line {(exc.lineno or 0) + line_offset}: {exc.message}")
+        raise TemplateError(
+            name, f"Jinja syntax error on line {(exc.lineno or 0) + line_offset}: {exc.message}"
+        ) from exc
 
 
 def _validate(
@@ -205,7 +207,8 @@ def _validate(
     unknown_keys = sorted(set(header) - HEADER_KEYS)
     if unknown_keys:
         raise TemplateError(
-            name, f"unknown header field(s) {', '.join(unknown_keys)}; allowed: {', '.join(sorted(HEADER_KEYS))}"
+            name,
+            f"unknown header field(s) {', '.join(unknown_keys)}; allowed: {', '.join(sorted(HEADER_KEYS))}",
         )
     mode = header.get("mode")
     if mode not in MODES:
@@ -233,7 +236,9 @@ def _validate(
         )
     unused = sorted(set(required) - used)
     if unused:
-        raise TemplateError(name, f"declares required variable(s) {', '.join(unused)} that the body never uses")
+        raise TemplateError(
+            name, f"declares required variable(s) {', '.join(unused)} that the body never uses"
+        )
     must = sorted(MODE_MUST_USE[mode] - used)
     if must:
         raise TemplateError(name, f"a {mode} template must use {', '.join(must)}")
@@ -243,7 +248,9 @@ def _validate(
     max_candidates = header.get("max_candidates")
     if mode in ("listwise", "generative"):
         if label_style not in LABEL_STYLES:
-            raise TemplateError(name, f"header field 'labels' must be one of {LABEL_STYLES}, got {label_style!r}")
+            raise TemplateError(
+                name, f"header field 'labels' must be one of {LABEL_STYLES}, got {label_style!r}"
+            )
         if not isinstance(max_candidates, int) or isinstance(max_candidates, bool) or max_candidates < 1:
             raise TemplateError(
                 name, f"a {mode} template needs 'max_candidates' (a positive integer), got {max_candidates!r}"
@@ -265,7 +272,8 @@ def _validate(
             or words[0] == words[1]
         ):
             raise TemplateError(
-                name, f"'answer_words' must be two different words without spaces (positive, negative), got {words!r}"
+                name,
+                f"'answer_words' must be two different words without spaces (positive, negative), got {words!r}",
             )
         kwargs["answer_words"] = (words[0], words[1])
     elif "answer_words" in header:
@@ -273,7 +281,9 @@ def _validate(
     if mode == "generative":
         fmt = header.get("output_format")
         if not isinstance(fmt, str) or not fmt.strip():
-            raise TemplateError(name, "a generative template needs 'output_format' (a string describing the output)")
+            raise TemplateError(
+                name, "a generative template needs 'output_format' (a string describing the output)"
+            )
         sep = header.get("output_separator", ">")
         if not isinstance(sep, str) or not sep.strip():
             raise TemplateError(name, f"'output_separator' must be a non-blank string, got {sep!r}")
