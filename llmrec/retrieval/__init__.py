@@ -1,18 +1,43 @@
 """Candidate retrieval: the first stage, from a user's history to the K items worth showing to the LLM.
 
 Every retriever follows the `Retriever` protocol (``name``, ``retrieve(history, k, exclude)``,
-``score(history, item_ids)``).
+``score(history, item_ids)``). Heavy libraries (faiss, sentence-transformers, scipy) load only when used.
+
+Example:
+    >>> from llmrec.retrieval import build_retriever  # doctest: +SKIP
+    >>> dense = build_retriever("dense", split.train_dataset)  # doctest: +SKIP
+    >>> dense.retrieve(history=["50", "172"], k=20)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from llmrec.retrieval.base import FALLBACK_SOURCE, CatalogueRetriever, Retriever, check_k
+from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
+from llmrec.retrieval.dense import DenseRetriever
+from llmrec.retrieval.embeddings import ItemEncoder, embed_items, item_text
+from llmrec.retrieval.factory import RETRIEVER_NAMES, build_retriever
+from llmrec.retrieval.fusion import FusionRetriever
+from llmrec.retrieval.index import IndexConfig, IndexMismatchError, VectorIndex
 from llmrec.retrieval.popularity import PopularityRetriever
+from llmrec.retrieval.user import UserRetrieval, retrieve_for_user
 
 __all__ = [
     "FALLBACK_SOURCE",
+    "RETRIEVER_NAMES",
     "CatalogueRetriever",
+    "CooccurrenceRetriever",
+    "DenseRetriever",
+    "FusionRetriever",
+    "IndexConfig",
+    "IndexMismatchError",
+    "ItemEncoder",
     "PopularityRetriever",
     "Retriever",
+    "UserRetrieval",
+    "VectorIndex",
+    "build_retriever",
     "check_k",
+    "embed_items",
+    "item_text",
+    "retrieve_for_user",
 ]

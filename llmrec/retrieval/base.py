@@ -79,6 +79,8 @@ class CatalogueRetriever:
         self.item_ids: list[str] = [str(i) for i in item_ids]
         self.dataset_name = dataset_name
         self._index: dict[str, int] = {item: n for n, item in enumerate(self.item_ids)}
+        # Retriever used instead of this one when a history is empty (results then say FALLBACK_SOURCE).
+        self.fallback: CatalogueRetriever | None = None
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -122,6 +124,11 @@ class CatalogueRetriever:
         """
         k = check_k(k, len(self.item_ids))
         history_idx = self._positions(list(history))
+        if len(history_idx) == 0 and self.fallback is not None:
+            log.debug("%s: empty history, falling back to %s", self.name, self.fallback.name)
+            scores = np.asarray(self.fallback._scores(history_idx), dtype=np.float64).copy()
+            excluded = self._excluded_positions(history_idx, exclude)
+            return self.fallback._top_k(scores, k, excluded, FALLBACK_SOURCE)
         scores = np.asarray(self._scores(history_idx), dtype=np.float64).copy()
         return self._top_k(scores, k, self._excluded_positions(history_idx, exclude), self.name)
 
@@ -133,7 +140,8 @@ class CatalogueRetriever:
         """
         history_idx = self._positions(list(history))
         wanted = self._positions(list(item_ids), what="candidate")
-        scores = np.asarray(self._scores(history_idx), dtype=np.float64)
+        source = self.fallback if len(history_idx) == 0 and self.fallback is not None else self
+        scores = np.asarray(source._scores(history_idx), dtype=np.float64)
         return [float(s) for s in scores[wanted]]
 
     def _top_k(self, scores: np.ndarray, k: int, excluded: np.ndarray, source: str) -> list[Candidate]:
@@ -143,9 +151,13 @@ class CatalogueRetriever:
             return []
         tie = self._tiebreak()
         # Stable, deterministic order: score desc, then tie-break key desc, then catalogue position asc.
-        keys = (np.arange(len(allowed)), -tie[allowed], -scores[allowed]) if tie is not None else (
-            np.arange(len(allowed)),
-            -scores[allowed],
+        keys = (
+            (np.arange(len(allowed)), -tie[allowed], -scores[allowed])
+            if tie is not None
+            else (
+                np.arange(len(allowed)),
+                -scores[allowed],
+            )
         )
         if len(allowed) > 4 * k and tie is None:
             # Only the best k matter: partition first so that large catalogues stay cheap.
@@ -155,6 +167,23 @@ class CatalogueRetriever:
             keys = (np.arange(len(allowed)), -scores[allowed])
         order = allowed[np.lexsort(keys)][:k]
         return [Candidate(self.item_ids[i], float(scores[i]), source) for i in order]
+
+
+def recency_weights(n: int, decay: float) -> np.ndarray:
+    """Weights of `n` history items, oldest first: the newest weighs 1, each older one `decay` times less."""
+    return decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
+
+
+def check_history_options(history_len: object, recency_decay: object) -> None:
+    """Validate the shared history options of history-based retrievers (raises `ConfigError`)."""
+    if isinstance(history_len, bool) or not isinstance(history_len, int) or history_len <= 0:
+        raise ConfigError(f"history_len must be a positive integer, got {history_len!r}")
+    if (
+        isinstance(recency_decay, bool)
+        or not isinstance(recency_decay, (int, float))
+        or not 0 < recency_decay <= 1
+    ):
+        raise ConfigError(f"recency_decay must be in (0, 1], got {recency_decay!r}")
 
 
 def catalogue_ids(dataset: Dataset) -> list[str]:

@@ -1,0 +1,73 @@
+"""`build_retriever(name, dataset, **opts)`: one entry point for every retriever, by name."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llmrec.errors import ConfigError
+from llmrec.retrieval.base import Retriever
+from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
+from llmrec.retrieval.dense import DenseRetriever
+from llmrec.retrieval.fusion import FusionRetriever
+from llmrec.retrieval.popularity import PopularityRetriever
+
+if TYPE_CHECKING:
+    from llmrec.data.dataset import Dataset
+
+BUILDERS: dict[str, Callable[..., Retriever]] = {
+    "dense": DenseRetriever.build,
+    "popularity": PopularityRetriever.fit,
+    "cooc": CooccurrenceRetriever.fit,
+}
+RETRIEVER_NAMES = (*BUILDERS, "fusion")
+
+
+def _check_opts(name: str, builder: Callable[..., Any], opts: Mapping[str, Any]) -> None:
+    accepted = [p for p in inspect.signature(builder).parameters if p not in ("cls", "self", "dataset")]
+    unknown = [key for key in opts if key not in accepted]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(
+            f"unknown option(s) for retriever {name!r}: {', '.join(hints)}; accepted: {', '.join(accepted)}"
+        )
+
+
+def build_retriever(name: str, dataset: Dataset, **opts: Any) -> Retriever:
+    """Build the retriever called `name` over `dataset` ("dense", "popularity", "cooc" or "fusion").
+
+    ``opts`` go to the builder (`DenseRetriever.build`, `PopularityRetriever.fit`, `CooccurrenceRetriever.fit`).
+    For "fusion": ``members`` (default ``("dense", "cooc")``), ``weights``, ``rrf_k``, ``depth`` and
+    ``member_opts`` ({member name: opts}).
+
+    Example:
+        >>> build_retriever("cooc", split.train_dataset, history_len=20)  # doctest: +SKIP
+
+    Raises:
+        ConfigError: unknown name or option (with a did-you-mean hint).
+    """
+    if name == "fusion":
+        opts = dict(opts)
+        members: Sequence[str] = opts.pop("members", ("dense", "cooc"))
+        member_opts: Mapping[str, Mapping[str, Any]] = opts.pop("member_opts", {})
+        _check_opts("fusion", FusionRetriever.__init__, {"retrievers": None, **opts})
+        unknown_members = [m for m in member_opts if m not in members]
+        if unknown_members:
+            raise ConfigError(
+                f"member_opts names retrievers not in members {list(members)}: {unknown_members}"
+            )
+        if "fusion" in members:
+            raise ConfigError("fusion cannot be a member of itself")
+        built = [build_retriever(m, dataset, **dict(member_opts.get(m, {}))) for m in members]
+        return FusionRetriever(built, **opts)
+    if name not in BUILDERS:
+        close = difflib.get_close_matches(str(name), RETRIEVER_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown retriever {name!r}{hint}; known: {', '.join(RETRIEVER_NAMES)}")
+    _check_opts(name, BUILDERS[name], opts)
+    return BUILDERS[name](dataset, **opts)
