@@ -1,0 +1,133 @@
+"""Per-(arm, user) result cache: an interrupted run resumes, a re-run of an unchanged arm is instant.
+
+One JSON-lines file per arm, ``<cache_dir>/<arm>.jsonl``. Line 1 is a header holding the arm's *fingerprint*
+(a hash of its resolved config, the case-making config -- dataset, split, protocol, seed --, the cache format
+version and, for adapters, the adapter's files). Every further line is one user's scores and costs, appended and
+flushed as soon as it is computed; a line cut short by a crash is skipped on load.
+
+A cache whose fingerprint differs (another config version) is detected, logged, moved aside to
+``<arm>.jsonl.stale`` and never reused. A cached user is reused only if its candidates equal the case's
+candidates, so a change in the data cannot slip stale scores into a report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from llmrec.evaluation.arms import ArmOutput
+from llmrec.evaluation.protocols import EvalCase
+
+log = logging.getLogger(__name__)
+
+#: Bump when the meaning of cached scores changes.
+CACHE_VERSION = 1
+
+
+def arm_fingerprint(
+    arm_config: Mapping[str, Any], case_config: Mapping[str, Any], adapter_dir: Path | None = None
+) -> str:
+    """Hash of everything that decides an arm's per-user output (not its name or user cap)."""
+    resolved = {k: v for k, v in arm_config.items() if k not in ("name", "users")}
+    payload: dict[str, Any] = {"version": CACHE_VERSION, "arm": resolved, "cases": case_config}
+    if adapter_dir is not None and adapter_dir.is_dir():
+        digest = hashlib.sha256()
+        for f in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
+            digest.update(str(f.relative_to(adapter_dir)).encode())
+            digest.update(f.read_bytes())
+        payload["adapter_files"] = digest.hexdigest()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class ArmCache:
+    """The on-disk results of one arm. Use as ``cache.get(case)`` / ``cache.put(case, output)``.
+
+    Example:
+        >>> cache = ArmCache(tmp / "popularity.jsonl", "abc123")  # doctest: +SKIP
+        >>> cache.get(case) is None  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fingerprint: str) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.stale_replaced = False
+        self._records: dict[str, dict[str, Any]] = {}
+        self._needs_newline = False
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as handle:
+            text = handle.read()
+        lines = text.split("\n")
+        # A crash mid-append leaves a partial last line: start the next record on a fresh line.
+        self._needs_newline = bool(text) and not text.endswith("\n")
+        header = _parse(lines[0]) if lines else None
+        if header is None or header.get("fingerprint") != self.fingerprint:
+            found = None if header is None else header.get("fingerprint")
+            stale = self.path.with_name(self.path.name + ".stale")
+            log.warning(
+                "cache %s was made by a different config version (fingerprint %s, now %s): not reused, moved to %s",
+                self.path,
+                found,
+                self.fingerprint,
+                stale.name,
+            )
+            os.replace(self.path, stale)
+            self.stale_replaced = True
+            return
+        for line in lines[1:]:
+            record = _parse(line)
+            if record is not None and "user" in record:
+                self._records[record["user"]] = record
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, case: EvalCase) -> ArmOutput | None:
+        """The cached output for the case's user, or None (absent, or made for other candidates)."""
+        record = self._records.get(case.user_id)
+        if record is None or tuple(record["candidates"]) != case.candidates:
+            return None
+        return ArmOutput(
+            scores=tuple(float(s) for s in record["scores"]),
+            prompt_tokens=int(record["prompt_tokens"]),
+            forward_passes=int(record["forward_passes"]),
+            parse_failures=int(record["parse_failures"]),
+            latency_s=float(record["latency_s"]),
+        )
+
+    def put(self, case: EvalCase, output: ArmOutput) -> None:
+        """Append the case's output (flushed and fsynced, so a crash loses at most this line)."""
+        record = {"user": case.user_id, "candidates": list(case.candidates), **asdict(output)}
+        record["scores"] = list(output.scores)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        with self.path.open("a", encoding="utf-8") as handle:
+            if new:
+                handle.write(json.dumps({"fingerprint": self.fingerprint, "version": CACHE_VERSION}) + "\n")
+            elif self._needs_newline:
+                handle.write("\n")
+                self._needs_newline = False
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._records[case.user_id] = record
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,394 @@
+"""Experiment configs: typed dataclasses that validate themselves; YAML is only the file format.
+
+An experiment is a dataset + split, one protocol, slices, a user sample and one or more *arms*. Baseline arms
+(``random``, ``popularity``, ``cooc``, ``dense``, ``candidate_order``) score candidates without an LLM; ``llm``
+arms rerank them with :class:`llmrec.ranking.Reranker`.
+
+Example YAML::
+
+    name: ml100k-quick
+    dataset: ml-100k
+    protocol: {kind: sampled, negatives: 19}
+    users: 20
+    baseline: popularity
+    arms:
+      - {name: popularity, kind: popularity}
+      - {name: smollm2-listwise-kg, kind: llm, model: smollm2, template: listwise_kg, mode: listwise}
+
+Unknown keys anywhere raise :class:`~llmrec.errors.ConfigError` naming the key and where it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmrec.errors import ConfigError
+
+BASELINE_KINDS = ("random", "popularity", "cooc", "dense", "candidate_order")
+ARM_KINDS = (*BASELINE_KINDS, "llm")
+PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise")
+MODES = ("listwise", "pointwise", "generative")
+SPLIT_KINDS = ("leave_one_out",)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def _check_name(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigError(f"{where} must be a name of letters, digits, '_', '-', '.', '+' (got {value!r})")
+    return value
+
+
+def _check_int(value: object, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} must be an integer >= {minimum} (got {value!r})")
+    return value
+
+
+def _from_mapping(cls: type, data: object, where: str) -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys with a message naming them and `where`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown field(s) {', '.join(repr(str(u)) for u in unknown)} in {where} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How targets and histories are made. Only per-user leave-one-out for now.
+
+    Args:
+        kind: ``leave_one_out``: each user's last positive interaction is the test target, the one before it is
+            the validation target; retrievers are fit on the train part only.
+        positive_min_rating: targets must have at least this rating (None: any interaction can be a target).
+        min_history: users need at least this many train interactions to be evaluated.
+        target: ``test`` or ``valid``: which held-out interaction to evaluate.
+    """
+
+    kind: str = "leave_one_out"
+    positive_min_rating: float | None = 4.0
+    min_history: int = 1
+    target: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.kind not in SPLIT_KINDS:
+            raise ConfigError(f"split.kind must be one of {SPLIT_KINDS}, got {self.kind!r}")
+        if self.positive_min_rating is not None and not isinstance(self.positive_min_rating, (int, float)):
+            raise ConfigError(
+                f"split.positive_min_rating must be a number or null, got {self.positive_min_rating!r}"
+            )
+        _check_int(self.min_history, "split.min_history", 0)
+        if self.target not in ("test", "valid"):
+            raise ConfigError(f"split.target must be 'test' or 'valid', got {self.target!r}")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Which candidates each arm ranks.
+
+    Args:
+        kind: ``sampled`` (target + `negatives` unseen items, LLMRank), ``retrieved`` (the `retriever`'s top
+            `k`, LlamaRec; target may be absent) or ``pointwise`` (target + `negatives` unseen items scored one by
+            one; AUC, TALLRec).
+        negatives: sampled negatives per user (sampled, pointwise).
+        retriever: retriever name for the retrieved protocol (``dense``, ``popularity``, ``cooc``).
+        k: candidates retrieved (retrieved protocol).
+        retriever_options: keyword options passed to ``build_retriever``.
+    """
+
+    kind: str = "sampled"
+    negatives: int = 19
+    retriever: str = "dense"
+    k: int = 20
+    retriever_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in PROTOCOL_KINDS:
+            raise ConfigError(f"protocol.kind must be one of {PROTOCOL_KINDS}, got {self.kind!r}")
+        _check_int(self.negatives, "protocol.negatives", 1)
+        _check_int(self.k, "protocol.k", 1)
+        if not isinstance(self.retriever, str):
+            raise ConfigError(f"protocol.retriever must be a retriever name, got {self.retriever!r}")
+        if not isinstance(self.retriever_options, Mapping):
+            raise ConfigError("protocol.retriever_options must be a mapping")
+
+
+@dataclass(frozen=True)
+class SliceConfig:
+    """Thresholds of the reported slices.
+
+    Args:
+        cold_item_max_train: a target with at most this many train interactions is a cold item.
+        short_history_max: a user whose history (the items before the target) has at most this many items has
+            a short history.
+    """
+
+    cold_item_max_train: int = 20
+    short_history_max: int = 30
+
+    def __post_init__(self) -> None:
+        _check_int(self.cold_item_max_train, "slices.cold_item_max_train", 0)
+        _check_int(self.short_history_max, "slices.short_history_max", 0)
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """One system under test.
+
+    Args:
+        name: row name in the report.
+        kind: ``random``, ``popularity``, ``cooc``, ``dense`` (retriever scores), ``candidate_order`` (the
+            protocol's candidate order: the retriever's order under the retrieved protocol) or ``llm``.
+        retriever_options: keyword options of ``build_retriever`` (baseline retriever kinds only).
+        model: LLM arms: asset name, folder or hub id of the decoder.
+        adapter: LLM arms: LoRA adapter folder, or null for zero-shot.
+        template: LLM arms: prompt template name.
+        mode: LLM arms: ``listwise``, ``pointwise`` or ``generative``.
+        knowledge: LLM arms: show knowledge-graph facts in the prompt.
+        bootstrap: LLM arms: passes over shuffled candidate orders (position-bias bootstrapping).
+        quantization: LLM arms: ``none``, ``4bit`` or ``8bit``.
+        options: LLM arms: further ``RerankerConfig`` fields, passed through.
+        users: evaluate this arm on only the first `users` users of the experiment's seeded user order (costly
+            arms on a sample, cheap ones on everyone); comparisons with the baseline pair the shared users.
+    """
+
+    name: str
+    kind: str
+    retriever_options: Mapping[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    adapter: str | None = None
+    template: str | None = None
+    mode: str | None = None
+    knowledge: bool | None = None
+    bootstrap: int | None = None
+    quantization: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    users: int | None = None
+
+    _LLM_FIELDS = ("model", "adapter", "template", "mode", "knowledge", "bootstrap", "quantization")
+
+    def __post_init__(self) -> None:
+        where = f"arm {self.name!r}"
+        _check_name(self.name, "arm.name")
+        if self.kind not in ARM_KINDS:
+            raise ConfigError(f"{where}: kind must be one of {ARM_KINDS}, got {self.kind!r}")
+        if self.users is not None:
+            _check_int(self.users, f"{where}: users", 1)
+        if self.kind == "llm":
+            set_defaults = {
+                "model": "smollm2",
+                "mode": "listwise",
+                "knowledge": False,
+                "bootstrap": 1,
+                "quantization": "none",
+            }
+            for key, value in set_defaults.items():
+                if getattr(self, key) is None:
+                    object.__setattr__(self, key, value)
+            if self.template is None:
+                object.__setattr__(self, "template", f"{self.mode}_kg" if self.knowledge else self.mode)
+            if self.mode not in MODES:
+                raise ConfigError(f"{where}: mode must be one of {MODES}, got {self.mode!r}")
+            if not isinstance(self.knowledge, bool):
+                raise ConfigError(f"{where}: knowledge must be true or false, got {self.knowledge!r}")
+            _check_int(self.bootstrap, f"{where}: bootstrap", 1)
+            if self.quantization not in ("none", "4bit", "8bit"):
+                raise ConfigError(
+                    f"{where}: quantization must be none, 4bit or 8bit, got {self.quantization!r}"
+                )
+            if not isinstance(self.options, Mapping):
+                raise ConfigError(f"{where}: options must be a mapping")
+            if self.retriever_options:
+                raise ConfigError(
+                    f"{where}: field 'retriever_options' applies to baseline arms, not to llm arms"
+                )
+        else:
+            extra = [k for k in self._LLM_FIELDS if getattr(self, k) is not None]
+            if self.options:
+                extra.append("options")
+            if extra:
+                raise ConfigError(
+                    f"{where}: field(s) {', '.join(repr(e) for e in extra)} apply to llm arms, "
+                    f"not to a {self.kind!r} arm"
+                )
+
+    @property
+    def is_llm(self) -> bool:
+        return self.kind == "llm"
+
+    def resolved(self) -> dict[str, Any]:
+        """The full config as plain data (what metrics.json records and the cache fingerprints)."""
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "users": self.users}
+        if self.is_llm:
+            for key in self._LLM_FIELDS:
+                out[key] = getattr(self, key)
+            out["options"] = dict(self.options)
+        else:
+            out["retriever_options"] = dict(self.retriever_options)
+        return out
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment. See the module docstring for the YAML shape.
+
+    Args:
+        name: experiment name; the report goes to ``<results_dir>/<name>/``.
+        dataset: dataset name (``ml-100k``) or folder of atomic files.
+        arms: the systems compared, at least one.
+        split, protocol, slices: see their classes.
+        users: evaluate a seeded random sample of this many users (null: all users with a target).
+        seed: seeds user sampling, negative sampling, shuffling and the random arm.
+        baseline: name of the arm every other arm is compared against (default: the first arm).
+        bootstrap_samples: paired bootstrap resamples for confidence intervals.
+        confidence: level of the confidence intervals.
+        results_dir: folder that holds report folders (relative paths are relative to the config file's folder's
+            ``results`` subfolder unless absolute).
+        cache_dir: per-(arm, user) result cache (default ``$LLMREC_HOME/eval-cache/<name>``).
+        description: free text shown at the top of the report.
+    """
+
+    name: str
+    dataset: str
+    arms: tuple[ArmConfig, ...]
+    split: SplitConfig = field(default_factory=SplitConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    slices: SliceConfig = field(default_factory=SliceConfig)
+    users: int | None = None
+    seed: int = 0
+    baseline: str | None = None
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    results_dir: str | None = None
+    cache_dir: str | None = None
+    description: str = ""
+    source: str | None = None  # the YAML file it came from (set by load_config)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "experiment name")
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"dataset must be a dataset name or folder, got {self.dataset!r}")
+        if not self.arms:
+            raise ConfigError(f"experiment {self.name!r} has no arms")
+        names = [a.name for a in self.arms]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"duplicate arm name(s): {', '.join(dupes)}")
+        if self.users is not None:
+            _check_int(self.users, "users", 1)
+        _check_int(self.seed, "seed", 0)
+        _check_int(self.bootstrap_samples, "bootstrap_samples", 1)
+        if not isinstance(self.confidence, float) or not 0.5 <= self.confidence < 1.0:
+            raise ConfigError(f"confidence must be a number in [0.5, 1), got {self.confidence!r}")
+        if self.baseline is None:
+            object.__setattr__(self, "baseline", names[0])
+        elif self.baseline not in names:
+            raise ConfigError(f"baseline {self.baseline!r} is not an arm (arms: {', '.join(names)})")
+        if self.protocol.kind == "pointwise" and any(a.is_llm and a.mode == "generative" for a in self.arms):
+            raise ConfigError("the pointwise protocol needs scores for each item; generative arms give none")
+
+    @classmethod
+    def from_dict(cls, data: object, *, source: str | None = None) -> ExperimentConfig:
+        """Build from parsed YAML/JSON, validating every field."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"an experiment config must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)} - {"source"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown field(s) {', '.join(repr(str(u)) for u in unknown)} in the experiment config "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        for key in ("name", "dataset", "arms"):
+            if key not in data:
+                raise ConfigError(f"the experiment config needs a {key!r} field")
+        raw_arms = data.pop("arms")
+        if not isinstance(raw_arms, list):
+            raise ConfigError("arms must be a list of arm mappings")
+        arms = []
+        for n, raw in enumerate(raw_arms):
+            if not isinstance(raw, Mapping) or "name" not in raw or "kind" not in raw:
+                raise ConfigError(f"arm #{n + 1} must be a mapping with at least 'name' and 'kind'")
+            arms.append(_from_mapping(ArmConfig, raw, f"arm {raw['name']!r}"))
+        data["split"] = _from_mapping(SplitConfig, data.get("split"), "split")
+        data["protocol"] = _from_mapping(ProtocolConfig, data.get("protocol"), "protocol")
+        data["slices"] = _from_mapping(SliceConfig, data.get("slices"), "slices")
+        if isinstance(data.get("confidence"), int) and not isinstance(data.get("confidence"), bool):
+            data["confidence"] = float(data["confidence"])
+        return cls(arms=tuple(arms), source=source, **data)
+
+    def with_users(self, users: int | None) -> ExperimentConfig:
+        """A copy that evaluates a seeded sample of `users` users (None keeps the config's choice)."""
+        return self if users is None else dataclasses.replace(self, users=users)
+
+    def arm(self, name: str) -> ArmConfig:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise ConfigError(f"no arm named {name!r}")
+
+    def results_path(self) -> Path:
+        """``<results_dir>/<name>``: where the report is written."""
+        if self.results_dir is not None:
+            base = Path(self.results_dir).expanduser()
+            if not base.is_absolute() and self.source is not None:
+                base = Path(self.source).parent / base
+        elif self.source is not None:
+            base = Path(self.source).parent / "results"
+        else:
+            base = Path("eval") / "results"
+        return base / self.name
+
+    def cache_path(self) -> Path:
+        from llmrec.assets import llmrec_home
+
+        if self.cache_dir is not None:
+            return Path(self.cache_dir).expanduser()
+        return llmrec_home() / "eval-cache" / self.name
+
+    def case_fingerprint(self) -> dict[str, Any]:
+        """Everything that decides which (history, candidates, target) each user gets."""
+        return {
+            "dataset": self.dataset,
+            "split": dataclasses.asdict(self.split),
+            "protocol": {
+                **dataclasses.asdict(self.protocol),
+                "retriever_options": dict(self.protocol.retriever_options),
+            },
+            "seed": self.seed,
+        }
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read an experiment YAML file. Raises ConfigError for a missing file, bad YAML or a bad field."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"experiment config {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return ExperimentConfig.from_dict(data, source=str(p))
+
+
+def fingerprint(data: object) -> str:
+    """Stable short hash of JSON-able data (sorted keys)."""
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

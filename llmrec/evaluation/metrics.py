@@ -1,0 +1,116 @@
+"""Ranking metrics over one held-out target per user, and AUC.
+
+Every metric here works from the target's 1-based rank among the candidates an arm scored (``None`` when the
+target was not among the candidates: a miss that scores 0 on every ranking metric). Ties are broken by candidate
+position (the candidates are shuffled with a seed, so this is a seeded random tie-break, never in the target's
+favour by construction).
+
+Example:
+    >>> target_rank([0.1, 0.9, 0.5], 2)
+    2
+    >>> round(ndcg_at(2, 5), 4)
+    0.6309
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from llmrec.errors import ConfigError
+
+#: Cut-offs of the default metric set.
+NDCG_KS = (1, 5, 10)
+HIT_KS = (5, 10)
+
+
+def target_rank(scores: Sequence[float], target_index: int | None) -> int | None:
+    """1-based rank of the candidate at `target_index` when candidates are sorted by score, best first.
+
+    A candidate with an equal score that comes earlier in the list ranks before the target; NaN scores rank last.
+    Returns None when `target_index` is None (the target was not a candidate).
+    """
+    if target_index is None:
+        return None
+    if not 0 <= target_index < len(scores):
+        raise ConfigError(f"target_index {target_index} out of range for {len(scores)} candidates")
+    t = _clean(scores[target_index])
+    rank = 1
+    for n, s in enumerate(scores):
+        if n == target_index:
+            continue
+        s = _clean(s)
+        if s > t or (s == t and n < target_index):
+            rank += 1
+    return rank
+
+
+def _clean(score: float) -> float:
+    return -math.inf if score is None or math.isnan(score) else float(score)
+
+
+def ndcg_at(rank: int | None, k: int) -> float:
+    """NDCG@k for a single relevant item: ``1 / log2(rank + 1)`` if it ranks within the top k, else 0."""
+    if rank is None or rank > k:
+        return 0.0
+    return 1.0 / math.log2(rank + 1)
+
+
+def hit_at(rank: int | None, k: int) -> float:
+    """HR@k, which equals Recall@k with one relevant item: 1 if the target ranks within the top k."""
+    return 1.0 if rank is not None and rank <= k else 0.0
+
+
+def reciprocal_rank(rank: int | None) -> float:
+    """1 / rank (0 for a miss). Averaged over users this is MRR."""
+    return 0.0 if rank is None else 1.0 / rank
+
+
+def ranking_auc(rank: int | None, n_candidates: int) -> float:
+    """Share of the other candidates the target beats: ``(n - rank) / (n - 1)``; 0 for a miss, 0.5 for n = 1."""
+    if rank is None:
+        return 0.0
+    if n_candidates <= 1:
+        return 0.5
+    return (n_candidates - rank) / (n_candidates - 1)
+
+
+def user_metrics(rank: int | None, n_candidates: int) -> dict[str, float]:
+    """The per-user ranking metrics of the default set, keyed ``ndcg@1``, ``hr@5``, ``mrr``, ``auc`` ..."""
+    out = {f"ndcg@{k}": ndcg_at(rank, k) for k in NDCG_KS}
+    out.update({f"hr@{k}": hit_at(rank, k) for k in HIT_KS})
+    out.update({f"recall@{k}": hit_at(rank, k) for k in HIT_KS})
+    out["mrr"] = reciprocal_rank(rank)
+    out["auc"] = ranking_auc(rank, n_candidates)
+    return out
+
+
+def pairwise_auc(positive_scores: Sequence[float], negative_scores: Sequence[float]) -> float:
+    """ROC AUC of positives against negatives (Mann-Whitney U; a tie counts one half).
+
+    Raises:
+        ConfigError: one of the two groups is empty (AUC is undefined).
+    """
+    if not positive_scores or not negative_scores:
+        raise ConfigError("AUC needs at least one positive and one negative score")
+    pos = sorted(_clean(s) for s in positive_scores)
+    neg = sorted(_clean(s) for s in negative_scores)
+    # Count negatives below / equal to each positive with two pointers over the sorted lists: O(n log n).
+    wins = 0.0
+    lo = hi = 0
+    for p in pos:
+        while lo < len(neg) and neg[lo] < p:
+            lo += 1
+        hi = max(hi, lo)
+        while hi < len(neg) and neg[hi] <= p:
+            hi += 1
+        wins += lo + 0.5 * (hi - lo)
+    return wins / (len(pos) * len(neg))
+
+
+def mean_metrics(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Average each metric over rows (users). Keys are those of the first row; an empty input gives ``{}``."""
+    if not rows:
+        return {}
+    keys = list(rows[0])
+    return {k: sum(r[k] for r in rows) / len(rows) for k in keys}

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmrec.errors import ConfigError
+from llmrec.evaluation.arms import check_arm
+from llmrec.evaluation.config import ExperimentConfig, load_config
+
+
+def base(**over):
+    data = {
+        "name": "t",
+        "dataset": "ml-100k",
+        "arms": [{"name": "pop", "kind": "popularity"}, {"name": "rnd", "kind": "random"}],
+    }
+    data.update(over)
+    return data
+
+
+def test_defaults_and_baseline():
+    cfg = ExperimentConfig.from_dict(base())
+    assert cfg.baseline == "pop"
+    assert cfg.protocol.kind == "sampled" and cfg.protocol.negatives == 19
+    llm = ExperimentConfig.from_dict(base(arms=[{"name": "l", "kind": "llm", "knowledge": True}])).arms[0]
+    assert (llm.model, llm.mode, llm.template, llm.bootstrap) == ("smollm2", "listwise", "listwise_kg", 1)
+
+
+def test_unknown_arm_field_is_named():
+    with pytest.raises(ConfigError, match="'temprature'.*arm 'pop'"):
+        ExperimentConfig.from_dict(base(arms=[{"name": "pop", "kind": "popularity", "temprature": 1}]))
+
+
+def test_llm_field_on_baseline_arm_is_refused():
+    with pytest.raises(ConfigError, match="'template'.*llm arms"):
+        ExperimentConfig.from_dict(base(arms=[{"name": "pop", "kind": "popularity", "template": "listwise"}]))
+
+
+@pytest.mark.parametrize(
+    ("over", "pattern"),
+    [
+        ({"protocl": {}}, "'protocl'"),
+        ({"protocol": {"kind": "sampled", "negativs": 3}}, "'negativs' in protocol"),
+        ({"protocol": {"kind": "leave_none"}}, "protocol.kind"),
+        ({"baseline": "nope"}, "baseline 'nope'"),
+        ({"arms": []}, "no arms"),
+        ({"arms": [{"name": "a", "kind": "random"}, {"name": "a", "kind": "random"}]}, "duplicate arm"),
+        ({"arms": [{"name": "a", "kind": "magic"}]}, "kind must be one of"),
+        ({"users": 0}, "users must be"),
+        ({"arms": [{"name": "l", "kind": "llm", "mode": "chat"}]}, "mode must be"),
+    ],
+)
+def test_bad_fields(over, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        ExperimentConfig.from_dict(base(**over))
+
+
+def test_load_config_errors(tmp_path: Path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("name: g\ndataset: ml-100k\narms:\n  - {name: pop, kind: popularity}\n")
+    cfg = load_config(good)
+    assert cfg.results_path() == tmp_path / "results" / "g"
+
+
+def _adapter(folder: Path, base_model: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base_model}))
+    return folder
+
+
+def test_adapter_must_match_the_arm_model(tmp_path: Path):
+    adapter = _adapter(tmp_path / "ad", "HuggingFaceTB/SmolLM2-360M-Instruct")
+    cfg = ExperimentConfig.from_dict(
+        base(arms=[{"name": "l", "kind": "llm", "model": "smollm2", "adapter": str(adapter)}])
+    )
+    with pytest.raises(
+        ConfigError, match="trained on base model 'HuggingFaceTB/SmolLM2-360M-Instruct'.*'smollm2'"
+    ):
+        check_arm(cfg.arms[0])
+    same = _adapter(tmp_path / "ad2", "my-org/my-model")
+    cfg = ExperimentConfig.from_dict(
+        base(arms=[{"name": "l", "kind": "llm", "model": "my-org/my-model", "adapter": str(same)}])
+    )
+    check_arm(cfg.arms[0])  # matches: no error
+    missing = ExperimentConfig.from_dict(
+        base(arms=[{"name": "l", "kind": "llm", "adapter": str(tmp_path / "x")}])
+    )
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_arm(missing.arms[0])

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from llmrec.errors import ConfigError
+from llmrec.evaluation.metrics import (
+    hit_at,
+    mean_metrics,
+    ndcg_at,
+    pairwise_auc,
+    ranking_auc,
+    reciprocal_rank,
+    target_rank,
+    user_metrics,
+)
+
+
+def test_target_rank_counts_better_scores_and_breaks_ties_by_position():
+    assert target_rank([0.1, 0.9, 0.5], 2) == 2
+    assert target_rank([0.1, 0.9, 0.5], 1) == 1
+    assert target_rank([0.1, 0.9, 0.5], 0) == 3
+    # Equal scores: an earlier candidate ranks before the target, a later one after it.
+    assert target_rank([0.5, 0.5, 0.5], 0) == 1
+    assert target_rank([0.5, 0.5, 0.5], 2) == 3
+    # NaN ranks last, never first.
+    assert target_rank([float("nan"), 0.1], 0) == 2
+    assert target_rank([0.3, 0.2], None) is None
+    with pytest.raises(ConfigError, match="out of range"):
+        target_rank([0.3], 4)
+
+
+def test_hand_computed_ranking_metrics():
+    # Rank 3 among 20: NDCG@5 = 1/log2(4) = 0.5, NDCG@1 = 0, HR@5 = 1, MRR = 1/3, AUC = 17/19.
+    m = user_metrics(3, 20)
+    assert m["ndcg@1"] == 0.0
+    assert m["ndcg@5"] == pytest.approx(0.5)
+    assert m["ndcg@10"] == pytest.approx(0.5)
+    assert m["hr@5"] == 1.0 and m["recall@10"] == 1.0
+    assert m["mrr"] == pytest.approx(1 / 3)
+    assert m["auc"] == pytest.approx(17 / 19)
+    # Rank 7: outside the top 5, inside the top 10: 1/log2(8) = 1/3.
+    assert ndcg_at(7, 5) == 0.0 and ndcg_at(7, 10) == pytest.approx(1 / 3)
+    assert hit_at(7, 5) == 0.0 and hit_at(7, 10) == 1.0
+    assert ndcg_at(1, 1) == 1.0
+    # A miss scores zero everywhere.
+    assert all(v == 0.0 for v in user_metrics(None, 20).values())
+    assert reciprocal_rank(None) == 0.0
+    assert ranking_auc(1, 1) == 0.5 and ranking_auc(20, 20) == 0.0
+
+
+def test_mean_metrics_averages_per_user_rows():
+    rows = [user_metrics(1, 10), user_metrics(2, 10)]
+    mean = mean_metrics(rows)
+    assert mean["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
+    assert mean["mrr"] == pytest.approx(0.75)
+    assert mean_metrics([]) == {}
+
+
+def test_pairwise_auc_hand_cases():
+    assert pairwise_auc([3.0], [1.0, 2.0]) == 1.0
+    assert pairwise_auc([0.0], [1.0, 2.0]) == 0.0
+    # Positives 0.8, 0.4 against negatives 0.6, 0.4, 0.1: wins 3 + (1 + 0.5 tie) = 4.5 of 6.
+    assert pairwise_auc([0.8, 0.4], [0.6, 0.4, 0.1]) == pytest.approx(4.5 / 6)
+    assert pairwise_auc([1.0, 1.0], [1.0]) == pytest.approx(0.5)
+    with pytest.raises(ConfigError):
+        pairwise_auc([], [1.0])
+
+
+def test_pairwise_auc_matches_brute_force():
+    import random
+
+    rng = random.Random(3)
+    pos = [rng.choice([0.1, 0.2, 0.3, rng.random()]) for _ in range(40)]
+    neg = [rng.choice([0.1, 0.2, 0.3, rng.random()]) for _ in range(55)]
+    brute = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+    assert pairwise_auc(pos, neg) == pytest.approx(brute)

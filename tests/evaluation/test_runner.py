@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmrec.cli import main
+from llmrec.evaluation import load_config, run_experiment, write_report
+from llmrec.evaluation.metrics import ndcg_at
+
+CONFIG = """
+name: tiny-exp
+dataset: {dataset}
+protocol: {{kind: sampled, negatives: 9}}
+slices: {{cold_item_max_train: 3, short_history_max: 10}}
+seed: 0
+baseline: popularity
+bootstrap_samples: 200
+cache_dir: {cache}
+results_dir: {results}
+arms:
+  - {{name: random, kind: random}}
+  - {{name: popularity, kind: popularity}}
+  - {{name: cooc, kind: cooc}}
+  - {{name: order, kind: candidate_order, users: 5}}
+"""
+
+
+@pytest.fixture()
+def config_path(tmp_path: Path, tiny_dir: Path) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(CONFIG.format(dataset=tiny_dir, cache=tmp_path / "cache", results=tmp_path / "results"))
+    return path
+
+
+def test_run_is_deterministic_cached_and_resumable(config_path: Path, tmp_path: Path):
+    config = load_config(config_path)
+    first = run_experiment(config, progress=False)
+    n_users = first.users_sampled
+    assert n_users > 5
+    assert first.arms["random"].computed == n_users and first.arms["random"].reused == 0
+    assert len(first.arms["order"].users) == 5  # arm-level user cap: the first 5 of the seeded order
+    again = run_experiment(config, progress=False)
+    assert again.arms["cooc"].computed == 0 and again.arms["cooc"].reused == n_users
+    assert [u.scores for u in again.arms["random"].users] == [u.scores for u in first.arms["random"].users]
+
+    # Interrupt: drop the last records and cut the last line in half; the run redoes only those users.
+    cache = tmp_path / "cache" / "cooc.jsonl"
+    lines = cache.read_text().splitlines()
+    cache.write_text("\n".join(lines[:-3]) + "\n" + lines[-3][: len(lines[-3]) // 2])
+    resumed = run_experiment(config, progress=False)
+    assert resumed.arms["cooc"].computed == 3 and resumed.arms["cooc"].reused == n_users - 3
+    assert [u.rank for u in resumed.arms["cooc"].users] == [u.rank for u in first.arms["cooc"].users]
+    after = run_experiment(config, progress=False)  # the repaired file loads cleanly
+    assert after.arms["cooc"].computed == 0
+
+
+def test_changed_config_version_is_not_reused(config_path: Path, tmp_path: Path):
+    config = load_config(config_path)
+    run_experiment(config, progress=False)
+    changed = config_path.read_text().replace("negatives: 9", "negatives: 7")
+    config_path.write_text(changed)
+    result = run_experiment(load_config(config_path), progress=False)
+    assert result.arms["popularity"].reused == 0
+    assert (tmp_path / "cache" / "popularity.jsonl.stale").exists()
+    assert all(u.n_candidates == 8 for u in result.arms["popularity"].users)
+
+
+def test_users_sample_is_a_prefix(config_path: Path):
+    config = load_config(config_path)
+    full = run_experiment(config, progress=False)
+    small = run_experiment(config, users=4, progress=False)
+    assert [u.user_id for u in small.arms["cooc"].users] == [u.user_id for u in full.arms["cooc"].users][:4]
+    assert small.arms["cooc"].computed == 0
+
+
+def test_report_files_and_numbers(config_path: Path, tmp_path: Path):
+    config = load_config(config_path)
+    result = run_experiment(config, progress=False)
+    summary = write_report(result)
+    folder = tmp_path / "results" / "tiny-exp"
+    for name in ("metrics.json", "report.md", "metrics.png", "ndcg_at_k.png", "slices.png"):
+        assert (folder / name).stat().st_size > 0
+    saved = json.loads((folder / "metrics.json").read_text())
+    users = result.arms["cooc"].users
+    expected = sum(ndcg_at(u.rank, 10) for u in users) / len(users)
+    assert saved["arms"]["cooc"]["metrics"]["ndcg@10"] == pytest.approx(expected)
+    assert saved["arms"]["cooc"]["config"]["protocol"] == "sampled"
+    assert saved["arms"]["cooc"]["config"]["adapter"] is None
+    assert "vs_baseline" in saved["arms"]["cooc"] and "vs_baseline" not in saved["arms"]["popularity"]
+    assert saved["arms"]["order"]["vs_baseline"]["ndcg@10"]["users"] == 5
+    assert saved["recommendation"]["pick"] in saved["arms"]
+    text = (folder / "report.md").read_text()
+    assert "| `cooc` |" in text and "Which arm to pick" in text
+    assert summary["arms"]["random"]["users"] == result.users_sampled
+
+
+def test_cli_json_and_bad_input(config_path: Path, tmp_path: Path, capsys):
+    assert main(["eval", str(config_path), "--users", "6", "--json", "--no-progress", "--no-plots"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["arms"]) == {"random", "popularity", "cooc", "order"}
+    assert 0.0 <= out["arms"]["cooc"]["ndcg@10"] <= 1.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        config_path.read_text().replace("{name: cooc, kind: cooc}", "{name: cooc, kind: cooc, k: 3}")
+    )
+    assert main(["eval", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "'k'" in err and "arm 'cooc'" in err and "Traceback" not in err
