@@ -1,0 +1,406 @@
+"""Typed configuration of an adapter training run.
+
+YAML (or JSON) is only a file format here: a config file is parsed into nested frozen dataclasses, and an unknown
+key, a wrong type or an out-of-range value raises `ConfigError` naming the dotted key (``lora.r``), so a typo never
+silently falls back to a default.
+
+Example:
+    >>> cfg = TrainConfig.from_dict({"mode": "listwise", "template": "listwise_kg", "lora": {"r": 8}})
+    >>> cfg.lora.r, cfg.optim.learning_rate
+    (8, 0.0002)
+    >>> cfg.with_overrides({"optim.max_steps": 3}).optim.max_steps
+    3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from llmrec.errors import ConfigError
+
+Mode = Literal["listwise", "pointwise"]
+NegativeSource = Literal["random", "popularity", "cooc", "dense"]
+SplitKind = Literal["leave_one_out", "time"]
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """Base model to adapt.
+
+    Attributes:
+        name_or_path: asset name ("smollm2"), a local transformers folder, or a hub id (where a hub is reachable).
+        quantization: "none" trains LoRA on full-precision weights; "4bit" is QLoRA (NF4 weights, k-bit prep).
+        dtype: compute dtype passed to the model loader ("auto", "float32", "bfloat16", "float16").
+        gradient_checkpointing: trade compute for memory (always on for QLoRA).
+    """
+
+    name_or_path: str = "smollm2"
+    quantization: Literal["none", "4bit", "8bit"] = "none"
+    dtype: str = "auto"
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Which interactions training examples come from.
+
+    Attributes:
+        dataset: dataset asset name ("ml-100k") or a folder of RecBole atomic files.
+        split: "leave_one_out" (per user: last positive = test, second last = validation) or "time".
+        min_rating: interactions rated at least this count as positive (None: every interaction is positive).
+        min_history: a training target needs at least this many earlier interactions.
+        max_users: train on at most this many users (sampled with the seed); None = all.
+        positions_per_user: at most this many target positions per user (sampled with the seed); None = all.
+        max_examples: cap on the number of (user, position) examples after sampling; None = no cap.
+        max_history: items of history passed to the prompt builder (most recent kept); the builder's token
+            budget may show fewer.
+    """
+
+    dataset: str = "ml-100k"
+    split: SplitKind = "leave_one_out"
+    min_rating: float | None = 4.0
+    min_history: int = 5
+    max_users: int | None = None
+    positions_per_user: int | None = 2
+    max_examples: int | None = None
+    max_history: int = 20
+
+
+@dataclass(frozen=True)
+class NegativesSection:
+    """Negatives shown next to each training target.
+
+    Attributes:
+        source: "random" (uniform over items the user never interacted with), "popularity" (popularity-weighted),
+            or a retriever name ("cooc", "dense") for hard negatives retrieved from the history.
+        n: negatives per target. Listwise: candidates = target + n (default 19). Pointwise: n "No" examples per
+            "Yes" example (default 1, i.e. balanced).
+    """
+
+    source: NegativeSource = "random"
+    n: int | None = None
+
+    def count(self, mode: str) -> int:
+        """`n`, or its default for `mode` (19 listwise, 1 pointwise)."""
+        if self.n is not None:
+            return self.n
+        return 19 if mode == "listwise" else 1
+
+
+@dataclass(frozen=True)
+class PromptSection:
+    """Prompt template and budgets; the same `PromptBuilder` the rankers use renders the training prompts.
+
+    Attributes:
+        template: template name ("listwise_kg", "listwise", "pointwise_kg", "pointwise") or a .jinja path.
+        knowledge: build a knowledge graph for KG facts; "auto" = when the template name ends in "_kg".
+        history_budget: token budget of the history block (None: the builder's default).
+        fact_budget: token budget of the KG facts (None: the builder's default).
+    """
+
+    template: str = "listwise_kg"
+    knowledge: Literal["auto", "on", "off"] = "auto"
+    history_budget: int | None = None
+    fact_budget: int | None = None
+
+
+@dataclass(frozen=True)
+class LoraSection:
+    """PEFT LoRA knobs."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    """Optimisation knobs.
+
+    Attributes:
+        loss: "vocab" = cross-entropy of the answer token over the whole vocabulary (LM loss on the label token
+            only); "choices" = cross-entropy restricted to the answer tokens (the candidate labels or Yes/No),
+            i.e. exactly the distribution the scorer ranks with.
+        max_steps: optimizer steps to stop after (None: `epochs` over the examples).
+    """
+
+    learning_rate: float = 2e-4
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    loss: Literal["vocab", "choices"] = "vocab"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ValidationSection:
+    """Periodic validation on held-out validation targets (never test targets).
+
+    Attributes:
+        users: validation users sampled (with the seed); 0 disables validation.
+        negatives: sampled negatives next to each validation target (fixed for the whole run).
+        every: validate every this many optimizer steps (and at the end); None = only at the end.
+        metric: "ndcg@K" or "auc"; the best checkpoint by this metric is the one written out.
+        at_start: also validate before the first step: LoRA starts as the identity, so this measures the
+            zero-shot base model on the very same sample and negatives (reported in the card).
+    """
+
+    users: int = 50
+    negatives: int = 19
+    every: int | None = 50
+    metric: str = "ndcg@10"
+    at_start: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run. See the section classes for each knob.
+
+    Attributes:
+        output: adapter folder to write (refused if it exists unless `overwrite`).
+        mode: "listwise" or "pointwise"; must match the template's mode.
+        checkpoint_dir: where resumable checkpoints go (None: ``<output>.ckpt`` beside the output).
+        save_every: write a resumable checkpoint every this many optimizer steps.
+        overwrite: replace an existing output folder.
+        resume: continue from a checkpoint of the same config if one exists.
+    """
+
+    output: str = "adapters/my-adapter"
+    name: str | None = None
+    mode: Mode = "listwise"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    negatives: NegativesSection = field(default_factory=NegativesSection)
+    prompt: PromptSection = field(default_factory=PromptSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    validation: ValidationSection = field(default_factory=ValidationSection)
+    checkpoint_dir: str | None = None
+    save_every: int = 50
+    overwrite: bool = False
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        _check_values(self)
+
+    # ---- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build a config from nested mappings; unknown keys and wrong types raise `ConfigError`."""
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML or JSON config file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: report as a config problem
+            raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> TrainConfig:
+        """A copy with dotted keys replaced, e.g. ``{"lora.r": 16, "optim.max_steps": 5}``."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            node: dict[str, Any] = data
+            parts = dotted.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"unknown config key {dotted!r}")
+                node = node[part]
+            if parts[-1] not in node:
+                raise ConfigError(f"unknown config key {dotted!r}")
+            node[parts[-1]] = value
+        return TrainConfig.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists for tuples), suitable for YAML/JSON and for `from_dict`."""
+        return _plain(dataclasses.asdict(self))
+
+    @property
+    def adapter_name(self) -> str:
+        return self.name or Path(self.output).name
+
+    @property
+    def checkpoint_path(self) -> Path:
+        if self.checkpoint_dir:
+            return Path(self.checkpoint_dir)
+        out = Path(self.output)
+        return out.with_name(f".{out.name}.ckpt")
+
+    @property
+    def use_knowledge(self) -> bool:
+        if self.prompt.knowledge == "auto":
+            return Path(self.prompt.template).stem.endswith("_kg")
+        return self.prompt.knowledge == "on"
+
+
+# ---- validation helpers ---------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is tuple:
+        return "list of " + _type_name(get_args(tp)[0])
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it (tuples from lists). Raise naming `key`."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in get_args(tp):
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (inner, _ellipsis) = get_args(tp)
+        return tuple(_coerce(inner, v, f"{key}[{n}]") for n, v in enumerate(value))
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {type(value).__name__} {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of keys, got {type(value).__name__} {value!r}")
+        return _build(tp, value, f"{key}.")
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")  # pragma: no cover - programming error
+
+
+def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        import difflib
+
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), names, n=1)
+        hint = f" (did you mean {prefix}{close[0]!r}?)" if close else f" (known: {', '.join(names)})"
+        raise ConfigError(f"unknown config key {prefix}{key!r}{hint}")
+    kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if prefix and not str(exc).startswith(prefix):
+            raise ConfigError(f"{prefix}{exc}") from None
+        raise
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    d, n, lo, o, v = cfg.data, cfg.negatives, cfg.lora, cfg.optim, cfg.validation
+    _require(bool(cfg.output), "output", "must name a folder")
+    _require(d.min_history >= 1, "data.min_history", f"must be >= 1, got {d.min_history}")
+    _require(d.max_history >= 1, "data.max_history", f"must be >= 1, got {d.max_history}")
+    for key, value in (("data.max_users", d.max_users), ("data.positions_per_user", d.positions_per_user),
+                       ("data.max_examples", d.max_examples)):
+        _require(value is None or value >= 1, key, f"must be >= 1 or null, got {value}")
+    _require(n.count(cfg.mode) >= 1, "negatives.n", f"must be >= 1, got {n.n}")
+    if cfg.mode == "listwise":
+        _require(n.count(cfg.mode) <= 25, "negatives.n", f"listwise shows target + n candidates labelled A..Z: n <= 25, got {n.n}")
+    _require(lo.r >= 1, "lora.r", f"must be >= 1, got {lo.r}")
+    _require(lo.alpha >= 1, "lora.alpha", f"must be >= 1, got {lo.alpha}")
+    _require(0.0 <= lo.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {lo.dropout}")
+    _require(len(lo.target_modules) >= 1, "lora.target_modules", "must name at least one module")
+    _require(o.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {o.learning_rate}")
+    _require(0.0 <= o.warmup_ratio < 1.0, "optim.warmup_ratio", f"must be in [0, 1), got {o.warmup_ratio}")
+    _require(o.epochs > 0, "optim.epochs", f"must be > 0, got {o.epochs}")
+    _require(o.max_steps is None or o.max_steps >= 1, "optim.max_steps", f"must be >= 1 or null, got {o.max_steps}")
+    _require(o.batch_size >= 1, "optim.batch_size", f"must be >= 1, got {o.batch_size}")
+    _require(o.grad_accum >= 1, "optim.grad_accum", f"must be >= 1, got {o.grad_accum}")
+    _require(o.max_grad_norm > 0, "optim.max_grad_norm", f"must be > 0, got {o.max_grad_norm}")
+    _require(v.users >= 0, "validation.users", f"must be >= 0, got {v.users}")
+    _require(v.negatives >= 1, "validation.negatives", f"must be >= 1, got {v.negatives}")
+    if cfg.mode == "listwise":
+        _require(v.negatives <= 25, "validation.negatives", f"listwise: must be <= 25, got {v.negatives}")
+    _require(v.every is None or v.every >= 1, "validation.every", f"must be >= 1 or null, got {v.every}")
+    metric_name(v.metric)
+    _require(cfg.save_every >= 1, "save_every", f"must be >= 1, got {cfg.save_every}")
+
+
+def metric_name(metric: str) -> tuple[str, int | None]:
+    """Parse a validation metric name: ``"ndcg@10"`` -> ("ndcg", 10), ``"auc"`` -> ("auc", None)."""
+    text = metric.strip().lower()
+    if text == "auc":
+        return "auc", None
+    if text.startswith("ndcg@"):
+        try:
+            k = int(text[5:])
+        except ValueError:
+            k = 0
+        if k >= 1:
+            return "ndcg", k
+    raise ConfigError(f"validation.metric: expected 'ndcg@K' (K >= 1) or 'auc', got {metric!r}")

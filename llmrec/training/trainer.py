@@ -1,0 +1,548 @@
+"""`train(cfg)`: PEFT LoRA / QLoRA fine-tuning of a decoder LLM for listwise or pointwise reranking.
+
+One run: load the split, render training prompts with the rankers' `PromptBuilder`, wrap the base model (loaded by
+`llmrec.models.load_model`'s loader) in LoRA, train with the answer-token loss, validate periodically with the
+ranking scorers on held-out validation targets, keep the best adapter, and write it with its card atomically.
+
+Resumable: every `save_every` optimizer steps a checkpoint (adapter, optimizer, scheduler, RNG, step) is written
+atomically under ``cfg.checkpoint_path``; rerunning the same config continues from it. The micro-batch order is a
+pure function of the config, so a resumed run trains on exactly the batches an uninterrupted run would.
+
+Multi-GPU: launched with ``accelerate launch -m llmrec train ...`` each process loads the model on its own GPU,
+and accelerate wraps it in DistributedDataParallel; every optimizer step then consumes ``grad_accum`` micro-batches
+per process.
+
+Example:
+    >>> from llmrec.training import TrainConfig, train
+    >>> result = train(TrainConfig.from_file("eval/train_smollm2_listwise_kg.yaml"))  # doctest: +SKIP
+    >>> result.output
+    PosixPath('adapters/smollm2-ml100k-listwise-kg')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm.auto import tqdm
+
+from llmrec import __version__
+from llmrec.data.dataset import Dataset, PositivePolicy
+from llmrec.data.splits import Split, leave_one_out, time_split
+from llmrec.errors import ConfigError, LlmrecError
+from llmrec.io import atomic_write_dir
+from llmrec.training.card import CARD_FILE, CONFIG_FILE, README_FILE, render_readme
+from llmrec.training.config import TrainConfig
+from llmrec.training.examples import (
+    NegativeSampler,
+    TrainExample,
+    leaked_items,
+    render_examples,
+    sample_training_specs,
+    sample_validation_specs,
+)
+from llmrec.training.loop import answer_logits, answer_loss, collate, micro_batch_order
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+BEST_FILE = "best.json"
+
+#: Config keys that may change between an interrupted run and its resumption (they do not change what is trained).
+_RESUME_FREE = {"output", "name", "overwrite", "resume", "checkpoint_dir", "save_every"}
+
+
+class OutputExistsError(LlmrecError, FileExistsError):
+    """The adapter output folder exists and overwriting was not asked for."""
+
+
+class CheckpointMismatchError(LlmrecError):
+    """A checkpoint exists for this output but was made with another config."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    output: Path
+    steps: int
+    final_loss: float
+    losses: list[float]
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    card: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int = 0
+
+
+# ---- set-up helpers ---------------------------------------------------------------------------------------------
+
+
+def make_split(dataset: Dataset, cfg: TrainConfig) -> Split:
+    """The split the config names (the same functions the evaluation uses)."""
+    policy = PositivePolicy(cfg.data.min_rating)
+    if cfg.data.split == "leave_one_out":
+        return leave_one_out(dataset, min_history=cfg.data.min_history, policy=policy)
+    return time_split(dataset)
+
+
+def fingerprint(cfg: TrainConfig) -> str:
+    """Hash of everything in the config that changes what is trained (not output paths or save cadence)."""
+    data = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _model_config(cfg: TrainConfig, accelerator: Any) -> Any:
+    from llmrec.models import ModelConfig
+
+    device_map: Any = "auto"
+    if accelerator.num_processes > 1:
+        device_map = {"": str(accelerator.device)}  # one full replica per process (data parallel)
+    return ModelConfig(
+        name_or_path=cfg.model.name_or_path,
+        quantization=cfg.model.quantization,
+        dtype=cfg.model.dtype,
+        device_map=device_map,
+    )
+
+
+def load_trainable_base(cfg: TrainConfig, accelerator: Any) -> Any:
+    """A fresh (uncached) `LoadedModel` from the models layer's loader: training mutates it, so it must not be
+    the instance `load_model` shares with rankers in this process."""
+    from llmrec.models import load_model
+
+    mcfg = _model_config(cfg, accelerator)
+    if "cache" in inspect.signature(load_model).parameters:
+        return load_model(mcfg, cache=False)
+    from llmrec.models import loading  # same loading path, bypassing the shared cache
+
+    return loading._load(mcfg)
+
+
+def make_builder(cfg: TrainConfig, split: Split, tokenizer: Any) -> Any:
+    """The rankers' `PromptBuilder` for the configured template (and knowledge graph when the template uses it)."""
+    from llmrec.prompts import PromptBuilder, load_template
+
+    template = load_template(cfg.prompt.template)
+    if template.mode != cfg.mode:
+        raise ConfigError(
+            f"prompt.template: {template.name!r} is a {template.mode} template, but mode is {cfg.mode!r}"
+        )
+    knowledge = None
+    if cfg.use_knowledge:
+        from llmrec.knowledge import KnowledgeGraph
+
+        knowledge = KnowledgeGraph.from_dataset(split.train_dataset)
+    kwargs: dict[str, Any] = {"knowledge": knowledge}
+    if cfg.prompt.history_budget is not None:
+        kwargs["history_budget"] = cfg.prompt.history_budget
+    if cfg.prompt.fact_budget is not None:
+        kwargs["fact_budget"] = cfg.prompt.fact_budget
+    return PromptBuilder(split.train_dataset, tokenizer, template, **kwargs)
+
+
+def wrap_lora(model: Any, cfg: TrainConfig) -> Any:
+    """Wrap `model` in a trainable PEFT LoRA (QLoRA: after `prepare_model_for_kbit_training`)."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.model.quantization != "none":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    elif cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in cfg.lora.target_modules if m not in names]
+    if missing:
+        raise ConfigError(
+            f"lora.target_modules: model has no module named {', '.join(map(repr, missing))} "
+            f"(linear layers here include e.g. {', '.join(sorted(n for n in names if n.endswith('proj'))[:8])})"
+        )
+    torch.manual_seed(cfg.optim.seed)
+    lora = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+    return get_peft_model(model, lora)
+
+
+# ---- checkpoints ------------------------------------------------------------------------------------------------
+
+
+def _save_adapter(model: Any, folder: Path, base_name: str) -> None:
+    model.save_pretrained(str(folder), safe_serialization=True)
+    cfg_path = folder / "adapter_config.json"
+    data = json.loads(cfg_path.read_text())
+    data["base_model_name_or_path"] = base_name  # the asset name / path the user gave, not this machine's cache
+    cfg_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with contextlib.suppress(FileNotFoundError):
+        (folder / README_FILE).unlink()  # PEFT's placeholder card; ours is written with the final adapter
+
+
+def _load_adapter_weights(model: Any, folder: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder / "adapter_model.safetensors"))
+    set_peft_model_state_dict(model, state)
+
+
+def _write_checkpoint(ckpt: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any], base: str) -> None:
+    import torch
+
+    with atomic_write_dir(ckpt / "last", overwrite=True) as tmp:
+        _save_adapter(model, tmp, base)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / "rng.pt")
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _write_best(ckpt: Path, model: Any, info: dict[str, Any], base: str) -> None:
+    with atomic_write_dir(ckpt / "best", overwrite=True) as tmp:
+        _save_adapter(model, tmp, base)
+        (tmp / BEST_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _read_checkpoint(ckpt: Path, fp: str) -> dict[str, Any] | None:
+    state_file = ckpt / "last" / STATE_FILE
+    if not state_file.is_file():
+        return None
+    state = json.loads(state_file.read_text())
+    if state.get("fingerprint") != fp:
+        raise CheckpointMismatchError(
+            f"checkpoint {ckpt} was made by a run with another config (fingerprint {state.get('fingerprint')} vs "
+            f"{fp}); pass --no-resume to start over (it is then replaced) or restore the old config"
+        )
+    return state
+
+
+# ---- the run ----------------------------------------------------------------------------------------------------
+
+
+def _check_output(cfg: TrainConfig) -> Path:
+    out = Path(cfg.output)
+    if out.exists() and not cfg.overwrite:
+        raise OutputExistsError(f"output {out} already exists; pass --overwrite (overwrite: true) to replace it")
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"output {out} exists and is not a folder")
+    return out
+
+
+def train(cfg: TrainConfig, *, dataset: Dataset | None = None, progress: bool = True) -> TrainResult:
+    """Train a LoRA adapter as `cfg` says and write it to ``cfg.output`` (see the module docstring).
+
+    Args:
+        cfg: the run's config.
+        dataset: an already loaded dataset (default: ``load_dataset(cfg.data.dataset)``).
+        progress: show progress bars.
+
+    Raises:
+        OutputExistsError: ``cfg.output`` exists and ``cfg.overwrite`` is False.
+        CheckpointMismatchError: a checkpoint of another config sits where this run would resume.
+        NotEnoughDataError: no training example can be built.
+        ConfigError: template/mode mismatch, unknown LoRA target module, ...
+        LlmrecError: the adapter could not be written (e.g. disk full); no partial folder is left.
+    """
+    import torch
+    from accelerate import Accelerator
+    from transformers import get_scheduler
+
+    started = time.perf_counter()
+    out = _check_output(cfg)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    is_main = accelerator.is_main_process
+    random.seed(cfg.optim.seed)
+    torch.manual_seed(cfg.optim.seed)
+
+    if dataset is None:
+        from llmrec.data import load_dataset
+
+        dataset = load_dataset(cfg.data.dataset)
+    split = make_split(dataset, cfg)
+    policy = PositivePolicy(cfg.data.min_rating)
+
+    loaded = load_trainable_base(cfg, accelerator)
+    tokenizer = loaded.tokenizer
+    builder = make_builder(cfg, split, tokenizer)
+
+    n_neg = cfg.negatives.count(cfg.mode)
+    specs = sample_training_specs(
+        split,
+        mode=cfg.mode,
+        n_negatives=n_neg,
+        negatives=NegativeSampler(split, cfg.negatives.source),
+        policy=policy,
+        min_history=cfg.data.min_history,
+        max_history=cfg.data.max_history,
+        max_users=cfg.data.max_users,
+        positions_per_user=cfg.data.positions_per_user,
+        max_examples=cfg.data.max_examples,
+        seed=cfg.optim.seed,
+    )
+    leaks = leaked_items(split, specs)
+    if leaks:  # a bug guard: sampling is built never to do this
+        raise LlmrecError(f"training examples would show held-out items, e.g. user {leaks[0][0]} item {leaks[0][1]}")
+    examples = render_examples(specs, builder, loaded, mode=cfg.mode, progress=progress and is_main)
+    val_specs = sample_validation_specs(
+        split,
+        users=cfg.validation.users,
+        n_negatives=cfg.validation.negatives,
+        max_history=cfg.data.max_history,
+        seed=cfg.optim.seed,
+    )
+    if cfg.validation.users and not val_specs:
+        log.warning("no validation target in split %s: validation disabled", split.kind)
+    log.info(
+        "%d training examples (%d positions, mean %.0f prompt tokens), %d validation groups",
+        len(examples),
+        len({(s.user_id, s.target, s.history) for s in specs}),
+        sum(e.n_tokens for e in examples) / len(examples),
+        len(val_specs),
+    )
+
+    model = wrap_lora(loaded.model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay)
+
+    nproc = accelerator.num_processes
+    ga = cfg.optim.grad_accum
+    per_step = ga * nproc
+    bs = cfg.optim.batch_size
+    if cfg.optim.max_steps is not None:
+        per_epoch = math.ceil(len(examples) / bs)
+        epochs = float(math.ceil(cfg.optim.max_steps * per_step / per_epoch))
+        micro = micro_batch_order(len(examples), bs, epochs, cfg.optim.seed)
+        total = cfg.optim.max_steps
+    else:
+        micro = micro_batch_order(len(examples), bs, cfg.optim.epochs, cfg.optim.seed)
+        total = max(1, math.ceil(len(micro) / per_step))
+    warmup = int(round(cfg.optim.warmup_ratio * total))
+    scheduler = get_scheduler(
+        cfg.optim.scheduler, optimizer=optimizer, num_warmup_steps=warmup, num_training_steps=total
+    )
+
+    ckpt = cfg.checkpoint_path
+    fp = fingerprint(cfg)
+    state: dict[str, Any] = {"fingerprint": fp, "step": 0, "losses": [], "validation": [], "best": None}
+    if cfg.resume:
+        previous = _read_checkpoint(ckpt, fp)
+        if previous is not None:
+            _load_adapter_weights(model, ckpt / "last")
+            optimizer.load_state_dict(torch.load(ckpt / "last" / "optimizer.pt", weights_only=False))
+            scheduler.load_state_dict(torch.load(ckpt / "last" / "scheduler.pt", weights_only=False))
+            rng = torch.load(ckpt / "last" / "rng.pt", weights_only=False)
+            torch.set_rng_state(rng["torch"])
+            random.setstate(rng["python"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            state = previous
+            log.info("resuming from %s at step %d of %d", ckpt, state["step"], total)
+    elif ckpt.exists() and is_main:
+        shutil.rmtree(ckpt)
+    resumed_from = int(state["step"])
+
+    if nproc > 1:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    device = accelerator.device if nproc > 1 else loaded.device
+    base_name = cfg.model.name_or_path
+
+    from llmrec.training.validation import Validator
+
+    metric_key = cfg.validation.metric.lower()
+    validator = (
+        Validator(val_specs, builder, loaded, mode=cfg.mode, metric=metric_key, batch_size=cfg.optim.batch_size)
+        if val_specs
+        else None
+    )
+
+    def validate(step: int) -> None:
+        if validator is None:
+            return
+        if is_main:
+            row = {"step": step, **validator.evaluate(accelerator.unwrap_model(model))}
+            state["validation"].append(row)
+            log.info("validation at step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
+            best = state.get("best")
+            if step > 0 and (best is None or row[metric_key] > best[metric_key]):
+                state["best"] = row
+                _write_best(ckpt, accelerator.unwrap_model(model), row, base_name)
+        accelerator.wait_for_everyone()
+
+    if resumed_from == 0 and validator is not None and cfg.validation.at_start:
+        validate(0)  # LoRA starts as the identity (B = 0): this is the zero-shot base model
+
+    bar = tqdm(total=total, initial=resumed_from, desc="training", disable=not (progress and is_main), unit="step")
+    step = resumed_from
+    ema: float | None = None
+    try:
+        while step < total:
+            group = micro[step * per_step : (step + 1) * per_step]
+            if not group:  # max_steps beyond the generated order cannot happen; guard anyway
+                break
+            mine = group[accelerator.process_index :: nproc]
+            n_mine = sum(len(g) for g in mine)
+            model.train()
+            step_loss = 0.0
+            for j, idxs in enumerate(mine):
+                batch = collate([examples[i] for i in idxs], tokenizer, device)
+                sync = j == len(mine) - 1 or nproc == 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    loss = answer_loss(answer_logits(model, batch), batch, cfg.optim.loss) * (len(idxs) / n_mine)
+                    accelerator.backward(loss)
+                step_loss += float(loss.detach())
+            if not math.isfinite(step_loss):
+                raise LlmrecError(f"training loss is {step_loss} at step {step + 1}; lower optim.learning_rate")
+            accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if nproc > 1:
+                step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=device), reduction="mean"))
+            state["losses"].append(round(step_loss, 6))
+            state["step"] = step
+            ema = step_loss if ema is None else 0.9 * ema + 0.1 * step_loss
+            bar.update(1)
+            postfix = {"loss": f"{step_loss:.3f}", "avg": f"{ema:.3f}", "lr": f"{scheduler.get_last_lr()[0]:.1e}"}
+            if state["validation"]:
+                postfix[metric_key] = f"{state['validation'][-1][metric_key]:.3f}"
+            bar.set_postfix(postfix)
+            every = cfg.validation.every
+            if step == total or (every is not None and step % every == 0):
+                validate(step)
+            if step < total and step % cfg.save_every == 0 and is_main:
+                _write_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, state, base_name)
+    finally:
+        bar.close()
+
+    final_model = accelerator.unwrap_model(model)
+    best = state.get("best")
+    if best is not None and is_main:
+        _load_adapter_weights(final_model, ckpt / "best")  # keep the best validated weights
+    card = _card(cfg, state, examples, specs, split, val_specs, time.perf_counter() - started, device, resumed_from)
+    if is_main:
+        _write_output(out, cfg, final_model, card, base_name, loaded)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    losses = state["losses"]
+    return TrainResult(
+        output=out,
+        steps=step,
+        final_loss=losses[-1] if losses else float("nan"),
+        losses=losses,
+        validation=state["validation"],
+        best=best,
+        card=card,
+        resumed_from=resumed_from,
+    )
+
+
+def _card(
+    cfg: TrainConfig,
+    state: dict[str, Any],
+    examples: list[TrainExample],
+    specs: list[Any],
+    split: Split,
+    val_specs: list[Any],
+    seconds: float,
+    device: Any,
+    resumed_from: int,
+) -> dict[str, Any]:
+    losses = state["losses"]
+    tail = losses[-10:]
+    validation: dict[str, Any] = {}
+    if state["validation"]:
+        rows = state["validation"]
+        names = [k for k in rows[0] if k != "step"]
+        validation = {
+            "metric": cfg.validation.metric.lower(),
+            "metric_names": names,
+            "users": len(val_specs),
+            "negatives": cfg.validation.negatives,
+            "zero_shot": next((r for r in rows if r["step"] == 0), None),
+            "best": state.get("best") or rows[-1],
+            "best_step": (state.get("best") or rows[-1])["step"],
+            "history": rows,
+        }
+    d = cfg.to_dict()
+    return {
+        "name": cfg.adapter_name,
+        "path": cfg.output,
+        "llmrec_version": __version__,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "base_model": cfg.model.name_or_path,
+        "quantization": cfg.model.quantization,
+        "mode": cfg.mode,
+        "template": cfg.prompt.template,
+        "knowledge": cfg.use_knowledge,
+        "dataset": split.dataset.name,
+        "split": split.kind,
+        "data": d["data"],
+        "negatives": {"source": cfg.negatives.source, "n": cfg.negatives.count(cfg.mode)},
+        "lora": d["lora"],
+        "optim": d["optim"],
+        "training": {
+            "examples": len(examples),
+            "positions": len({(s.user_id, s.target, s.history) for s in specs}),
+            "users": len({s.user_id for s in specs}),
+            "mean_prompt_tokens": round(sum(e.n_tokens for e in examples) / max(1, len(examples)), 1),
+            "steps": state["step"],
+            "epochs": round(state["step"] * cfg.optim.batch_size * cfg.optim.grad_accum / max(1, len(examples)), 3),
+            "final_loss": round(sum(tail) / len(tail), 6) if tail else None,
+            "first_loss": losses[0] if losses else None,
+            "seconds": round(seconds, 1),
+            "resumed_from_step": resumed_from,
+            "device": str(device),
+        },
+        "validation": validation,
+    }
+
+
+def _write_output(out: Path, cfg: TrainConfig, model: Any, card: dict[str, Any], base: str, loaded: Any) -> None:
+    from llmrec.models import write_base_model_info
+
+    try:
+        with atomic_write_dir(out, overwrite=cfg.overwrite) as tmp:
+            _save_adapter(model, tmp, base)
+            write_base_model_info(model, tmp, name=base)
+            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            (tmp / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+            (tmp / README_FILE).write_text(render_readme(card))
+            tmp.chmod(0o755)  # mkdtemp makes it private; an adapter folder is meant to be shared
+            for path in tmp.iterdir():
+                path.chmod(0o644)
+    except FileExistsError as exc:
+        raise OutputExistsError(str(exc)) from None
+    except OSError as exc:
+        raise LlmrecError(f"could not write adapter to {out}: {exc.strerror or exc} (nothing was left there)") from exc
+    log.info("adapter written to %s", out)
+
+
+__all__ = [
+    "CheckpointMismatchError",
+    "OutputExistsError",
+    "TrainResult",
+    "fingerprint",
+    "make_split",
+    "train",
+]
