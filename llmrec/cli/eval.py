@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -23,6 +24,9 @@ def register(subparsers: Any) -> None:
         "--arms", default=None, help="comma-separated arm names to run (the baseline is always run)"
     )
     parser.add_argument("--out", default=None, help="report folder (default: eval/results/<experiment>/)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="per-(arm, user) result cache folder (overrides the config)"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--json", action="store_true", help='print {"arms": {NAME: {METRIC: value}}} as JSON')
@@ -37,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.users is not None and args.users < 1:
         raise ConfigError(f"--users must be >= 1, got {args.users}")
     config = load_config(args.config)
+    if args.cache_dir is not None:
+        config = dataclasses.replace(config, cache_dir=args.cache_dir)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
     result = run_experiment(config, users=args.users, arms=arms, progress=not args.no_progress)
     out = args.out if args.out is not None else result.config.results_path()

@@ -169,16 +169,28 @@ def summarize(result: ExperimentResult) -> dict[str, Any]:
                 else:
                     entry["vs_baseline_slices"][s] = comparisons
         out["arms"][name] = entry
+    shared = (
+        set.intersection(*(set(u.user_id for u in a.users) for a in result.arms.values()))
+        if result.arms
+        else set()
+    )
+    out["shared_users"] = {"users": len(shared), "arms": {}}
+    for name, arm in result.arms.items():
+        users = [u for u in arm.users if u.user_id in shared]
+        m = _means(_per_user(users), RANKING_METRICS)
+        m["pooled_auc"] = _pooled_auc(users)
+        m.update(_costs(users))
+        out["shared_users"]["arms"][name] = m
     out["recommendation"] = recommend(result, out)
     return out
 
 
 def recommend(result: ExperimentResult, summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Best arm on the headline metric, arms statistically tied with it (paired CI of the difference covers 0,
-    on shared users), and the cheapest (lowest latency) of those: the one to pick."""
+    """Best arm on the headline metric over the users every arm evaluated, the arms statistically tied with it
+    (the paired CI of the difference covers 0), and the cheapest (lowest latency) of those: the one to pick."""
     cfg = result.config
     metric = headline_metric(cfg.protocol.kind)
-    arms = summary["arms"]
+    arms = {n: {"metrics": m} for n, m in summary["shared_users"]["arms"].items()}
     scored = {n: a["metrics"][metric] for n, a in arms.items() if not math.isnan(a["metrics"][metric])}
     if not scored:
         return {"metric": metric, "best": None, "pick": None, "tied": [], "reason": "no arm produced scores"}
@@ -220,6 +232,7 @@ def recommend(result: ExperimentResult, summary: Mapping[str, Any]) -> dict[str,
             f"({arms[pick]['metrics']['latency_s'] * 1000:.1f} ms vs {arms[best]['metrics']['latency_s'] * 1000:.1f} ms "
             f"per user)."
         )
+    reason += f" Compared on the {summary['shared_users']['users']} users every arm evaluated."
     return {"metric": metric, "best": best, "tied": tied, "pick": pick, "reason": reason}
 
 
@@ -287,6 +300,24 @@ def render_markdown(summary: Mapping[str, Any], plots: Sequence[str] = ()) -> st
         row += [f"{m['prompt_tokens']:.0f}", f"{m['latency_s']:.3f}", f"{m['parse_failure_rate']:.3f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "`*`: the confidence interval of the difference excludes zero.", ""]
+    shared = summary.get("shared_users") or {}
+    if shared and len({a["users"] for a in summary["arms"].values()}) > 1:
+        lines += [
+            f"## Results on the {shared['users']} users every arm evaluated",
+            "",
+            "Arms with a user cap ran on a prefix of the seeded user order; this table puts every arm on the same "
+            "users (the comparisons above are paired on shared users too).",
+            "",
+        ]
+        header = ["arm", *TABLE_METRICS, "s/user"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for name, m in shared["arms"].items():
+            lines.append(
+                "| "
+                + " | ".join([f"`{name}`", *(_fmt(m[k]) for k in TABLE_METRICS), f"{m['latency_s']:.3f}"])
+                + " |"
+            )
+        lines.append("")
     if p["kind"] == "pointwise" or any(
         not math.isnan(a["metrics"]["pooled_auc"]) for a in summary["arms"].values()
     ):

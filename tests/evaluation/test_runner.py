@@ -93,6 +93,7 @@ def test_report_files_and_numbers(config_path: Path, tmp_path: Path):
     assert saved["recommendation"]["pick"] in saved["arms"]
     text = (folder / "report.md").read_text()
     assert "| `cooc` |" in text and "Which arm to pick" in text
+    assert "on the 5 users every arm evaluated" in text and saved["shared_users"]["users"] == 5
     assert summary["arms"]["random"]["users"] == result.users_sampled
 
 
@@ -108,3 +109,19 @@ def test_cli_json_and_bad_input(config_path: Path, tmp_path: Path, capsys):
     assert main(["eval", str(bad), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "'k'" in err and "arm 'cooc'" in err and "Traceback" not in err
+
+
+def test_pointwise_protocol_reports_pooled_auc(config_path: Path):
+    text = config_path.read_text().replace("kind: sampled, negatives: 9", "kind: pointwise, negatives: 1")
+    config_path.write_text(text)
+    result = run_experiment(load_config(config_path), progress=False)
+    from llmrec.evaluation import summarize
+    from llmrec.evaluation.metrics import pairwise_auc
+
+    summary = summarize(result)
+    assert summary["headline_metric"] == "pooled_auc"
+    users = result.arms["cooc"].users
+    pos = [u.scores[u.target_index] for u in users]
+    neg = [u.scores[1 - u.target_index] for u in users]
+    assert summary["arms"]["cooc"]["metrics"]["pooled_auc"] == pytest.approx(pairwise_auc(pos, neg))
+    assert all(u.n_candidates == 2 for u in users)
