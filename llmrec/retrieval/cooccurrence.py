@@ -39,7 +39,7 @@ class CooccurrenceRetriever(CatalogueRetriever):
         similarity: csr_matrix,
         popularity: PopularityRetriever,
         *,
-        history_len: int = 50,
+        history_len: int = 20,
         recency_decay: float = 0.95,
         dataset_name: str = "?",
     ) -> None:
@@ -59,7 +59,7 @@ class CooccurrenceRetriever(CatalogueRetriever):
         dataset: Dataset,
         *,
         normalization: str = "cosine",
-        history_len: int = 50,
+        history_len: int = 20,
         recency_decay: float = 0.95,
         policy: PositivePolicy | None = None,
     ) -> CooccurrenceRetriever:
