@@ -44,7 +44,7 @@ KINDS: dict[str, Kind] = {
         Kind("subject", "subject", "subjects", 1.0),
         Kind("production_company", "production company", "production companies", 0.6),
         Kind("cinematographer", "cinematographer", "cinematographers", 0.6),
-        Kind("kg_genre", "genre", "genres", 0.3),
+        Kind("kg_genre", "genre", "genres", 0.3, aggregate=True),
         Kind("award_won", "award won", "awards won", 0.4),
         Kind("award_nomination", "award nomination", "award nominations", 0.3),
         Kind("language", "language", "languages", 0.0),

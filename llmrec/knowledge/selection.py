@@ -106,8 +106,12 @@ def verbalise_aggregate(
 ) -> str:
     """A sentence for common attributes (genres, decade) shared with `n_items` of the history."""
     named = _entity_phrase(kg, kind, entities)
-    what = named if named is not None else f"{kind.noun if len(entities) == 1 else kind.plural} shared"
-    return f"{what}, like {n_items} of the {n_history} history items"
+    what = (
+        named
+        if named is not None
+        else (f"a {kind.noun}" if len(entities) == 1 else f"{len(entities)} {kind.plural}")
+    )
+    return f"shares {what} with {n_items} of the {n_history} history items"
 
 
 def select_facts(
@@ -272,6 +276,8 @@ def _candidate_facts(
             )
         )
 
+    # Common attributes are a summary: one sentence per candidate at most (the best kind), over 2+ items.
+    summaries: list[Fact] = []
     for kind_name, found in aggregated.items():
         kind = found[0].kind
         found = sorted(found, key=lambda a: (-len(held[(kind_name, a.entity)]), a.entity))
@@ -281,10 +287,14 @@ def _candidate_facts(
         share = len(hs) / max(1, n_hist)
         entities = tuple(a.entity for a in found)
         sources = tuple(sorted({s for a in found for s in a.sources}))
-        facts.append(
+        if len(hs) < 2:
+            continue
+        summaries.append(
             Fact(
                 c, kind_name, verbalise_aggregate(kg, kind, entities, len(hs), n_hist), 3.0 * kind.weight * share,
                 tuple(hs), entities, sources,
             )
         )  # fmt: skip
+    if summaries:
+        facts.append(min(summaries, key=lambda f: (-f.score, f.kind)))
     return facts

@@ -187,6 +187,8 @@ class PromptBuilder:
             "history_truncated": len(view.entries) < view.total,
             "history_tokens": view.tokens,
         }
+        # Facts connect candidates to the history the model can see, not to items it was never shown.
+        hist_ids = [e["item_id"] for e in view.entries]
         if tpl.mode == "pointwise":
             return [self._pointwise(hist_ids, cid, base_vars, base_meta) for cid in cand_ids]
         facts, fact_tokens = self._facts(hist_ids, cand_ids, self.fact_budget)
