@@ -123,7 +123,12 @@ def check_arm(arm: ArmConfig, *, root: Path | None = None) -> None:
     Raises:
         ConfigError: naming the arm, the adapter's base model and the arm's model when they differ.
     """
-    if not arm.is_llm or arm.adapter is None:
+    if not arm.is_llm:
+        return
+    from llmrec.evaluation.llm import reranker_config
+
+    reranker_config(arm)  # validates `options` against RerankerConfig before anything runs
+    if arm.adapter is None:
         return
     adapter = resolve_adapter(arm.adapter, root)
     if not adapter.is_dir():

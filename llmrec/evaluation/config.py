@@ -260,6 +260,8 @@ class ExperimentConfig:
             ``results`` subfolder unless absolute).
         cache_dir: per-(arm, user) result cache (default ``$LLMREC_HOME/eval-cache/<name>``).
         description: free text shown at the top of the report.
+        comparisons: extra paired comparisons ``[arm, versus]`` reported beside the baseline ones (e.g. an arm
+            with knowledge-graph facts against the same arm without them).
     """
 
     name: str
@@ -276,6 +278,7 @@ class ExperimentConfig:
     results_dir: str | None = None
     cache_dir: str | None = None
     description: str = ""
+    comparisons: tuple[tuple[str, str], ...] = ()
     source: str | None = None  # the YAML file it came from (set by load_config)
 
     def __post_init__(self) -> None:
@@ -298,6 +301,15 @@ class ExperimentConfig:
             object.__setattr__(self, "baseline", names[0])
         elif self.baseline not in names:
             raise ConfigError(f"baseline {self.baseline!r} is not an arm (arms: {', '.join(names)})")
+        pairs = []
+        for pair in self.comparisons:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ConfigError(f"comparisons entries must be [arm, versus] pairs, got {pair!r}")
+            for n in pair:
+                if n not in names:
+                    raise ConfigError(f"comparison {list(pair)!r} names {n!r}, which is not an arm")
+            pairs.append((str(pair[0]), str(pair[1])))
+        object.__setattr__(self, "comparisons", tuple(pairs))
         if self.protocol.kind == "pointwise" and any(a.is_llm and a.mode == "generative" for a in self.arms):
             raise ConfigError("the pointwise protocol needs scores for each item; generative arms give none")
 

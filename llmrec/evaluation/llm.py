@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from llmrec.errors import ConfigError
@@ -9,17 +10,64 @@ from llmrec.evaluation.arms import ArmOutput
 from llmrec.evaluation.config import ArmConfig
 from llmrec.evaluation.protocols import EvalCase
 
+#: Reranker settings an arm sets with its own fields; `options` may not set them a second time.
+_ARM_OWNED = {
+    "model": "model",
+    "adapter": "adapter",
+    "mode": "mode",
+    "template": "template",
+    "knowledge": "knowledge",
+    "permutations": "bootstrap",
+}
+
+
+def reranker_config(arm: ArmConfig) -> Any:
+    """The `RerankerConfig` an LLM arm describes (arm fields + `options`; no adapter means the bare model)."""
+    from llmrec.models import ModelConfig
+    from llmrec.ranking import RerankerConfig
+
+    options = dict(arm.options)
+    clash = sorted(k for k in options if k in _ARM_OWNED)
+    if clash:
+        raise ConfigError(
+            f"arm {arm.name!r}: options {clash} are arm fields; set "
+            f"{', '.join(repr(_ARM_OWNED[k]) for k in clash)} on the arm instead"
+        )
+    return RerankerConfig.from_dict(
+        {
+            "model": ModelConfig(str(arm.model), quantization=str(arm.quantization)),
+            "adapter": arm.adapter,
+            "mode": arm.mode,
+            "template": arm.template,
+            "knowledge": bool(arm.knowledge),
+            "permutations": int(arm.bootstrap or 1),
+            **options,
+        }
+    )
+
 
 def build_reranker(arm: ArmConfig, dataset: Any) -> Any:
-    """The Reranker an LLM arm describes, over `dataset` (the train split: items + KG, no test interactions)."""
-    try:
-        from llmrec.ranking import Reranker, RerankerConfig  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(
-            f"arm {arm.name!r} needs llmrec.ranking.Reranker, which is not available: {exc}"
-        ) from None
-    raise ConfigError("LLM arms are not wired yet")
+    """The Reranker of an LLM arm over `dataset` (the train split: catalogue + KG, no held-out interactions)."""
+    from llmrec.ranking import Reranker
+
+    return Reranker(dataset, reranker_config(arm))
 
 
 def rank_case(reranker: Any, case: EvalCase) -> ArmOutput:
-    raise ConfigError("LLM arms are not wired yet")
+    """Rerank the case's candidates; scores come back in candidate order with the reranker's costs."""
+    start = time.perf_counter()
+    ranked = reranker.rank(list(case.history), list(case.candidates))
+    latency = time.perf_counter() - start
+    by_id = dict(zip(ranked.item_ids, ranked.scores))
+    missing = [c for c in case.candidates if c not in by_id]
+    if missing:
+        raise ConfigError(
+            f"the reranker returned no score for candidate(s) {missing[:5]} of user {case.user_id!r}"
+        )
+    return ArmOutput(
+        scores=tuple(float(by_id[c]) for c in case.candidates),
+        prompt_tokens=int(ranked.prompt_tokens),
+        forward_passes=int(ranked.forward_passes),
+        parse_failures=int(ranked.parse_failures),
+        latency_s=latency,
+    )

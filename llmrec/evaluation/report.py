@@ -181,6 +181,24 @@ def summarize(result: ExperimentResult) -> dict[str, Any]:
         m["pooled_auc"] = _pooled_auc(users)
         m.update(_costs(users))
         out["shared_users"]["arms"][name] = m
+    out["comparisons"] = []
+    for a, b in cfg.comparisons:
+        if a not in result.arms or b not in result.arms:
+            continue
+        other = {u.user_id: u for u in result.arms[b].users}
+        pairs = [(u, other[u.user_id]) for u in result.arms[a].users if u.user_id in other]
+        if not pairs:
+            continue
+        entry = {"arm": a, "versus": b, "users": len(pairs), "metrics": {}}
+        for m in ("ndcg@10", "hr@10", "mrr", "auc"):
+            entry["metrics"][m] = paired_bootstrap(
+                [user_metrics(x.rank, x.n_candidates)[m] for x, _ in pairs],
+                [user_metrics(y.rank, y.n_candidates)[m] for _, y in pairs],
+                samples=cfg.bootstrap_samples,
+                confidence=cfg.confidence,
+                seed=seed,
+            ).as_dict()
+        out["comparisons"].append(entry)
     out["recommendation"] = recommend(result, out)
     return out
 
@@ -300,6 +318,24 @@ def render_markdown(summary: Mapping[str, Any], plots: Sequence[str] = ()) -> st
         row += [f"{m['prompt_tokens']:.0f}", f"{m['latency_s']:.3f}", f"{m['parse_failure_rate']:.3f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "`*`: the confidence interval of the difference excludes zero.", ""]
+    if summary.get("comparisons"):
+        lines += [
+            "## Paired comparisons",
+            "",
+            f"Difference (arm − versus) on the users both evaluated, {conf} CI.",
+            "",
+        ]
+        lines += ["| arm | versus | users | ΔNDCG@10 | ΔHR@10 | ΔMRR |", "|---|---|---|---|---|---|"]
+        for c in summary["comparisons"]:
+            cells = []
+            for m in ("ndcg@10", "hr@10", "mrr"):
+                v = c["metrics"][m]
+                cells.append(
+                    f"{v['diff']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]"
+                    + (" *" if v["significant"] else "")
+                )
+            lines.append(f"| `{c['arm']}` | `{c['versus']}` | {c['users']} | " + " | ".join(cells) + " |")
+        lines.append("")
     shared = summary.get("shared_users") or {}
     if shared and len({a["users"] for a in summary["arms"].values()}) > 1:
         lines += [

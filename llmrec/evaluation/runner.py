@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -152,7 +153,8 @@ def run_experiment(
         cache = ArmCache(
             config.cache_path() / f"{arm.name}.jsonl", arm_fingerprint(resolved, case_fp, adapter_dir)
         )
-        scorer = build_arm(arm, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
+        runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir is not None else arm
+        scorer = build_arm(runnable, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
         results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress)
     return ExperimentResult(config, results, users_sampled=len(sample), users_available=len(order))
 

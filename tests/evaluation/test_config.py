@@ -49,10 +49,17 @@ def test_llm_field_on_baseline_arm_is_refused():
         ({"arms": [{"name": "a", "kind": "random"}, {"name": "a", "kind": "random"}]}, "duplicate arm"),
         ({"arms": [{"name": "a", "kind": "magic"}]}, "kind must be one of"),
         ({"users": 0}, "users must be"),
+        ({"comparisons": [["pop", "nope"]]}, "names 'nope'"),
+        ({"arms": [{"name": "l", "kind": "llm", "options": {"mode": "pointwise"}}]}, None),
         ({"arms": [{"name": "l", "kind": "llm", "mode": "chat"}]}, "mode must be"),
     ],
 )
 def test_bad_fields(over, pattern):
+    if pattern is None:  # valid at parse time, refused by the pre-run check
+        cfg = ExperimentConfig.from_dict(base(**over))
+        with pytest.raises(ConfigError, match="options \\['mode'\\] are arm fields"):
+            check_arm(cfg.arms[0])
+        return
     with pytest.raises(ConfigError, match=pattern):
         ExperimentConfig.from_dict(base(**over))
 

@@ -16,6 +16,7 @@ protocol: {{kind: sampled, negatives: 9}}
 slices: {{cold_item_max_train: 3, short_history_max: 10}}
 seed: 0
 baseline: popularity
+comparisons: [[cooc, random]]
 bootstrap_samples: 200
 cache_dir: {cache}
 results_dir: {results}
@@ -91,6 +92,11 @@ def test_report_files_and_numbers(config_path: Path, tmp_path: Path):
     assert "vs_baseline" in saved["arms"]["cooc"] and "vs_baseline" not in saved["arms"]["popularity"]
     assert saved["arms"]["order"]["vs_baseline"]["ndcg@10"]["users"] == 5
     assert saved["recommendation"]["pick"] in saved["arms"]
+    (cmp,) = saved["comparisons"]
+    assert (cmp["arm"], cmp["versus"], cmp["users"]) == ("cooc", "random", result.users_sampled)
+    assert cmp["metrics"]["ndcg@10"]["diff"] == pytest.approx(
+        saved["arms"]["cooc"]["metrics"]["ndcg@10"] - saved["arms"]["random"]["metrics"]["ndcg@10"]
+    )
     text = (folder / "report.md").read_text()
     assert "| `cooc` |" in text and "Which arm to pick" in text
     assert "on the 5 users every arm evaluated" in text and saved["shared_users"]["users"] == 5
