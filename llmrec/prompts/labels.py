@@ -37,6 +37,17 @@ def label_tokens(tokenizer: Any, label: str, context: str = DEFAULT_CONTEXT) -> 
     return full[len(base) :]
 
 
+def _is_label_token(tokenizer: Any, label: str, toks: list[int] | None) -> bool:
+    """One token that stands for the label itself (not an unknown-token fallback)."""
+    if toks is None or len(toks) != 1:
+        return False
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None and toks[0] == unk and label != getattr(tokenizer, "unk_token", None):
+        return False
+    decode = getattr(tokenizer, "decode", None)
+    return decode is None or str(decode([toks[0]])).strip() == label.strip()
+
+
 def label_token_ids(tokenizer: Any, labels: Sequence[str], context: str = DEFAULT_CONTEXT) -> list[int]:
     """The single token id of each label as it appears right after a prompt.
 
@@ -55,9 +66,14 @@ def label_token_ids(tokenizer: Any, labels: Sequence[str], context: str = DEFAUL
     ids: list[int] = []
     for label in labels:
         toks = label_tokens(tokenizer, label, context)
-        if toks is None or len(toks) != 1:
+        if not _is_label_token(tokenizer, label, toks):
             name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
-            what = "merges with the text before it" if toks is None else f"is {len(toks)} tokens {toks}"
+            if toks is None:
+                what = "merges with the text before it"
+            elif len(toks) == 1:
+                what = f"becomes token {toks[0]} that does not decode to it (unknown token?)"
+            else:
+                what = f"is {len(toks)} tokens {toks}"
             raise LabelTokenError(
                 f"label {label!r} {what} for tokenizer {name!r}, not exactly one token; use another label style"
             )
@@ -87,7 +103,7 @@ def choose_labels(
         if len(chosen) == n:
             break
         toks = label_tokens(tokenizer, label, context)
-        if toks is not None and len(toks) == 1 and toks[0] not in seen:
+        if toks is not None and _is_label_token(tokenizer, label, toks) and toks[0] not in seen:
             chosen.append(label)
             seen.add(toks[0])
     if len(chosen) < n:

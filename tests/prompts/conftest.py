@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tokenizers_util import byte_tokenizer  # noqa: E402
+
+from llmrec.data import load_dataset  # noqa: E402
+from llmrec.knowledge import KnowledgeGraph  # noqa: E402
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return load_dataset(DATA / "kg_tiny")
+
+
+@pytest.fixture()
+def kg(tiny):
+    return KnowledgeGraph.from_dataset(tiny)
+
+
+@pytest.fixture(scope="session")
+def chat_tok():
+    return byte_tokenizer(chat=True)
+
+
+@pytest.fixture(scope="session")
+def base_tok():
+    return byte_tokenizer(chat=False)
+
+
+@pytest.fixture(scope="session")
+def smol_tok():
+    from transformers import AutoTokenizer
+
+    from llmrec.assets import ensure_asset
+
+    return AutoTokenizer.from_pretrained(ensure_asset("smollm2"))
