@@ -1,0 +1,54 @@
+"""LLM scoring of candidates: listwise verbalizer, pointwise yes/no (prefix-cached), generative lists; the
+`Reranker` facade with sliding windows and position-bias bootstrapping.
+
+Example:
+    >>> from llmrec.ranking import Reranker, RerankerConfig  # doctest: +SKIP
+    >>> Reranker(dataset, RerankerConfig(mode="pointwise")).rank(history, k=10)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from llmrec.ranking.base import (
+    SCORE_KINDS,
+    ContextLengthError,
+    NonFiniteLogitsError,
+    RankingError,
+    Scorer,
+    ScoreResult,
+)
+from llmrec.ranking.generative import GenerativeScorer, ParsedRanking, parse_ranking
+from llmrec.ranking.listwise import ListwiseScorer
+from llmrec.ranking.pointwise import PointwiseScorer
+from llmrec.ranking.reranker import (
+    DEFAULT_ADAPTER,
+    DEFAULT_TEMPLATES,
+    MODES,
+    RankedList,
+    Reranker,
+    RerankerConfig,
+)
+from llmrec.ranking.windows import aggregate, permutations, sliding_window_order, window_spans
+
+__all__ = [
+    "DEFAULT_ADAPTER",
+    "DEFAULT_TEMPLATES",
+    "MODES",
+    "SCORE_KINDS",
+    "ContextLengthError",
+    "GenerativeScorer",
+    "ListwiseScorer",
+    "NonFiniteLogitsError",
+    "ParsedRanking",
+    "PointwiseScorer",
+    "RankedList",
+    "RankingError",
+    "Reranker",
+    "RerankerConfig",
+    "ScoreResult",
+    "Scorer",
+    "aggregate",
+    "parse_ranking",
+    "permutations",
+    "sliding_window_order",
+    "window_spans",
+]

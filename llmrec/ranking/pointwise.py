@@ -1,0 +1,185 @@
+"""Pointwise yes/no scoring with a shared-prefix KV cache.
+
+One prompt per candidate; score = logit(yes) - logit(no) at the answer position. The prompts of one candidate
+set share a long prefix (instructions, user history, shared context): its tokens are the longest common token
+prefix of all the prompts. That prefix is run ONCE with ``use_cache=True``; its key/value cache is then
+replicated over a batch of candidate suffixes, which are right-padded and run together, each row's score read
+at its last real token. The result equals re-encoding every prompt in full (up to float rounding), which
+``use_prefix_cache=False`` does, for comparison.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from llmrec.ranking.base import (
+    ScoreResult,
+    Timer,
+    answer_ids,
+    cache_kwarg,
+    check_context,
+    check_finite,
+    check_prompts,
+    encode,
+    output_cache,
+    supports_logits_to_keep,
+)
+
+if TYPE_CHECKING:
+    from llmrec.models import LoadedModel
+    from llmrec.prompts import RenderedPrompt
+
+log = logging.getLogger(__name__)
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by all sequences."""
+    if not sequences:
+        return 0
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        tok = first[i]
+        if any(s[i] != tok for s in sequences):
+            return i
+    return n
+
+
+class PointwiseScorer:
+    """Scores each candidate on its own yes/no prompt; shared prefix encoded once.
+
+    Args:
+        lm: the loaded model.
+        batch_size: candidate suffixes per forward pass.
+        use_prefix_cache: False re-encodes every prompt in full (the naive way; for benchmarks and checks).
+        min_prefix_tokens: below this shared length the cache is not worth it and prompts run in full.
+    """
+
+    mode = "pointwise"
+
+    def __init__(
+        self, lm: LoadedModel, batch_size: int = 8, use_prefix_cache: bool = True, min_prefix_tokens: int = 16
+    ) -> None:
+        self.lm = lm
+        self.batch_size = max(1, int(batch_size))
+        self.use_prefix_cache = use_prefix_cache
+        self.min_prefix_tokens = min_prefix_tokens
+
+    def score_many(self, batch: Sequence[Sequence[RenderedPrompt]]) -> list[ScoreResult]:
+        return [self.score(prompts) for prompts in batch]
+
+    def score(self, prompts: Sequence[RenderedPrompt]) -> ScoreResult:
+        import torch
+
+        check_prompts(prompts, self.mode)
+        words = tuple(prompts[0].answer_tokens)
+        seqs = []
+        for p in prompts:
+            ids = encode(self.lm, p)
+            check_context(self.lm, len(ids), what=f"pointwise prompt for candidate {p.candidate_ids[0]!r}")
+            seqs.append(ids)
+        yes_id, no_id = answer_ids(self.lm, prompts[0], words)
+        prefix_len = min(common_prefix_length(seqs), min(len(s) for s in seqs) - 1)
+        use_cache = self.use_prefix_cache and prefix_len >= self.min_prefix_tokens
+        with Timer() as timer, torch.inference_mode():
+            if use_cache:
+                logits, passes = self._cached(seqs, prefix_len)
+                encoded = prefix_len + sum(len(s) - prefix_len for s in seqs)
+            else:
+                logits, passes = self._full(seqs)
+                encoded = sum(len(s) for s in seqs)
+        margins = (logits[:, yes_id] - logits[:, no_id]).tolist()
+        check_finite(
+            logits[:, [yes_id, no_id]].reshape(-1).tolist(),
+            f"pointwise prompts over {[p.candidate_ids[0] for p in prompts]}",
+        )
+        return ScoreResult(
+            candidate_ids=tuple(p.candidate_ids[0] for p in prompts),
+            scores=tuple(float(m) for m in margins),
+            score_kind="yes_no_margin",
+            forward_passes=passes,
+            prompt_tokens=sum(len(s) for s in seqs),
+            encoded_tokens=encoded,
+            seconds=timer.seconds,
+            details={"prefix_tokens": prefix_len if use_cache else 0, "prefix_cache": use_cache},
+        )
+
+    # -- forward passes -----------------------------------------------------------------------------------------
+
+    def _batches(self, seqs: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Row indices per batch, similar lengths together (less padding, fewer distinct last positions)."""
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _run(self, rows: Sequence[Sequence[int]], offset: int, cache: Any) -> Any:
+        """Forward right-padded `rows` (after `offset` cached tokens); logits at each row's last real token."""
+        import torch
+
+        model = self.lm.model
+        device = self.lm.device
+        width = max(len(r) for r in rows)
+        pad = self.lm.tokenizer.pad_token_id
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), offset + width), dtype=torch.long)
+        mask[:, :offset] = 1
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+            mask[i, offset : offset + len(r)] = 1
+        last = torch.tensor([len(r) - 1 for r in rows])
+        keep = torch.unique(last)  # sorted distinct last positions: logits only there
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids.to(device),
+            "attention_mask": mask.to(device),
+            "position_ids": (torch.arange(width) + offset).unsqueeze(0).expand(len(rows), -1).to(device),
+        }
+        if cache is not None:
+            kwargs[cache_kwarg(model)] = cache
+            kwargs["use_cache"] = True
+        else:
+            kwargs["use_cache"] = False
+        if supports_logits_to_keep(model):
+            kwargs["logits_to_keep"] = keep.to(device)
+            logits = model(**kwargs).logits  # (rows, len(keep), vocab)
+            column = torch.searchsorted(keep, last)
+        else:
+            logits = model(**kwargs).logits
+            column = last
+        return logits[torch.arange(len(rows)), column.to(logits.device)].float().cpu()
+
+    def _full(self, seqs: Sequence[Sequence[int]]) -> tuple[Any, int]:
+        import torch
+
+        out = torch.empty((len(seqs), self._vocab()), dtype=torch.float32)
+        passes = 0
+        for idx in self._batches(seqs):
+            out[idx] = self._run([seqs[i] for i in idx], 0, None)
+            passes += 1
+        return out, passes
+
+    def _cached(self, seqs: Sequence[Sequence[int]], prefix_len: int) -> tuple[Any, int]:
+        import torch
+
+        model = self.lm.model
+        prefix = torch.tensor([list(seqs[0][:prefix_len])], dtype=torch.long, device=self.lm.device)
+        kwargs: dict[str, Any] = {"input_ids": prefix, "use_cache": True}
+        if supports_logits_to_keep(model):
+            kwargs["logits_to_keep"] = 1
+        prefix_cache = output_cache(model(**kwargs))
+        if prefix_cache is None:
+            log.warning("model returned no KV cache; scoring pointwise prompts without the prefix cache")
+            return self._full(seqs)
+        out = torch.empty((len(seqs), self._vocab()), dtype=torch.float32)
+        passes = 1
+        for idx in self._batches(seqs):
+            cache = copy.deepcopy(prefix_cache)
+            if len(idx) > 1:
+                cache.batch_repeat_interleave(len(idx))
+            out[idx] = self._run([seqs[i][prefix_len:] for i in idx], prefix_len, cache)
+            passes += 1
+        return out, passes
+
+    def _vocab(self) -> int:
+        return int(self.lm.model.get_output_embeddings().weight.shape[0])

@@ -1,0 +1,505 @@
+"""The reranker facade: history -> (retrieve) candidates -> KG + prompt -> LLM scorer -> `RankedList`.
+
+Example:
+    >>> from llmrec.data import load_dataset
+    >>> from llmrec.ranking import Reranker, RerankerConfig
+    >>> ds = load_dataset("ml-100k")  # doctest: +SKIP
+    >>> reranker = Reranker(ds, RerankerConfig(mode="listwise"))  # doctest: +SKIP
+    >>> ranked = reranker.rank(["50", "172", "181"], k=5)  # doctest: +SKIP
+    >>> ranked.item_ids, ranked.scores, ranked.facts  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmrec.errors import ConfigError
+from llmrec.models import ModelConfig, load_model
+from llmrec.ranking.base import RankingError, Scorer, ScoreResult
+from llmrec.ranking.windows import aggregate, permutations, sliding_window_order
+from llmrec.types import Candidate, Interaction
+
+if TYPE_CHECKING:
+    from llmrec.data.dataset import Dataset
+    from llmrec.models import LoadedModel
+    from llmrec.prompts import PromptBuilder
+    from llmrec.retrieval import Retriever
+
+log = logging.getLogger(__name__)
+
+#: The adapter rerankers use unless told otherwise (a path; relative paths are tried against the working folder,
+#: then the repository root). None = the bare base model. Flip to "adapters/smollm2-ml100k-listwise-kg" once the
+#: trained adapter is committed.
+DEFAULT_ADAPTER: str | None = None
+
+#: Template used for each mode when only the mode is given.
+DEFAULT_TEMPLATES = {"listwise": "listwise_kg", "pointwise": "pointwise_kg", "generative": "generative"}
+MODES = tuple(DEFAULT_TEMPLATES)
+_DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class RerankerConfig:
+    """Everything a `Reranker` needs to know; unknown keys in `from_dict` raise.
+
+    Args:
+        model: a `ModelConfig` or a model name/path (full precision).
+        adapter: a PEFT adapter folder, ``None`` for the bare model, or ``"default"`` for `DEFAULT_ADAPTER`.
+        mode: ``listwise`` | ``pointwise`` | ``generative``; None = the template's mode.
+        template: template name or path; None = the default template of `mode` (listwise_kg by default).
+        retriever: retriever name for `rank` calls without candidates (``dense``, ``popularity``, ``cooc``...).
+        retriever_opts: options for `llmrec.retrieval.build_retriever`.
+        n_candidates: how many candidates to retrieve when none are given.
+        window_size: candidates per listwise/generative prompt (None = the template's maximum); more candidates
+            than this are ranked with sliding windows.
+        window_step: how far the window moves (None = half the window).
+        permutations: position-bias bootstrap: score this many candidate orders (the given order first, then
+            seeded shuffles) and average. 1 = off.
+        seed: seed of the bootstrap shuffles.
+        batch_size: prompts (listwise, across users) or candidate suffixes (pointwise) per forward pass.
+        prefix_cache: pointwise: encode the shared prefix once (False re-encodes it per candidate).
+        max_new_tokens: generative: tokens to generate (None = 4 per candidate + 8).
+        knowledge: show KG facts when the template asks for them.
+        history_budget, fact_budget: token budgets passed to the `PromptBuilder` (None = its defaults).
+    """
+
+    model: Any = "smollm2"
+    adapter: str | None = _DEFAULT
+    mode: str | None = None
+    template: str | None = None
+    retriever: str = "dense"
+    retriever_opts: Mapping[str, Any] = field(default_factory=dict)
+    n_candidates: int = 20
+    window_size: int | None = None
+    window_step: int | None = None
+    permutations: int = 1
+    seed: int = 0
+    batch_size: int = 8
+    prefix_cache: bool = True
+    max_new_tokens: int | None = None
+    knowledge: bool = True
+    history_budget: int | None = None
+    fact_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, str):
+            object.__setattr__(self, "model", ModelConfig(self.model))
+        elif isinstance(self.model, Mapping):
+            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
+        elif not isinstance(self.model, ModelConfig):
+            raise ConfigError(
+                f"RerankerConfig.model must be a ModelConfig, a mapping or a name, got {self.model!r}"
+            )
+        if self.mode is not None and self.mode not in MODES:
+            raise ConfigError(f"RerankerConfig.mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("n_candidates", "permutations", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"RerankerConfig.{name} must be an integer >= 1, got {value!r}")
+        for name in ("window_size", "window_step", "max_new_tokens", "history_budget", "fact_budget"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"RerankerConfig.{name} must be None or an integer >= 1, got {value!r}")
+        if self.window_size is not None and self.window_size < 2:
+            raise ConfigError(
+                f"RerankerConfig.window_size must be >= 2 to compare candidates, got {self.window_size}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RerankerConfig:
+        """Build from a mapping (e.g. YAML); unknown keys raise `ConfigError` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown RerankerConfig key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    @property
+    def template_name(self) -> str:
+        return self.template or DEFAULT_TEMPLATES[self.mode or "listwise"]
+
+    @property
+    def adapter_path(self) -> str | None:
+        """The adapter to use, with "default" resolved to `DEFAULT_ADAPTER`."""
+        return DEFAULT_ADAPTER if self.adapter == _DEFAULT else self.adapter
+
+
+@dataclass(frozen=True)
+class RankedList:
+    """The result of ranking one user's candidates, best first.
+
+    Attributes:
+        item_ids, scores, ranks: aligned, best first; ranks start at 1.
+        score_kind: how to read the scores (``label_logprob``, ``yes_no_margin`` or ``rank``: windows and
+            generative ranking give rank-derived scores, n for the best).
+        mode, template, adapter: what produced it.
+        prompt_tokens: tokens of all prompts rendered (summed over windows and bootstrap orders).
+        encoded_tokens: tokens actually run through the model (fewer with the pointwise prefix cache).
+        forward_passes: model forward calls (one per generated token in generative mode).
+        parse_failures: generative outputs that did not name every candidate exactly once.
+        timings: seconds: ``retrieve``, ``prompt``, ``score``, ``total``.
+        facts: per item, the KG sentences the model was shown about it (why it is here).
+        windows, permutations: prompts per order and candidate orders scored.
+        candidate_source: where candidates came from (a retriever name or ``"given"``).
+    """
+
+    item_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    ranks: tuple[int, ...]
+    score_kind: str
+    mode: str
+    template: str
+    adapter: str | None
+    prompt_tokens: int
+    encoded_tokens: int
+    forward_passes: int
+    parse_failures: int
+    timings: Mapping[str, float]
+    facts: Mapping[str, tuple[str, ...]]
+    windows: int = 1
+    permutations: int = 1
+    candidate_source: str = "given"
+    raw_outputs: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def top(self, k: int) -> RankedList:
+        """The first `k` entries (with the same counters)."""
+        return replace(
+            self,
+            item_ids=self.item_ids[:k],
+            scores=self.scores[:k],
+            ranks=self.ranks[:k],
+            facts={i: self.facts.get(i, ()) for i in self.item_ids[:k]},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``ranked`` = [{item_id, score, rank, facts}], plus the counters and timings."""
+        data = asdict(self)
+        for key in ("item_ids", "scores", "ranks", "facts"):
+            data.pop(key)
+        data["ranked"] = [
+            {"item_id": i, "score": s, "rank": r, "facts": list(self.facts.get(i, ()))}
+            for i, s, r in zip(self.item_ids, self.scores, self.ranks)
+        ]
+        data["timings"] = dict(self.timings)
+        data["raw_outputs"] = list(self.raw_outputs)
+        return data
+
+
+def resolve_adapter_path(path: str) -> str:
+    """An adapter path as given if it exists, else relative to the repository root (for shipped adapters)."""
+    p = Path(path).expanduser()
+    if p.exists() or p.is_absolute():
+        return str(p)
+    repo_root = Path(__file__).resolve().parents[2]
+    shipped = repo_root / p
+    return str(shipped) if shipped.exists() else str(p)
+
+
+class Reranker:
+    """Ranks a user's candidates with an LLM. Build once, call `rank` / `rank_batch` many times.
+
+    Args:
+        dataset: the catalogue (titles, KG) the prompts are built from; also the retriever's training data.
+        config: a `RerankerConfig` (default: SmolLM2, listwise_kg, dense retriever, default adapter).
+        retriever: a ready retriever (otherwise built lazily from `config.retriever` on the first call
+            without candidates).
+        knowledge: a ready `KnowledgeGraph` (otherwise built from `dataset` when the template shows facts).
+        lm: a loaded model to use instead of loading `config.model`.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        config: RerankerConfig | None = None,
+        *,
+        retriever: Retriever | None = None,
+        knowledge: Any = None,
+        lm: LoadedModel | None = None,
+    ) -> None:
+        from llmrec.prompts import PromptBuilder, load_template
+
+        self.dataset = dataset
+        self.config = config = config or RerankerConfig()
+        template = load_template(config.template_name)
+        if config.mode is not None and template.mode != config.mode:
+            raise ConfigError(
+                f"template {template.name!r} is a {template.mode} template, but mode={config.mode!r} was asked"
+            )
+        self.mode: str = template.mode
+        if self.mode == "pointwise" and config.permutations > 1:
+            raise ConfigError(
+                "permutations > 1 is for position bias in listwise/generative prompts; pointwise prompts show one "
+                "candidate each, so set permutations=1"
+            )
+        self.adapter_name: str | None = None
+        adapter_path = config.adapter_path
+        model_cfg: ModelConfig = config.model
+        if adapter_path is not None:
+            adapter_path = resolve_adapter_path(adapter_path)
+            self.adapter_name = Path(adapter_path).name or "adapter"
+            adapters = dict(model_cfg.adapters)
+            if adapters.get(self.adapter_name, adapter_path) != adapter_path:
+                raise ConfigError(
+                    f"adapter name {self.adapter_name!r} is already used for {adapters[self.adapter_name]}"
+                )
+            adapters[self.adapter_name] = adapter_path
+            model_cfg = replace(model_cfg, adapters=tuple(adapters.items()), active_adapter=self.adapter_name)
+        elif config.adapter == _DEFAULT:
+            log.info(
+                "no default adapter is set: ranking with the bare base model (zero-shot SmolLM2 is near chance)"
+            )
+        self.adapter_path = adapter_path
+        self.lm = lm if lm is not None else load_model(model_cfg)
+        if lm is not None and self.adapter_name is not None and self.adapter_name not in lm.adapter_names:
+            if lm.merged_adapter != self.adapter_name:
+                raise ConfigError(f"the given model has no adapter {self.adapter_name!r} loaded")
+        if knowledge is None and config.knowledge and template.knowledge:
+            knowledge = _knowledge_graph(dataset)
+        builder_opts: dict[str, Any] = {}
+        if config.history_budget is not None:
+            builder_opts["history_budget"] = config.history_budget
+        if config.fact_budget is not None:
+            builder_opts["fact_budget"] = config.fact_budget
+        self.builder: PromptBuilder = PromptBuilder(
+            dataset,
+            self.lm.tokenizer,
+            template,
+            knowledge=knowledge if config.knowledge else None,
+            **builder_opts,
+        )
+        self.template = template
+        max_labels = template.max_candidates or 0
+        self.window = min(config.window_size or max_labels, max_labels) if max_labels else 0
+        self.step = config.window_step or max(1, self.window // 2)
+        if self.window and self.step >= self.window:
+            raise ConfigError(
+                f"RerankerConfig.window_step={self.step} must be smaller than the window {self.window}"
+            )
+        self.scorer: Scorer = self._make_scorer()
+        self._retriever = retriever
+
+    # -- public -------------------------------------------------------------------------------------------------
+
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            from llmrec.retrieval import build_retriever
+
+            log.info("building the %s retriever", self.config.retriever)
+            self._retriever = build_retriever(
+                self.config.retriever, self.dataset, **dict(self.config.retriever_opts)
+            )
+        return self._retriever
+
+    def rank(
+        self,
+        history: Sequence[str | Interaction],
+        candidates: Sequence[str | Candidate] | None = None,
+        k: int | None = None,
+    ) -> RankedList:
+        """Rank `candidates` (retrieved when None) for a user with this `history` (oldest first).
+
+        Args:
+            history: item ids or interactions, oldest first.
+            candidates: item ids or `Candidate`s in their initial order; None = retrieve ``n_candidates``.
+            k: return only the best `k` (all by default).
+
+        Raises:
+            RankingError: empty candidates or duplicates. UnknownIdError: an id not in the catalogue.
+            ContextLengthError: a prompt does not fit the model. NonFiniteLogitsError: NaN/inf logits.
+        """
+        return self.rank_batch([history], None if candidates is None else [candidates], k=k)[0]
+
+    def rank_batch(
+        self,
+        histories: Sequence[Sequence[str | Interaction]],
+        candidates: Sequence[Sequence[str | Candidate]] | None = None,
+        k: int | None = None,
+    ) -> list[RankedList]:
+        """Rank for several users; listwise prompts of different users share forward passes when possible."""
+        if candidates is not None and len(candidates) != len(histories):
+            raise RankingError(f"{len(histories)} histories but {len(candidates)} candidate lists")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ConfigError(f"k must be an integer >= 1, got {k!r}")
+        started = time.perf_counter()
+        requests = []
+        for n, history in enumerate(histories):
+            hist_ids = [h.item_id if isinstance(h, Interaction) else str(h) for h in history]
+            self.dataset.check_items(hist_ids)
+            t0 = time.perf_counter()
+            if candidates is None:
+                cands = [c.item_id for c in self.retriever.retrieve(hist_ids, k=self.config.n_candidates)]
+                source = self.retriever.name
+            else:
+                cands = [c.item_id if isinstance(c, Candidate) else str(c) for c in candidates[n]]
+                source = "given"
+            retrieve_s = time.perf_counter() - t0
+            self._check_candidates(cands)
+            requests.append((list(history), cands, source, retrieve_s))
+        with self.lm.using_adapter(self.adapter_name):
+            if self._can_batch(requests):
+                results = self._rank_batched(requests)
+            else:
+                results = [
+                    self._rank_one(history, cands, source, rs) for history, cands, source, rs in requests
+                ]
+        if len(results) > 1:
+            log.debug("ranked %d users in %.2f s", len(results), time.perf_counter() - started)
+        return [r.top(k) if k is not None else r for r in results]
+
+    # -- internals ------------------------------------------------------------------------------------------------
+
+    def _make_scorer(self) -> Scorer:
+        from llmrec.ranking.generative import GenerativeScorer
+        from llmrec.ranking.listwise import ListwiseScorer
+        from llmrec.ranking.pointwise import PointwiseScorer
+
+        cfg = self.config
+        if self.mode == "listwise":
+            return ListwiseScorer(self.lm, batch_size=cfg.batch_size)
+        if self.mode == "pointwise":
+            return PointwiseScorer(self.lm, batch_size=cfg.batch_size, use_prefix_cache=cfg.prefix_cache)
+        titles = {i: item.title for i, item in self.dataset.items.items()}
+        return GenerativeScorer(self.lm, max_new_tokens=cfg.max_new_tokens, titles=titles)
+
+    def _check_candidates(self, cands: list[str]) -> None:
+        if not cands:
+            raise RankingError("no candidates to rank (the candidate list is empty)")
+        if len(set(cands)) != len(cands):
+            dupes = sorted({c for c in cands if cands.count(c) > 1})
+            raise RankingError(f"duplicate candidate id(s): {', '.join(dupes)}")
+        self.dataset.check_items(cands)
+
+    def _can_batch(self, requests: list[Any]) -> bool:
+        return (
+            len(requests) > 1
+            and self.mode == "listwise"
+            and self.config.permutations == 1
+            and all(len(c) <= self.window for _, c, _, _ in requests)
+        )
+
+    def _rank_batched(self, requests: list[Any]) -> list[RankedList]:
+        t0 = time.perf_counter()
+        prompts = [self.builder.build(history, cands) for history, cands, _, _ in requests]
+        prompt_s = (time.perf_counter() - t0) / len(requests)
+        t1 = time.perf_counter()
+        results = self.scorer.score_many(prompts)
+        score_s = (time.perf_counter() - t1) / len(requests)
+        out = []
+        for (_, cands, source, retrieve_s), ps, res in zip(requests, prompts, results):
+            scores = dict(zip(res.candidate_ids, res.scores))
+            out.append(
+                self._result(
+                    cands, scores, res.score_kind, [res], ps, 1, source, retrieve_s, prompt_s, score_s
+                )
+            )
+        return out
+
+    def _rank_one(self, history: list[Any], cands: list[str], source: str, retrieve_s: float) -> RankedList:
+        cfg = self.config
+        all_results: list[ScoreResult] = []
+        all_prompts: list[Any] = []
+        per_order: list[dict[str, float]] = []
+        windows = 1
+        timing = {"prompt": 0.0, "score": 0.0}
+        kind = ""
+
+        def score_set(subset: list[str]) -> ScoreResult:
+            t0 = time.perf_counter()
+            prompts = self.builder.build(history, subset)
+            t1 = time.perf_counter()
+            result = self.scorer.score(prompts)
+            timing["prompt"] += t1 - t0
+            timing["score"] += time.perf_counter() - t1
+            all_prompts.extend(prompts)
+            all_results.append(result)
+            return result
+
+        for order in permutations(len(cands), cfg.permutations, cfg.seed):
+            shown = [cands[i] for i in order]
+            if self.mode == "pointwise" or len(shown) <= self.window:
+                res = score_set(shown)
+                per_order.append(dict(zip(res.candidate_ids, res.scores)))
+                kind = res.score_kind
+                continue
+
+            def rank_window(segment: list[str]) -> list[str]:
+                res = score_set(segment)
+                by_id = dict(zip(res.candidate_ids, res.scores))
+                return sorted(segment, key=lambda cid: -by_id[cid])  # stable: ties keep the shown order
+
+            final, windows = sliding_window_order(shown, self.window, self.step, rank_window)
+            per_order.append({c: float(len(final) - pos) for pos, c in enumerate(final)})
+            kind = "rank"
+        scores = aggregate(per_order) if len(per_order) > 1 else per_order[0]
+        return self._result(
+            cands,
+            scores,
+            kind,
+            all_results,
+            all_prompts,
+            windows,
+            source,
+            retrieve_s,
+            timing["prompt"],
+            timing["score"],
+        )
+
+    def _result(
+        self,
+        cands: list[str],
+        scores: Mapping[str, float],
+        kind: str,
+        results: Sequence[ScoreResult],
+        prompts: Sequence[Any],
+        windows: int,
+        source: str,
+        retrieve_s: float,
+        prompt_s: float,
+        score_s: float,
+    ) -> RankedList:
+        position = {c: n for n, c in enumerate(cands)}
+        ordered = sorted(cands, key=lambda c: (-scores[c], position[c]))
+        facts: dict[str, tuple[str, ...]] = {}
+        for p in prompts:
+            for cid, fs in p.facts.items():
+                if fs and cid not in facts:
+                    facts[cid] = tuple(fs)
+        return RankedList(
+            item_ids=tuple(ordered),
+            scores=tuple(float(scores[c]) for c in ordered),
+            ranks=tuple(range(1, len(ordered) + 1)),
+            score_kind=kind,
+            mode=self.mode,
+            template=self.template.name,
+            adapter=self.adapter_path,
+            prompt_tokens=sum(r.prompt_tokens for r in results),
+            encoded_tokens=sum(r.encoded_tokens for r in results),
+            forward_passes=sum(r.forward_passes for r in results),
+            parse_failures=sum(r.parse_failures for r in results),
+            timings={
+                "retrieve": retrieve_s,
+                "prompt": prompt_s,
+                "score": score_s,
+                "total": retrieve_s + prompt_s + score_s,
+            },
+            facts={c: facts.get(c, ()) for c in ordered},
+            windows=windows,
+            permutations=self.config.permutations,
+            candidate_source=source,
+            raw_outputs=tuple(r.raw_output for r in results if r.raw_output is not None),
+        )
+
+
+def _knowledge_graph(dataset: Dataset) -> Any:
+    from llmrec.knowledge import KnowledgeGraph
+
+    return KnowledgeGraph.from_dataset(dataset)

@@ -1,0 +1,147 @@
+"""The Reranker facade end to end on the tiny KG dataset and a tiny random model."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrec.errors import ConfigError, UnknownIdError
+from llmrec.models import AdapterError
+from llmrec.models.tiny import save_tiny
+from llmrec.ranking import RankedList, RankingError, Reranker, RerankerConfig, window_spans
+from llmrec.ranking.listwise import ListwiseScorer
+
+HISTORY = ["2", "3", "4", "1"]
+CANDIDATES = ["5", "6", "7", "9", "10", "12"]
+
+
+@pytest.fixture
+def make(kg_tiny, knowledge, tiny_lm):
+    def build(**opts) -> Reranker:
+        return Reranker(kg_tiny, RerankerConfig(**opts), lm=tiny_lm, knowledge=knowledge)
+
+    return build
+
+
+def _check_consistent(ranked: RankedList, candidates):
+    assert sorted(ranked.item_ids) == sorted(candidates)
+    assert list(ranked.scores) == sorted(ranked.scores, reverse=True)
+    assert ranked.ranks == tuple(range(1, len(candidates) + 1))
+    assert set(ranked.timings) == {"retrieve", "prompt", "score", "total"}
+    assert ranked.prompt_tokens > 0 and ranked.forward_passes >= 1
+    assert set(ranked.facts) == set(ranked.item_ids)
+
+
+def test_listwise_rank_orders_by_the_scorer_scores(make, tiny_lm):
+    reranker = make(mode="listwise")
+    ranked = reranker.rank(HISTORY, CANDIDATES)
+    _check_consistent(ranked, CANDIDATES)
+    assert ranked.mode == "listwise" and ranked.forward_passes == 1 and ranked.windows == 1
+    assert ranked.score_kind == "label_logprob"
+    direct = ListwiseScorer(tiny_lm).score(reranker.builder.build(HISTORY, CANDIDATES))
+    by_id = dict(zip(direct.candidate_ids, direct.scores))
+    assert ranked.scores == pytest.approx([by_id[i] for i in ranked.item_ids], abs=1e-5)
+    assert any(ranked.facts[i] for i in ranked.item_ids)  # the KG spoke about some candidate
+    top = reranker.rank(HISTORY, CANDIDATES, k=2)
+    assert top.item_ids == ranked.item_ids[:2] and len(top) == 2
+    data = ranked.to_dict()
+    assert [r["item_id"] for r in data["ranked"]] == list(ranked.item_ids)
+    assert data["mode"] == "listwise" and data["forward_passes"] == 1
+
+
+def test_rank_batch_equals_one_by_one(make):
+    reranker = make(mode="listwise", batch_size=4)
+    histories = [HISTORY, ["8", "9"], ["7"]]
+    cands = [CANDIDATES, ["1", "2", "3"], ["4", "5"]]
+    batched = reranker.rank_batch(histories, cands)
+    for h, c, res in zip(histories, cands, batched):
+        alone = reranker.rank(h, c)
+        assert res.item_ids == alone.item_ids
+        assert res.scores == pytest.approx(alone.scores, abs=1e-4)
+
+
+def test_candidates_are_retrieved_when_not_given(kg_tiny, knowledge, tiny_lm):
+    from llmrec.retrieval import PopularityRetriever
+
+    reranker = Reranker(
+        kg_tiny,
+        RerankerConfig(n_candidates=4),
+        lm=tiny_lm,
+        knowledge=knowledge,
+        retriever=PopularityRetriever.fit(kg_tiny),
+    )
+    ranked = reranker.rank(HISTORY)
+    assert len(ranked) == 4 and ranked.candidate_source == "popularity"
+    assert not set(ranked.item_ids) & set(HISTORY)
+
+
+def test_more_candidates_than_the_window_use_sliding_windows(make):
+    ranked = make(mode="listwise", window_size=3).rank(HISTORY, CANDIDATES)
+    _check_consistent(ranked, CANDIDATES)
+    assert ranked.windows == len(window_spans(6, 3, 1)) == ranked.forward_passes
+    assert ranked.score_kind == "rank" and ranked.scores == tuple(float(6 - n) for n in range(6))
+
+
+def test_position_bias_bootstrap_is_seeded(make):
+    a = make(mode="listwise", permutations=3, seed=1).rank(HISTORY, CANDIDATES)
+    b = make(mode="listwise", permutations=3, seed=1).rank(HISTORY, CANDIDATES)
+    one = make(mode="listwise").rank(HISTORY, CANDIDATES)
+    _check_consistent(a, CANDIDATES)
+    assert a.item_ids == b.item_ids and a.scores == b.scores
+    assert a.forward_passes == 3 and a.permutations == 3
+    assert (
+        a.scores != one.scores
+    )  # averaging over shuffled orders changes the scores of a position-biased model
+
+
+@pytest.mark.parametrize("mode", ["pointwise", "generative"])
+def test_other_modes_rank_through_the_facade(make, mode):
+    ranked = make(mode=mode, max_new_tokens=10).rank(HISTORY, CANDIDATES)
+    _check_consistent(ranked, CANDIDATES)
+    assert ranked.mode == mode
+    if mode == "pointwise":
+        assert ranked.score_kind == "yes_no_margin" and ranked.encoded_tokens < ranked.prompt_tokens
+    else:
+        assert (
+            ranked.score_kind == "rank" and len(ranked.raw_outputs) == 1 and ranked.parse_failures in (0, 1)
+        )
+
+
+def test_bad_requests_raise_clear_errors(make):
+    reranker = make(mode="listwise")
+    with pytest.raises(RankingError, match="empty"):
+        reranker.rank(HISTORY, [])
+    with pytest.raises(RankingError, match="duplicate candidate id.*5"):
+        reranker.rank(HISTORY, ["5", "6", "5"])
+    with pytest.raises(UnknownIdError, match="nope"):
+        reranker.rank(HISTORY, ["5", "nope"])
+    with pytest.raises(UnknownIdError, match="ghost"):
+        reranker.rank(["ghost"], ["5", "6"])
+    with pytest.raises(ConfigError, match="k must be"):
+        reranker.rank(HISTORY, CANDIDATES, k=0)
+    single = reranker.rank(HISTORY, ["5"])
+    assert single.item_ids == ("5",) and single.scores == pytest.approx(
+        (0.0,), abs=1e-6
+    )  # log p = 0 of one label
+
+
+def test_bad_configs_raise_clear_errors(make):
+    with pytest.raises(ConfigError, match="pointwise"):
+        make(mode="pointwise", permutations=2)
+    with pytest.raises(ConfigError, match="listwise template"):
+        make(mode="pointwise", template="listwise_kg")
+    with pytest.raises(ConfigError, match="unknown RerankerConfig key"):
+        RerankerConfig.from_dict({"mode": "listwise", "windw_size": 3})
+    with pytest.raises(ConfigError, match="mode"):
+        RerankerConfig(mode="pairwise")
+    with pytest.raises(ConfigError, match="smaller than the window"):
+        make(mode="listwise", window_size=4, window_step=4)
+
+
+def test_missing_adapter_path_is_refused(kg_tiny, knowledge, tmp_path):
+    model_dir = save_tiny(tmp_path / "tiny-model")
+    with pytest.raises(AdapterError, match="does not exist"):
+        Reranker(
+            kg_tiny,
+            RerankerConfig(model=str(model_dir), adapter=str(tmp_path / "no-such-adapter")),
+            knowledge=knowledge,
+        )
