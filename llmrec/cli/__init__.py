@@ -16,7 +16,7 @@ from llmrec import __version__
 from llmrec.errors import LlmrecError
 
 # Subcommand modules, in the order `llmrec --help` lists them.
-COMMANDS = ["demo", "fetch", "data", "retrieve", "eval", "train"]
+COMMANDS = ["demo", "fetch", "data", "retrieve", "prompt", "rank", "eval", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,7 +74,7 @@ def test_sliding_windows_bring_the_best_items_to_the_front():
         quality = {f"i{k}": rng.random() for k in range(n)}
         items = list(quality)
         final, n_windows = sliding_window_order(
-            items, window, step, lambda seg: sorted(seg, key=lambda c: -quality[c])
+            items, window, step, lambda seg, q=quality: sorted(seg, key=lambda c: -q[c])
         )
         assert sorted(final) == sorted(items)
         assert n_windows == len(window_spans(n, window, step))
