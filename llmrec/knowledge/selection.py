@@ -9,6 +9,7 @@ a movie from two years ago. Selection is deterministic: ties break on kind and s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -261,7 +262,12 @@ def _candidate_facts(
     for (kind_name, entities), hs in merged.items():
         kind = kinds[kind_name]
         hs.sort(key=lambda h: (-recency[h], h))
-        rarity = sum(kg.rarity(kind_name, e) for e in entities)
+        # mean rarity, growing slowly with the count: 6 shared award nominations are not worth 6 directors
+        rarity = (
+            sum(kg.rarity(kind_name, e) for e in entities)
+            / len(entities)
+            * (1 + 0.5 * math.log2(len(entities)))
+        )
         score = kind.weight * rarity * recency[hs[0]] * (1.0 + 0.25 * (len(hs) - 1))
         sources = tuple(sorted({s for a in attrs[(kind_name, entities)] for s in a.sources}))
         facts.append(
