@@ -167,16 +167,16 @@ class DenseRetriever(CatalogueRetriever):
         if self.query in ("mean", "both"):
             weights = recency_weights(len(recent), self.recency_decay)
             mean = weights @ self.vectors[recent].astype(np.float64)
-            query += mean / max(np.linalg.norm(mean), 1e-12)
+            query += mean / max(float(np.linalg.norm(mean)), 1e-12)
         if self.query in ("text", "both"):
             assert self.encoder is not None and self.texts is not None
             text = " ".join(self.texts[i] for i in recent)
             query += self.encoder.encode([text], progress=False)[0]
-        norm = np.linalg.norm(query)
+        norm = float(np.linalg.norm(query))
         if norm < 1e-9:
             # The history's vectors cancel out: the latest item alone is the best remaining signal.
             query = self.vectors[recent[-1]].astype(np.float64)
-            norm = max(np.linalg.norm(query), 1e-12)
+            norm = max(float(np.linalg.norm(query)), 1e-12)
         return (query / norm).astype(np.float32)
 
     def _scores(self, history_idx: np.ndarray) -> np.ndarray:

@@ -135,6 +135,7 @@ class VectorIndex:
         kind = config.resolved_kind(n)
         started = time.perf_counter()
         params: dict[str, Any] = {}
+        index: Any
         if kind == "flat":
             index = faiss.IndexFlatIP(dim)
             index.add(vectors)

@@ -98,3 +98,22 @@ def test_cli_dense_json(capsys):
     out = json.loads(capsys.readouterr().out)
     ids = [c["item_id"] for c in out["candidates"]]
     assert len(set(ids)) == 20 and out["retriever"] == "dense" and out["history_length"] > 0
+
+
+def test_text_query_mode_embeds_the_history_text(ml100k, built):
+    _, cache = built
+    both = DenseRetriever.build(ml100k.train_dataset, "minilm", query="both", cache_dir=cache, progress=False)
+    history = [x.item_id for x in ml100k.train_dataset.history("196")]
+    got = both.retrieve(history, 20)
+    assert len({c.item_id for c in got}) == 20 and not {c.item_id for c in got} & set(history)
+    # the query is the normalised sum of the (normalised) recency-weighted mean and the history-text embedding
+    pos = [list(ml100k.dataset.items).index(i) for i in history[-both.history_len :]]
+    weights = both.recency_decay ** np.arange(len(pos) - 1, -1, -1)
+    mean = weights @ both.vectors[pos].astype(np.float64)
+    text = both.encoder.encode([" ".join(both.texts[p] for p in pos)], progress=False)[0]
+    query = mean / np.linalg.norm(mean) + text
+    query /= np.linalg.norm(query)
+    expected = both.vectors @ query
+    assert [c.score for c in got] == pytest.approx(
+        [expected[list(both.item_ids).index(c.item_id)] for c in got], abs=1e-4
+    )
