@@ -66,7 +66,7 @@ def label_token_ids(tokenizer: Any, labels: Sequence[str], context: str = DEFAUL
     ids: list[int] = []
     for label in labels:
         toks = label_tokens(tokenizer, label, context)
-        if not _is_label_token(tokenizer, label, toks):
+        if toks is None or not _is_label_token(tokenizer, label, toks):
             name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
             if toks is None:
                 what = "merges with the text before it"

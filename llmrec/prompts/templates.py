@@ -151,12 +151,12 @@ class PromptTemplate:
             return self.jinja().render(**variables)
         except jinja2.UndefinedError as exc:
             raise TemplateError(self.name, f"undefined value while rendering: {exc}") from exc
-        except jinja2.TemplateError as exc:
-            raise TemplateError(self.name, f"rendering failed: {exc}") from exc
+        except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+            raise TemplateError(self.name, f"rendering failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _split_header(name: str, source: str) -> tuple[dict[str, Any], str, int]:
-    import yaml
+    import yaml  # type: ignore[import-untyped,unused-ignore]
 
     match = _HEADER_RE.match(source)
     if not match:
