@@ -11,7 +11,7 @@ from llmrec.retrieval.base import CatalogueRetriever, catalogue_ids, check_histo
 from llmrec.retrieval.popularity import PopularityRetriever
 
 if TYPE_CHECKING:
-    from scipy.sparse import csr_matrix
+    from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
 
     from llmrec.data.dataset import Dataset, PositivePolicy
 
@@ -72,7 +72,7 @@ class CooccurrenceRetriever(CatalogueRetriever):
             recency_decay: weight ratio between consecutive history items (1 = all equal).
             policy: if given, only positive interactions count as co-occurrences.
         """
-        from scipy.sparse import coo_matrix
+        from scipy.sparse import coo_matrix  # type: ignore[import-untyped]
 
         if normalization not in NORMALIZATIONS:
             raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")

@@ -31,6 +31,15 @@ def test_json_output(table, capsys, retriever):
         assert out[key] >= 0
 
 
+def test_exclude_option(table, capsys):
+    argv = ["retrieve", str(table), "--user", "u6", "-k", "3", "--retriever", "popularity", "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)["candidates"][0]["item_id"]
+    assert main([*argv, "--exclude", f"{first},zz"]) == 0
+    ids = [c["item_id"] for c in json.loads(capsys.readouterr().out)["candidates"]]
+    assert first not in ids and "b" not in ids and len(ids) == 3
+
+
 def test_text_output(table, capsys):
     assert main(["retrieve", str(table), "--user", "u2", "-k", "2", "--retriever", "popularity"]) == 0
     out = capsys.readouterr().out

@@ -63,3 +63,16 @@ def test_policy_counts_only_positives(tiny):
     ds = tiny.with_interactions(list(tiny.interactions) + low)
     assert PopularityRetriever.fit(ds).score([], ["h"]) == [2.0]
     assert PopularityRetriever.fit(ds, policy=PositivePolicy(4.0)).score([], ["h"]) == [0.0]
+
+
+def test_large_catalogue_top_k_matches_full_sort():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ids = [f"i{n}" for n in range(2000)]
+    counts = rng.integers(0, 30, size=2000).astype(float)  # many ties
+    pop = PopularityRetriever(ids, counts)
+    history = ids[:50]
+    got = pop.retrieve(history, k=25, exclude=ids[50:60])
+    order = sorted(range(60, 2000), key=lambda n: (-counts[n], n))[:25]
+    assert [c.item_id for c in got] == [ids[n] for n in order]
