@@ -150,21 +150,13 @@ class CatalogueRetriever:
         if len(allowed) == 0:
             return []
         tie = self._tiebreak()
-        # Stable, deterministic order: score desc, then tie-break key desc, then catalogue position asc.
-        keys = (
-            (np.arange(len(allowed)), -tie[allowed], -scores[allowed])
-            if tie is not None
-            else (
-                np.arange(len(allowed)),
-                -scores[allowed],
-            )
-        )
-        if len(allowed) > 4 * k and tie is None:
-            # Only the best k matter: partition first so that large catalogues stay cheap.
-            part = np.argpartition(-scores[allowed], k - 1)[:k]
-            kth = scores[allowed][part].min()
-            allowed = allowed[scores[allowed] >= kth]
-            keys = (np.arange(len(allowed)), -scores[allowed])
+        if tie is None and len(allowed) > 4 * k:
+            # Only the best k matter: partition first so that large catalogues stay cheap (ties at the k-th
+            # score are all kept, so the order below is the same as a full sort's).
+            kth = np.partition(-scores[allowed], k - 1)[k - 1]
+            allowed = allowed[-scores[allowed] <= kth]
+        # Deterministic order: score desc, then tie-break key desc, then catalogue position asc.
+        keys = [np.arange(len(allowed))] + ([] if tie is None else [-tie[allowed]]) + [-scores[allowed]]
         order = allowed[np.lexsort(keys)][:k]
         return [Candidate(self.item_ids[i], float(scores[i]), source) for i in order]
 
