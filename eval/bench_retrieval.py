@@ -14,9 +14,9 @@ Usage:
     python eval/bench_retrieval.py                   # full run (~10 min on 2 cores), writes eval/results/
     python eval/bench_retrieval.py --sizes 1682 20000 --out /tmp/bench   # quick smoke run
 
-Every latency is one query at a time, the way a retriever serves one user, with FAISS on --search-threads
-threads (default 1: on this shared 2-core machine, two OpenMP threads per single query made an exact 20K search
-25x slower, 32 ms vs 1.3 ms, because the other core is busy). Builds use --build-threads (default 2).
+Every latency is one query at a time, the way a retriever serves one user. FAISS runs on --search-threads and
+--build-threads threads (default 1 each): on this shared 2-core machine, with the other core busy, two OpenMP
+threads made a single exact 20K-item query 25x slower (32 ms vs 1.3 ms) and a 10K-item HNSW build 2x slower.
 HNSW is skipped above --hnsw-max items: its build alone would take tens of minutes on 2 cores (see the 100K row).
 """
 
@@ -59,7 +59,7 @@ def clustered_unit(n: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.nd
     return draw(n), draw(n_queries)
 
 
-THREADS = {"build": 2, "search": 1}
+THREADS = {"build": 1, "search": 1}
 
 
 def threads(kind: str) -> None:
@@ -244,7 +244,7 @@ def main() -> None:
     parser.add_argument("--hnsw-max", type=int, default=100_000, help="skip HNSW above this many items")
     parser.add_argument("--clustered-min", type=int, default=100_000, help="clustered set from this size up")
     parser.add_argument("--skip-ml100k", action="store_true")
-    parser.add_argument("--build-threads", type=int, default=2)
+    parser.add_argument("--build-threads", type=int, default=1)
     parser.add_argument("--search-threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
