@@ -62,6 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kg-links", metavar="FILE", help="item_id<TAB>entity_id file aligning it to the dataset"
     )
     kg.add_argument("--kg-names", metavar="FILE", help="entity_id<TAB>name file")
+    kg.add_argument(
+        "--on-misaligned",
+        default="warn",
+        choices=["warn", "drop", "error", "ignore"],
+        help="when the dataset's own item->entity links look misaligned (ml-100k's do): warn and keep them "
+        "(default), drop the dataset's KG (metadata and --kg-* facts stay), fail, or skip the check",
+    )
     parser.add_argument("--columns", default="", help="for a table: column mapping (see `llmrec data stats`)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -123,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             if args.kg_triples
             else []
         )
-        knowledge = KnowledgeGraph.from_dataset(dataset, extra)
+        knowledge = KnowledgeGraph.from_dataset(dataset, extra, on_misaligned=args.on_misaligned)
     # Cheap checks first (KG files, tokenizer, labels), then the possibly slow retrieval.
     builder = PromptBuilder(
         dataset,

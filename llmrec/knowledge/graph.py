@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ITEM_ENTITY_PREFIX = "llmrec:item/"
 METADATA_SOURCE = "metadata"
+MISALIGNED_ACTIONS = ("warn", "drop", "error", "ignore")
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class KnowledgeGraph:
         *,
         metadata: bool = True,
         source_name: str = "kg",
-        check: bool = True,
+        on_misaligned: str = "warn",
     ) -> KnowledgeGraph:
         """Fuse the dataset's own KG, triples derived from item metadata and any extra sources.
 
@@ -111,15 +112,22 @@ class KnowledgeGraph:
             metadata: add ``genre`` and ``decade`` triples from item metadata (source ``metadata``), linked through
                 one synthetic entity per item.
             source_name: provenance for the dataset's triples that carry no source.
-            check: run `check_alignment` on the dataset's links and log a warning if they look misaligned.
+            on_misaligned: what to do when `check_alignment` finds the dataset's item -> entity links misaligned
+                (its facts would describe other items than the ones named): ``warn`` (log, keep them), ``drop``
+                (log, leave the dataset's own KG out; metadata and extra sources stay), ``error`` (raise
+                ConfigError) or ``ignore`` (do not check).
 
         Raises:
-            ConfigError: an extra source's link table links none of the dataset's items.
+            ConfigError: an extra source's link table links none of the dataset's items, or the links are
+                misaligned and `on_misaligned` is ``error``.
         """
+        if on_misaligned not in MISALIGNED_ACTIONS:
+            raise ConfigError(
+                f"on_misaligned must be one of {', '.join(MISALIGNED_ACTIONS)}, got {on_misaligned!r}"
+            )
         kg = cls()
-        kg.add_triples(
-            t if t.source else Triple(t.head, t.relation, t.tail, source_name) for t in dataset.triples
-        )
+        own = [t if t.source else Triple(t.head, t.relation, t.tail, source_name) for t in dataset.triples]
+        kg.add_triples(own)
         kg.add_links(dataset.links, source=source_name)
         kg.add_names(dataset.entity_names)
         linked = sum(1 for i in dataset.links if i in dataset.items)
@@ -129,23 +137,29 @@ class KnowledgeGraph:
                 dataset.name,
                 len(dataset.items),
             )
-        if metadata:
-            kg.add_metadata(dataset.items.values())
-        for source in extra_sources:
-            source.add_to(kg, dataset)
-        if check and dataset.triples and linked:
+        if on_misaligned != "ignore" and dataset.triples and linked:
             from llmrec.knowledge.checks import check_alignment
 
             report = check_alignment(kg, dataset)
             if report.suspicious:
-                log.warning(
-                    "the item -> entity links of dataset %r look misaligned: only %.0f%% of %d sequel/prequel "
-                    "pairs share a title word (e.g. %s); KG facts may describe other items than named",
-                    dataset.name,
-                    100 * (report.title_overlap or 0.0),
-                    report.sequel_pairs,
-                    "; ".join(report.examples[:2]),
+                message = (
+                    f"the item -> entity links of dataset {dataset.name!r} look misaligned: only "
+                    f"{100 * (report.title_overlap or 0.0):.0f}% of {report.sequel_pairs} sequel/prequel pairs share "
+                    f"a title word (e.g. {'; '.join(report.examples[:2])}), so its KG facts describe other items "
+                    "than the ones they name"
                 )
+                if on_misaligned == "error":
+                    raise ConfigError(message)
+                if on_misaligned == "drop":
+                    for source in sorted({t.source for t in own}):
+                        kg.remove_triples(source=source)
+                    kg.remove_links(source_name)
+                    message += "; left the dataset's own KG out (on_misaligned='drop')"
+                log.warning(message)
+        if metadata:
+            kg.add_metadata(dataset.items.values())
+        for source in extra_sources:
+            source.add_to(kg, dataset)
         return kg
 
     def add_metadata(self, items: Iterable[Item], source: str = METADATA_SOURCE) -> int:
@@ -220,6 +234,27 @@ class KnowledgeGraph:
         if n:
             self._changed()
         return n
+
+    def remove_links(self, source: str) -> int:
+        """Remove every item -> entity link that `source` added. Returns how many were removed."""
+        removed = 0
+        for item_id in list(self._item_entities):
+            held = self._item_entities[item_id]
+            keep = [(e, s) for e, s in held if s != source]
+            for eid, _ in (x for x in held if x[1] == source):
+                items = self._entity_items.get(eid, [])
+                if item_id in items:
+                    items.remove(item_id)
+                if not items:
+                    self._entity_items.pop(eid, None)
+            removed += len(held) - len(keep)
+            if keep:
+                self._item_entities[item_id] = keep
+            else:
+                del self._item_entities[item_id]
+        if removed:
+            self._changed()
+        return removed
 
     def add_names(self, names: Mapping[str, str]) -> None:
         """Human-readable names of entities (facts use them when present)."""

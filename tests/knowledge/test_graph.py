@@ -135,7 +135,7 @@ def _saga(shift: int) -> Dataset:
 
 
 def test_alignment_check_spots_a_shifted_link_table(caplog):
-    good = check_alignment(KnowledgeGraph.from_dataset(_saga(0), check=False), _saga(0))
+    good = check_alignment(KnowledgeGraph.from_dataset(_saga(0), on_misaligned="ignore"), _saga(0))
     assert good.sequel_pairs == 12 and good.title_overlap == 1.0 and not good.suspicious
     bad_ds = _saga(1)
     with caplog.at_level(logging.WARNING):
@@ -156,3 +156,24 @@ def test_scale_columnar_store_and_lazy_index():
     assert kg.degree("actor", "actor7") == len({j % 2000 for j in range(7, n, 50_000)})
     actors = {a.entity for a in kg.attributes("7") if a.kind.name == "actor"}
     assert actors == {f"actor{i % 50_000}" for i in range(7, n, 2000)}
+
+
+def test_misaligned_links_can_be_dropped_or_refused():
+    bad_ds = _saga(1)
+    dropped = KnowledgeGraph.from_dataset(bad_ds, on_misaligned="drop")
+    assert set(dropped.stats()["triples_per_source"]) == {"metadata"}
+    assert dropped.entities_of("0b") == ["llmrec:item/0b"]  # the dataset's own links are gone, metadata stays
+    assert not [a for a in dropped.attributes("0b") if a.kind.name == "sequel_to"]
+    with pytest.raises(ConfigError, match="look misaligned"):
+        KnowledgeGraph.from_dataset(bad_ds, on_misaligned="error")
+    with pytest.raises(ConfigError, match="on_misaligned"):
+        KnowledgeGraph.from_dataset(bad_ds, on_misaligned="shrug")
+    kept = KnowledgeGraph.from_dataset(_saga(0), on_misaligned="error")  # aligned: nothing to refuse
+    assert kept.stats()["triples_per_source"]["kg"] == 12
+
+
+def test_remove_links(kg):
+    assert "m.f1" in kg.entities_of("1")
+    assert kg.remove_links("kg") == 11
+    assert kg.entities_of("1") == ["llmrec:item/1"] and kg.linked_item("m.f1") is None
+    assert not [a for a in kg.attributes("1") if a.kind.name == "director"]

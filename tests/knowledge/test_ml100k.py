@@ -19,7 +19,7 @@ def ml100k():
 
 @pytest.fixture(scope="module")
 def kg100k(ml100k):
-    return KnowledgeGraph.from_dataset(ml100k, check=False)
+    return KnowledgeGraph.from_dataset(ml100k, on_misaligned="ignore")
 
 
 def test_fused_counts(ml100k, kg100k):
