@@ -103,12 +103,14 @@ class PromptSection:
         knowledge: build a knowledge graph for KG facts; "auto" = when the template name ends in "_kg".
         history_budget: token budget of the history block (None: the builder's default).
         fact_budget: token budget of the KG facts (None: the builder's default).
+        facts_per_candidate: most KG facts per candidate (None: the builder's default).
     """
 
     template: str = "listwise_kg"
     knowledge: Literal["auto", "on", "off"] = "auto"
     history_budget: int | None = None
     fact_budget: int | None = None
+    facts_per_candidate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -234,12 +236,10 @@ class TrainConfig:
             node: dict[str, Any] = data
             parts = dotted.split(".")
             for part in parts[:-1]:
-                if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"unknown config key {dotted!r}")
-                node = node[part]
-            if parts[-1] not in node:
-                raise ConfigError(f"unknown config key {dotted!r}")
-            node[parts[-1]] = value
+                if part in node and not isinstance(node[part], dict):
+                    raise ConfigError(f"config key {dotted!r}: {part!r} is not a section")
+                node = node.setdefault(part, {})
+            node[parts[-1]] = value  # an unknown key is reported (with a suggestion) by from_dict
         return TrainConfig.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -344,8 +344,8 @@ def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
 
         key = unknown[0]
         close = difflib.get_close_matches(str(key), names, n=1)
-        hint = f" (did you mean {prefix}{close[0]!r}?)" if close else f" (known: {', '.join(names)})"
-        raise ConfigError(f"unknown config key {prefix}{key!r}{hint}")
+        hint = f" (did you mean {prefix + close[0]!r}?)" if close else f" (known: {', '.join(names)})"
+        raise ConfigError(f"unknown config key {prefix + str(key)!r}{hint}")
     kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)

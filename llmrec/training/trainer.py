@@ -148,6 +148,8 @@ def make_builder(cfg: TrainConfig, split: Split, tokenizer: Any) -> Any:
         kwargs["history_budget"] = cfg.prompt.history_budget
     if cfg.prompt.fact_budget is not None:
         kwargs["fact_budget"] = cfg.prompt.fact_budget
+    if cfg.prompt.facts_per_candidate is not None:
+        kwargs["facts_per_candidate"] = cfg.prompt.facts_per_candidate
     return PromptBuilder(split.train_dataset, tokenizer, template, **kwargs)
 
 
