@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from llmrec.errors import ConfigError
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 Mode = Literal["listwise", "pointwise"]
 NegativeSource = Literal["random", "popularity", "cooc", "dense"]
@@ -323,6 +326,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
         raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -30,6 +30,7 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,13 +251,21 @@ def _check_output(cfg: TrainConfig) -> Path:
     return out
 
 
-def train(cfg: TrainConfig, *, dataset: Dataset | None = None, progress: bool = True) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    *,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Train a LoRA adapter as `cfg` says and write it to ``cfg.output`` (see the module docstring).
 
     Args:
         cfg: the run's config.
         dataset: an already loaded dataset (default: ``load_dataset(cfg.data.dataset)``).
         progress: show progress bars.
+        on_step: called as ``on_step(step, loss)`` after each optimizer step (and after any checkpoint of that
+            step is written); an exception it raises stops the run like an interruption would.
 
     Raises:
         OutputExistsError: ``cfg.output`` exists and ``cfg.overwrite`` is False.
@@ -434,6 +443,8 @@ def train(cfg: TrainConfig, *, dataset: Dataset | None = None, progress: bool = 
                 validate(step)
             if step < total and step % cfg.save_every == 0 and is_main:
                 _write_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, state, base_name)
+            if on_step is not None:
+                on_step(step, step_loss)
     finally:
         bar.close()
 

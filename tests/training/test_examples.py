@@ -1,0 +1,113 @@
+"""Example sampling: earlier positions of each user's training sequence, no held-out item ever shown, seeded."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from llmrec.data import PositivePolicy, leave_one_out, time_split
+from llmrec.training import (
+    NegativeSampler,
+    NotEnoughDataError,
+    leaked_items,
+    sample_training_specs,
+    sample_validation_specs,
+)
+
+POLICY = PositivePolicy(4.0)
+
+
+@pytest.fixture(scope="module")
+def split(synth):
+    return leave_one_out(synth, min_history=3, policy=POLICY)
+
+
+def test_listwise_specs_come_from_earlier_training_positions(split):
+    specs = sample_training_specs(split, mode="listwise", n_negatives=9, min_history=3, seed=1)
+    assert specs
+    train = split.train_dataset
+    for spec in specs:
+        seq = [x.item_id for x in train.history(spec.user_id)]
+        pos = seq.index(spec.target)
+        assert pos >= 3
+        assert spec.history == tuple(seq[max(0, pos - 20) : pos])  # exactly what came before, most recent kept
+        rated = train.history(spec.user_id)[pos]
+        assert POLICY.is_positive(rated)
+        assert len(spec.candidates) == 10 and spec.candidates.count(spec.target) == 1
+        seen = {x.item_id for x in split.dataset.history(spec.user_id)}
+        assert not (set(spec.candidates) - {spec.target}) & seen  # negatives: never anything the user touched
+
+
+@pytest.mark.parametrize("mode", ["listwise", "pointwise"])
+@pytest.mark.parametrize("kind", ["loo", "time"])
+def test_no_validation_or_test_item_in_training(synth, mode, kind):
+    sp = leave_one_out(synth, min_history=3, policy=POLICY) if kind == "loo" else time_split(synth, valid_fraction=0.2)
+    specs = sample_training_specs(sp, mode=mode, n_negatives=5, min_history=2, seed=0)
+    assert specs
+    assert leaked_items(sp, specs) == []
+    test_keys = {(x.user_id, x.item_id, x.timestamp) for x in (*sp.valid, *sp.test)}
+    train = sp.train_dataset
+    for spec in specs:
+        target = next(x for x in train.history(spec.user_id) if x.item_id == spec.target)
+        assert (target.user_id, target.item_id, target.timestamp) not in test_keys
+
+
+def test_leak_check_catches_a_leak(split):
+    specs = sample_training_specs(split, mode="listwise", n_negatives=5, min_history=3, seed=0)
+    user = specs[0].user_id
+    test_item = next(x.item_id for x in split.test if x.user_id == user)
+    bad = dataclasses.replace(specs[0], candidates=(*specs[0].candidates[:-1], test_item))
+    assert leaked_items(split, [bad]) == [(user, test_item)]
+
+
+def test_pointwise_is_balanced(split):
+    specs = sample_training_specs(split, mode="pointwise", n_negatives=1, min_history=3, seed=0)
+    pos = [s for s in specs if s.label]
+    neg = [s for s in specs if s.label is False]
+    assert len(pos) == len(neg) > 0
+    assert all(s.candidates == (s.target,) for s in pos)
+    assert all(s.candidates != (s.target,) and len(s.candidates) == 1 for s in neg)
+
+
+def test_seeded_and_capped(split):
+    a = sample_training_specs(split, mode="listwise", n_negatives=5, min_history=3, seed=4)
+    b = sample_training_specs(split, mode="listwise", n_negatives=5, min_history=3, seed=4)
+    c = sample_training_specs(split, mode="listwise", n_negatives=5, min_history=3, seed=5)
+    assert a == b and a != c
+    capped = sample_training_specs(
+        split, mode="listwise", n_negatives=5, min_history=3, positions_per_user=1, max_users=5, seed=4
+    )
+    assert len(capped) == 5 and len({s.user_id for s in capped}) == 5
+    assert len(sample_training_specs(split, mode="listwise", n_negatives=5, min_history=3, max_examples=7)) == 7
+
+
+def test_popularity_negatives_prefer_popular_items(split):
+    sampler = NegativeSampler(split, "popularity")
+    import random
+
+    rng = random.Random(0)
+    pop = split.train_dataset.item_popularity
+    drawn = [i for _ in range(40) for i in sampler.sample("u1", (), 5, rng)]
+    uniform = [i for _ in range(40) for i in NegativeSampler(split).sample("u1", (), 5, rng)]
+    assert sum(pop.get(i, 0) for i in drawn) > sum(pop.get(i, 0) for i in uniform)
+
+
+def test_too_small_dataset_is_a_clear_error(split):
+    with pytest.raises(NotEnoughDataError, match="min_history"):
+        sample_training_specs(split, mode="listwise", n_negatives=5, min_history=500)
+    with pytest.raises(NotEnoughDataError, match="unseen items"):
+        sample_training_specs(split, mode="listwise", n_negatives=59, min_history=3)
+
+
+def test_validation_specs_use_validation_targets_only(split):
+    specs = sample_validation_specs(split, users=6, n_negatives=9, seed=0)
+    assert len(specs) == 6
+    valid = {(x.user_id, x.item_id) for x in split.valid}
+    test = {(x.user_id, x.item_id) for x in split.test}
+    for spec in specs:
+        assert (spec.user_id, spec.target) in valid
+        assert not {(spec.user_id, c) for c in spec.candidates} & test
+        assert spec.target in spec.candidates and len(spec.candidates) == 10
+    assert specs == sample_validation_specs(split, users=6, n_negatives=9, seed=0)
+    assert sample_validation_specs(split, users=0, n_negatives=9) == []

@@ -1,0 +1,154 @@
+"""End-to-end training on a tiny random model and a synthetic dataset: loss, adapter folder, reload, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from llmrec.errors import ConfigError
+from llmrec.training import (
+    CheckpointMismatchError,
+    NotEnoughDataError,
+    OutputExistsError,
+    TrainConfig,
+    read_card,
+    train,
+)
+from llmrec.training.card import REQUIRED_FILES
+
+
+def make_cfg(tmp_path, model_dir, dataset_dir, **over):
+    data = {
+        "output": str(tmp_path / "adapter"),
+        "mode": "listwise",
+        "model": {"name_or_path": str(model_dir)},
+        "data": {"dataset": str(dataset_dir), "min_history": 3, "positions_per_user": 2},
+        "negatives": {"n": 5},
+        "prompt": {"template": "listwise"},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "optim": {"learning_rate": 0.02, "batch_size": 2, "max_steps": 4, "warmup_ratio": 0.0},
+        "validation": {"users": 4, "negatives": 5, "every": 2},
+        "checkpoint_dir": str(tmp_path / "ckpt"),
+        "save_every": 2,
+    }
+    cfg = TrainConfig.from_dict(data)
+    return cfg.with_overrides(over) if over else cfg
+
+
+def listwise_scores(model_dir, dataset, adapter=None):
+    """Scores of a fixed candidate set from the ranking scorer, with or without the adapter."""
+    from llmrec.models import ModelConfig, load_model
+    from llmrec.prompts import PromptBuilder
+    from llmrec.ranking.listwise import ListwiseScorer
+
+    lm = load_model(ModelConfig(str(model_dir), adapters=[str(adapter)] if adapter else ()))
+    builder = PromptBuilder(dataset, lm.tokenizer, "listwise")
+    prompts = builder.build(["1", "2", "3"], ["10", "11", "12", "13", "14"])
+    return ListwiseScorer(lm).score(prompts).scores
+
+
+def test_train_writes_a_complete_adapter_that_reloads_and_changes_scores(tmp_path, tiny_model_dir, synth_dir, synth):
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir)
+    result = train(cfg, progress=False)
+    assert result.steps == 4 and len(result.losses) == 4
+    assert all(math.isfinite(x) for x in result.losses)
+    out = tmp_path / "adapter"
+    assert all((out / name).is_file() for name in REQUIRED_FILES)
+    assert (out / "llmrec_base_model.json").is_file()
+    assert not (tmp_path / "ckpt").exists()  # checkpoints are removed once the adapter is written
+    card = read_card(out)
+    assert card["base_model"] == str(tiny_model_dir)
+    assert card["mode"] == "listwise" and card["template"] == "listwise" and card["knowledge"] is False
+    assert card["lora"]["r"] == 4 and card["training"]["steps"] == 4
+    assert card["split"] == "leave_one_out" and card["llmrec_version"]
+    val = card["validation"]
+    assert [row["step"] for row in val["history"]] == [0, 2, 4]
+    assert val["zero_shot"]["step"] == 0 and 0.0 <= val["best"]["ndcg@10"] <= 1.0
+    assert val["best_step"] in (2, 4)
+    assert "zero-shot" in (out / "README.md").read_text()
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
+
+    base = listwise_scores(tiny_model_dir, synth)
+    tuned = listwise_scores(tiny_model_dir, synth, adapter=out)
+    assert len(base) == len(tuned) == 5
+    assert max(abs(a - b) for a, b in zip(base, tuned)) > 1e-4
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_model_dir, synth_dir):
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir)
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        train(cfg, progress=False)
+    assert (tmp_path / "adapter" / "keep.txt").read_text() == "mine"
+    train(cfg.with_overrides({"overwrite": True, "validation.users": 0, "optim.max_steps": 1}), progress=False)
+    assert not (tmp_path / "adapter" / "keep.txt").exists()
+    assert (tmp_path / "adapter" / "adapter_card.json").is_file()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_leaves_no_adapter_and_resumes_exactly(tmp_path, tiny_model_dir, synth_dir):
+    reference = train(make_cfg(tmp_path / "ref", tiny_model_dir, synth_dir), progress=False)
+
+    cfg = make_cfg(tmp_path / "run", tiny_model_dir, synth_dir)
+
+    def stop_at_3(step, loss):
+        if step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, progress=False, on_step=stop_at_3)
+    assert not (tmp_path / "run" / "adapter").exists()  # a killed run never leaves a finished-looking adapter
+    assert (tmp_path / "run" / "ckpt" / "last" / "state.json").is_file()
+
+    changed = cfg.with_overrides({"optim.learning_rate": 0.05})
+    with pytest.raises(CheckpointMismatchError, match="--no-resume"):
+        train(changed, progress=False)
+
+    resumed = train(cfg, progress=False)
+    assert resumed.resumed_from == 2 and resumed.steps == 4
+    assert resumed.losses == pytest.approx(reference.losses, rel=1e-4, abs=1e-5)
+    assert [r["step"] for r in resumed.validation] == [0, 2, 4]
+
+
+def test_template_mode_mismatch_and_bad_modules(tmp_path, tiny_model_dir, synth_dir):
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, mode="pointwise")
+    with pytest.raises(ConfigError, match="listwise template"):
+        train(cfg, progress=False)
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"lora.target_modules": ["c_attn"]})
+    with pytest.raises(ConfigError, match="c_attn"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_too_little_data(tmp_path, tiny_model_dir, synth_dir):
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"data.min_history": 400})
+    with pytest.raises(NotEnoughDataError):
+        train(cfg, progress=False)
+
+
+def test_pointwise_training_with_choice_loss(tmp_path, tiny_model_dir, synth_dir):
+    cfg = make_cfg(
+        tmp_path,
+        tiny_model_dir,
+        synth_dir,
+        mode="pointwise",
+        **{
+            "prompt.template": "pointwise",
+            "negatives.n": None,
+            "optim.loss": "choices",
+            "optim.max_steps": 2,
+            "validation.every": None,
+            "validation.metric": "auc",
+        },
+    )
+    result = train(cfg, progress=False)
+    card = read_card(tmp_path / "adapter")
+    assert card["mode"] == "pointwise" and card["negatives"]["n"] == 1
+    assert all(math.isfinite(x) for x in result.losses)
+    assert 0.0 <= card["validation"]["best"]["auc"] <= 1.0
