@@ -151,15 +151,15 @@ class KnowledgeGraph:
                 if on_misaligned == "error":
                     raise ConfigError(message)
                 if on_misaligned == "drop":
-                    for source in sorted({t.source for t in own}):
-                        kg.remove_triples(source=source)
+                    for own_source in sorted({t.source for t in own}):
+                        kg.remove_triples(source=own_source)
                     kg.remove_links(source_name)
                     message += "; left the dataset's own KG out (on_misaligned='drop')"
                 log.warning(message)
         if metadata:
             kg.add_metadata(dataset.items.values())
-        for source in extra_sources:
-            source.add_to(kg, dataset)
+        for extra in extra_sources:
+            extra.add_to(kg, dataset)
         return kg
 
     def add_metadata(self, items: Iterable[Item], source: str = METADATA_SOURCE) -> int:
