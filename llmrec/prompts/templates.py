@@ -129,6 +129,7 @@ class PromptTemplate:
         Raises:
             TemplateError: naming the template and what is wrong.
         """
+        source = source.lstrip("\ufeff").replace("\r\n", "\n")  # a BOM or Windows line ends are not content
         header, body, header_lines = _split_header(name, source)
         return _validate(name, header, body, header_lines, path)
 

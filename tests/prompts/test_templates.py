@@ -144,3 +144,8 @@ def test_unknown_name_suggests_close_ones(tmp_path):
     bad.write_text("---\nmode: listwise\n---\n{{ history }}")
     with pytest.raises(TemplateError, match="'broken'"):
         load_template("broken", [tmp_path])
+
+
+def test_bom_and_windows_line_ends_are_accepted():
+    tpl = PromptTemplate.from_string("crlf", "\ufeff" + LISTWISE_OK.replace("\n", "\r\n"))
+    assert tpl.mode == "listwise" and "\r" not in tpl.body
