@@ -152,3 +152,24 @@ def test_pointwise_training_with_choice_loss(tmp_path, tiny_model_dir, synth_dir
     assert card["mode"] == "pointwise" and card["negatives"]["n"] == 1
     assert all(math.isfinite(x) for x in result.losses)
     assert 0.0 <= card["validation"]["best"]["auc"] <= 1.0
+
+
+def test_qlora_on_4bit_weights(tmp_path, tiny_model_dir, synth_dir):
+    """QLoRA wiring: NF4 base weights (bitsandbytes), k-bit preparation, adapter saved and reloaded in 4-bit.
+
+    On CPU bitsandbytes warns that its 4-bit kernel has no autograd registration; QLoRA is meant for GPUs, and this
+    test checks the path runs and produces a loadable adapter, not the quality of CPU gradients.
+    """
+    pytest.importorskip("bitsandbytes")
+    from llmrec.models import ModelConfig, load_model
+
+    cfg = make_cfg(
+        tmp_path, tiny_model_dir, synth_dir, **{"model.quantization": "4bit", "optim.max_steps": 2, "validation.users": 0}
+    )
+    result = train(cfg, progress=False)
+    assert all(math.isfinite(x) for x in result.losses)
+    card = read_card(tmp_path / "adapter")
+    assert card["quantization"] == "4bit" and card["validation"] == {}
+    lm = load_model(ModelConfig(str(tiny_model_dir), quantization="4bit", adapters=[str(tmp_path / "adapter")]))
+    assert lm.adapter_names == ("adapter",)
+    assert any(type(m).__name__ == "Linear4bit" for m in lm.model.modules())

@@ -1,0 +1,60 @@
+"""`llmrec train`: config file + flag overrides end to end; bad input is one line and exit status 2."""
+
+from __future__ import annotations
+
+import yaml
+
+from llmrec.cli import main
+
+
+def write_config(tmp_path, model_dir, dataset_dir):
+    cfg = {
+        "output": str(tmp_path / "from-config"),
+        "model": {"name_or_path": str(model_dir)},
+        "data": {"dataset": str(dataset_dir), "min_history": 3, "positions_per_user": 1},
+        "negatives": {"n": 4},
+        "prompt": {"template": "listwise"},
+        "lora": {"r": 2},
+        "optim": {"batch_size": 2, "epochs": 1},
+        "validation": {"users": 2, "negatives": 4, "every": None},
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cli_trains_with_overrides(tmp_path, tiny_model_dir, synth_dir, capsys):
+    path = write_config(tmp_path, tiny_model_dir, synth_dir)
+    out = tmp_path / "from-flags"
+    rc = main(["train", "--config", str(path), "--output", str(out), "--max-steps", "2", "--set", "lora.alpha=4",
+               "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert f"adapter: {out}" in printed and "steps: 2" in printed and "zero-shot" in printed
+    card = yaml.safe_load((out / "train_config.yaml").read_text())
+    assert card["lora"] == {"r": 2, "alpha": 4, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+    assert card["optim"]["max_steps"] == 2
+    assert not (tmp_path / "from-config").exists()
+
+    rc = main(["train", "--config", str(path), "--output", str(out), "--max-steps", "1"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0] and "--overwrite" in err[0]
+
+
+def test_cli_bad_config_is_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("lora:\n  r: eight\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lora.r" in err[0] and "Traceback" not in err[0]
+    assert main(["train", "--set", "optim.lr=0.1"]) == 2
+    assert "unknown config key 'optim.lr'" in capsys.readouterr().err
+    assert main(["train", "--set", "novalue"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_print_config_resolves_flags(capsys):
+    assert main(["train", "--print-config", "--lora-r", "32", "--template", "pointwise", "--mode", "pointwise"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["lora"]["r"] == 32 and cfg["mode"] == "pointwise" and cfg["prompt"]["template"] == "pointwise"
