@@ -102,3 +102,31 @@ def test_adapter_must_match_the_arm_model(tmp_path: Path):
     )
     with pytest.raises(ConfigError, match="does not exist"):
         check_arm(missing.arms[0])
+
+
+def test_llm_arm_maps_onto_reranker_config():
+    from llmrec.evaluation.llm import reranker_config
+
+    arm = ExperimentConfig.from_dict(
+        base(
+            arms=[
+                {
+                    "name": "l",
+                    "kind": "llm",
+                    "mode": "pointwise",
+                    "knowledge": True,
+                    "bootstrap": 1,
+                    "options": {"history_budget": 123},
+                }
+            ]
+        )
+    ).arms[0]
+    cfg = reranker_config(arm)
+    assert (cfg.mode, cfg.template, cfg.knowledge, cfg.permutations) == ("pointwise", "pointwise_kg", True, 1)
+    assert cfg.adapter is None  # no adapter = the bare model, never the reranker's default adapter
+    assert cfg.history_budget == 123 and cfg.model.name_or_path == "smollm2"
+    bad = ExperimentConfig.from_dict(
+        base(arms=[{"name": "l", "kind": "llm", "options": {"histry_budget": 1}}])
+    )
+    with pytest.raises(ConfigError, match="histry_budget"):
+        check_arm(bad.arms[0])
