@@ -247,7 +247,14 @@ def main() -> None:
     parser.add_argument("--build-threads", type=int, default=1)
     parser.add_argument("--search-threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json in --out")
     args = parser.parse_args()
+    if args.render_only:
+        from llmrec.io import atomic_write_text
+
+        results = json.loads((args.out / "bench_retrieval.json").read_text())
+        atomic_write_text(args.out / "bench_retrieval.md", render(results))
+        return
 
     THREADS.update(build=args.build_threads, search=args.search_threads)
     started = time.perf_counter()
@@ -275,15 +282,66 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     from llmrec.io import atomic_write_text
 
-    atomic_write_text(
-        args.out / "bench_retrieval.json", json.dumps({"machine": info, "ann": ann, "ml100k": ml}, indent=1)
-    )
+    results = {"machine": info, "ann": ann, "ml100k": ml}
+    atomic_write_text(args.out / "bench_retrieval.json", json.dumps(results, indent=1))
+    atomic_write_text(args.out / "bench_retrieval.md", render(results))
+    print(f"wrote {args.out / 'bench_retrieval.md'}")
+
+
+def targets(ann: list[dict], ml: list[dict]) -> list[str]:
+    """The issue's two targets, checked against the rows (computed, so a rerun updates them)."""
+    lines = []
+    largest = max((r["items"] for r in ann if r["data"] in ("random", "clustered")), default=0)
+    for data in ("random", "clustered"):
+        rows = [r for r in ann if r["data"] == data and r["items"] == largest]
+        if not rows:
+            continue
+        exact = next(r for r in rows if r["index"].startswith("flat"))
+        good = [r for r in rows if not r["index"].startswith("flat") and r["recall@50"] >= 0.95]
+        best = min(good, key=lambda r: r["median_ms"], default=None)
+        fastest = min((r for r in rows if not r["index"].startswith("flat")), key=lambda r: r["median_ms"])
+        if best is None:
+            verdict = "no approximate setting reached recall@50 >= 0.95"
+        else:
+            met = "MET" if best["median_ms"] < 5 else "NOT MET"
+            verdict = (
+                f"{met}: fastest setting with recall@50 >= 0.95 is {best['index']} ({best['params']}) at "
+                f"{best['median_ms']} ms median, recall {best['recall@50']}"
+            )
+        lines.append(
+            f"- {largest:,} {data} items, top-50 < 5 ms median with recall@50 >= 0.95: {verdict}. Exact search: "
+            f"{exact['median_ms']} ms median. Fastest approximate row: {fastest['params']} at "
+            f"{fastest['median_ms']} ms, recall {fastest['recall@50']}."
+        )
+    for r in ml:
+        if r["k"] == 20:
+            met = "MET" if r["all_users_s"] < 2 else "NOT MET"
+            lines.append(
+                f"- all {r['users']} ml-100k users, K=20, < 2 s with {r['retriever']}: {met} ({r['all_users_s']} s)"
+            )
+    return lines
+
+
+def render(results: dict) -> str:
+    info, ann, ml = results["machine"], results["ann"], results["ml100k"]
     md = [
         "# Retrieval benchmark",
         "",
-        f"`python eval/bench_retrieval.py` — {info['cpu']}, {info['cores']} cores, faiss {info['faiss']} with "
-        f"{info['build_threads']} threads to build, {info['search_threads']} to search; load average {info['loadavg_start']} at start, {info['loadavg_end']} at "
-        f"the end (the machine is shared, so latencies are noisy); total {info['total_s']} s.",
+        f"`python eval/bench_retrieval.py` on {info['cpu']}, {info['cores']} cores, faiss {info['faiss']} with "
+        f"{info['build_threads']} thread(s) to build and {info['search_threads']} to search. Load average "
+        f"{info['loadavg_start']} at the start and {info['loadavg_end']} at the end: the machine is shared with other "
+        f"jobs, so latencies (p95 above all) are noisy. Total {info['total_s']} s.",
+        "",
+        "## Targets",
+        "",
+        *targets(ann, ml),
+        "",
+        "Random unit vectors in 384 dimensions have no neighbourhood structure: the true top-50 of a query are",
+        "barely closer than the rest of the catalogue, so an IVF index must visit nearly every cell and an HNSW",
+        "graph nearly every node to find them. The clustered rows (vectors around n/100 centres, queries from the",
+        "same law) and the real MiniLM item embeddings show what the same indexes do on data with structure.",
+        "The IVF sweep visits 1/64, 1/16, 1/4, 1/2 and all of the cells, so a setting that just meets a target",
+        "may lie between two rows; finer sweeps (or more cells, which cost more k-means training) are left to reruns.",
         "",
         "## Exact vs approximate index (top-50, one query at a time, dim 384)",
         "",
@@ -295,15 +353,19 @@ def main() -> None:
     if ml:
         md += [
             "",
-            "## ml-100k: every user, after the index exists (leave-one-out; fit on train, hit = test item found)",
+            "## ml-100k: every user, after the index exists",
+            "",
+            "Leave-one-out split; retrievers fit on the train interactions; `hit` = share of the 943 users whose test",
+            "item is among the K candidates (chance is about K / 1682). `all_users_s` = retrieval for all users, one",
+            "at a time, after `build_s` (the dense build reads cached MiniLM embeddings). Note that the defaults",
+            "(history lengths, fusion weights 1:2) were chosen with a sweep on this same split.",
             "",
             table(
                 [{**r, "hit": r.get(f"hit@{r['k']}")} for r in ml],
                 ["retriever", "k", "users", "build_s", "all_users_s", "hit", "test_users"],
             ),
         ]
-    atomic_write_text(args.out / "bench_retrieval.md", "\n".join(md) + "\n")
-    print(f"wrote {args.out / 'bench_retrieval.md'}")
+    return "\n".join(md) + "\n"
 
 
 if __name__ == "__main__":
