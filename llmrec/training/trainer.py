@@ -98,8 +98,13 @@ def make_split(dataset: Dataset, cfg: TrainConfig) -> Split:
 
 
 def fingerprint(cfg: TrainConfig) -> str:
-    """Hash of everything in the config that changes what is trained (not output paths or save cadence)."""
+    """Hash of everything in the config that changes what is trained (not output paths or save cadence).
+
+    ``optim.max_steps`` is left out too: resuming with another ``--max-steps`` stops an interrupted run early (or
+    extends it) on the very same example order; the learning-rate schedule then follows the new total.
+    """
     data = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE}
+    data["optim"] = {**data["optim"], "max_steps": None}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

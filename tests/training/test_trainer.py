@@ -116,6 +116,23 @@ def test_interrupted_run_leaves_no_adapter_and_resumes_exactly(tmp_path, tiny_mo
     assert [r["step"] for r in resumed.validation] == [0, 2, 4]
 
 
+def test_resume_with_fewer_max_steps_stops_early(tmp_path, tiny_model_dir, synth_dir):
+    """An interrupted run can be finished early: resume with a lower --max-steps, same example order."""
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"optim.max_steps": 6, "validation.users": 0})
+
+    def stop_at_3(step, loss):
+        if step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, progress=False, on_step=stop_at_3)
+    first = __import__("json").loads((tmp_path / "ckpt" / "last" / "state.json").read_text())["losses"]
+    short = train(cfg.with_overrides({"optim.max_steps": 3}), progress=False)
+    assert short.resumed_from == 2 and short.steps == 3
+    assert short.losses[:2] == first
+    assert read_card(tmp_path / "adapter")["training"]["steps"] == 3
+
+
 def test_template_mode_mismatch_and_bad_modules(tmp_path, tiny_model_dir, synth_dir):
     cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, mode="pointwise")
     with pytest.raises(ConfigError, match="listwise template"):
@@ -173,3 +190,25 @@ def test_qlora_on_4bit_weights(tmp_path, tiny_model_dir, synth_dir):
     lm = load_model(ModelConfig(str(tiny_model_dir), quantization="4bit", adapters=[str(tmp_path / "adapter")]))
     assert lm.adapter_names == ("adapter",)
     assert any(type(m).__name__ == "Linear4bit" for m in lm.model.modules())
+
+
+def test_disk_full_while_saving_leaves_nothing(tmp_path, tiny_model_dir, synth_dir, monkeypatch):
+    """Running out of disk mid-save: a one-line LlmrecError, no output folder, no temporary folder left behind."""
+    import errno
+    from pathlib import Path
+
+    from llmrec.errors import LlmrecError
+
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"optim.max_steps": 1, "validation.users": 0})
+    real_write_text = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name == "README.md" and self.parent.name.startswith(".adapter."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(LlmrecError, match="No space left on device"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "adapter").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".adapter.")]
