@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 from typing import Any
 
 import yaml
@@ -82,6 +83,10 @@ def resolve_config(args: argparse.Namespace) -> Any:
     return cfg.with_overrides(overrides) if overrides else cfg
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.print_config:
@@ -89,7 +94,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from llmrec.training import train
 
-    result = train(cfg, progress=not args.no_progress)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a killed run checkpoints its finished steps first
+    try:
+        result = train(cfg, progress=not args.no_progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"adapter: {result.output}")
     print(f"steps: {result.steps} (resumed from {result.resumed_from})" if result.resumed_from else f"steps: {result.steps}")
     print(f"final loss: {result.card['training']['final_loss']}")

@@ -428,13 +428,13 @@ def train(
                 step_loss += float(loss.detach())
             if not math.isfinite(step_loss):
                 raise LlmrecError(f"training loss is {step_loss} at step {step + 1}; lower optim.learning_rate")
+            if nproc > 1:
+                step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=device), reduction="mean"))
             accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            if nproc > 1:
-                step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=device), reduction="mean"))
             state["losses"].append(round(step_loss, 6))
             state["step"] = step
             ema = step_loss if ema is None else 0.9 * ema + 0.1 * step_loss
@@ -450,8 +450,16 @@ def train(
                 _write_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, state, base_name)
             if on_step is not None:
                 on_step(step, step_loss)
+    except KeyboardInterrupt:
+        # Ctrl-C / SIGTERM (the CLI turns it into KeyboardInterrupt): keep every finished step for --resume.
+        if is_main and step > resumed_from and step % cfg.save_every != 0:
+            _write_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, state, base_name)
+            log.warning("interrupted at step %d of %d; checkpoint saved in %s (rerun to resume)", step, total, ckpt)
+        raise
     finally:
         bar.close()
+    if validator is not None and (not state["validation"] or state["validation"][-1]["step"] != step):
+        validate(step)  # e.g. resumed with --max-steps equal to the checkpoint's step
 
     final_model = accelerator.unwrap_model(model)
     best = state.get("best")

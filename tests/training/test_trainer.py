@@ -212,3 +212,21 @@ def test_disk_full_while_saving_leaves_nothing(tmp_path, tiny_model_dir, synth_d
         train(cfg, progress=False)
     assert not (tmp_path / "adapter").exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".adapter.")]
+
+
+def test_keyboard_interrupt_checkpoints_finished_steps(tmp_path, tiny_model_dir, synth_dir):
+    """Ctrl-C (or SIGTERM through the CLI) keeps every finished step; resuming at the end still validates."""
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"optim.max_steps": 5, "save_every": 2})
+
+    def ctrl_c_at_3(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False, on_step=ctrl_c_at_3)
+    state = json.loads((tmp_path / "ckpt" / "last" / "state.json").read_text())
+    assert state["step"] == 3 and len(state["losses"]) == 3
+    done = train(cfg.with_overrides({"optim.max_steps": 3}), progress=False)
+    assert done.resumed_from == 3 and done.steps == 3
+    assert [r["step"] for r in done.validation] == [0, 2, 3]
+    assert read_card(tmp_path / "adapter")["validation"]["history"][-1]["step"] == 3
