@@ -5,7 +5,8 @@ One JSON-lines file per arm, ``<cache_dir>/<arm>.jsonl``. Line 1 is a header hol
 version and, for adapters, the adapter's files). Every further line is one user's scores and costs, appended and
 flushed as soon as it is computed; a line cut short by a crash is skipped on load.
 
-A cache whose fingerprint differs (another config version) is detected, logged, moved aside to
+The fingerprint also covers the source of the code that shapes the outputs (:func:`code_version`). A cache
+whose fingerprint differs (another config or code version) is detected, logged, moved aside to
 ``<arm>.jsonl.stale`` and never reused. A cached user is reused only if its candidates equal the case's
 candidates, so a change in the data cannot slip stale scores into a report.
 """
@@ -27,7 +28,34 @@ from llmrec.evaluation.protocols import EvalCase
 log = logging.getLogger(__name__)
 
 #: Bump when the meaning of cached scores changes.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+
+#: Code outside the harness that decides what an arm outputs (retrievers, KG facts, prompts, scorers, loading).
+CODE_PACKAGES = ("data", "retrieval", "knowledge", "prompts", "ranking", "models")
+
+
+def code_version() -> str:
+    """Hash of the llmrec source (and shipped templates) that shapes arm outputs.
+
+    A cache made by other code is not reused: a retriever fix or a prompt change must not mix old and new scores
+    in one report. The harness's own code (llmrec.evaluation) is not part of it: reports are recomputed from the
+    cached scores every run.
+    """
+    import llmrec
+
+    root = Path(llmrec.__file__).resolve().parent
+    digest = hashlib.sha256()
+    files = [root / "types.py"]
+    for package in CODE_PACKAGES:
+        files += sorted((root / package).rglob("*.py"))
+    templates = root / "templates"
+    if templates.exists():
+        files += sorted(templates.rglob("*.jinja"))
+    for f in files:
+        if f.is_file():
+            digest.update(str(f.relative_to(root)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def arm_fingerprint(
@@ -35,7 +63,12 @@ def arm_fingerprint(
 ) -> str:
     """Hash of everything that decides an arm's per-user output (not its name or user cap)."""
     resolved = {k: v for k, v in arm_config.items() if k not in ("name", "users")}
-    payload: dict[str, Any] = {"version": CACHE_VERSION, "arm": resolved, "cases": case_config}
+    payload: dict[str, Any] = {
+        "version": CACHE_VERSION,
+        "arm": resolved,
+        "cases": case_config,
+        "code": code_version(),
+    }
     if adapter_dir is not None and adapter_dir.is_dir():
         digest = hashlib.sha256()
         for f in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmrec.evaluation.cache import code_version
 from llmrec.evaluation.metrics import ndcg_at, pairwise_auc, user_metrics
 from llmrec.evaluation.runner import ArmResult, ExperimentResult, UserResult
 from llmrec.evaluation.significance import bootstrap_interval, paired_bootstrap
@@ -116,6 +117,7 @@ def summarize(result: ExperimentResult) -> dict[str, Any]:
         "bootstrap_samples": cfg.bootstrap_samples,
         "confidence": cfg.confidence,
         "headline_metric": headline_metric(cfg.protocol.kind),
+        "code_version": code_version(),
         "arms": {},
     }
     base = result.arms.get(cfg.baseline or "")
@@ -289,6 +291,8 @@ def render_markdown(summary: Mapping[str, Any], plots: Sequence[str] = ()) -> st
         "same seeded order, so every comparison is paired on shared users.",
         f"- Baseline for comparisons: `{base}`. Confidence intervals: {conf} percentile bootstrap over users "
         f"({summary['bootstrap_samples']} resamples), paired for differences.",
+        f"- Code version (hash of the llmrec retrieval/knowledge/prompt/ranking/model source): "
+        f"`{summary['code_version']}`.",
         "",
     ]
     rec = summary.get("recommendation") or {}

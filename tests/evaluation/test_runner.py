@@ -131,3 +131,21 @@ def test_pointwise_protocol_reports_pooled_auc(config_path: Path):
     neg = [u.scores[1 - u.target_index] for u in users]
     assert summary["arms"]["cooc"]["metrics"]["pooled_auc"] == pytest.approx(pairwise_auc(pos, neg))
     assert all(u.n_candidates == 2 for u in users)
+
+
+def test_cache_from_other_code_is_not_reused(config_path: Path, tmp_path: Path, monkeypatch):
+    import llmrec.evaluation.cache as cache_module
+
+    config = load_config(config_path)
+    run_experiment(config, progress=False)
+    # Simulate an edit of the retriever / prompt source: its hash is part of every arm's fingerprint.
+    monkeypatch.setattr(cache_module, "code_version", lambda: "other-code")
+    result = run_experiment(config, progress=False)
+    assert result.arms["cooc"].reused == 0 and result.arms["cooc"].computed == result.users_sampled
+    assert (tmp_path / "cache" / "cooc.jsonl.stale").exists()
+
+
+def test_code_version_is_stable():
+    from llmrec.evaluation.cache import code_version
+
+    assert code_version() == code_version() and len(code_version()) == 16
