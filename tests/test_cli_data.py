@@ -41,4 +41,4 @@ def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
 def test_ml100k_stats_through_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "stats", "ml-100k", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert [stats[k] for k in ("users", "items", "interactions", "kg_triples", "linked_items")] == [943, 1682, 100000, 91631, 1598]
+    assert [stats[k] for k in ("users", "items", "interactions", "kg_triples", "linked_items")] == [943, 1682, 100000, 91631, 1512]
