@@ -25,7 +25,7 @@ def _pairs(value: object, name: str) -> tuple[tuple[str, str], ...]:
         )
     else:
         items = []
-        for entry in value:  # type: ignore[union-attr]
+        for entry in value:  # type: ignore[attr-defined]
             if isinstance(entry, (tuple, list)) and len(entry) == 2:
                 items.append((entry[0], entry[1]))
             else:

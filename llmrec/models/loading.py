@@ -140,11 +140,12 @@ _CACHE: dict[ModelConfig, LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_model(config: ModelConfig | str | None = None) -> LoadedModel:
+def load_model(config: ModelConfig | str | None = None, *, cache: bool = True) -> LoadedModel:
     """Load (or fetch from the in-process cache) the model described by `config`.
 
     Args:
         config: a `ModelConfig`, or just a name/path (full precision, no adapter); None = the default SmolLM2.
+        cache: False loads a fresh, private instance (e.g. for training, which mutates it) and does not keep it.
 
     Raises:
         AssetError: the model folder / hub id cannot be loaded.
@@ -155,6 +156,8 @@ def load_model(config: ModelConfig | str | None = None) -> LoadedModel:
         config = ModelConfig()
     elif isinstance(config, str):
         config = ModelConfig(config)
+    if not cache:
+        return _load(config)
     with _CACHE_LOCK:
         cached = _CACHE.get(config)
         if cached is not None:
@@ -268,9 +271,28 @@ def _load(config: ModelConfig) -> LoadedModel:
     loaded = LoadedModel(model=model, tokenizer=tokenizer, config=config)
     if config.adapters:
         _attach_adapters(loaded)
+    _release_freed_memory()
     loaded.load_seconds = time.perf_counter() - started
     log.info("loaded %s in %.1f s", config.name_or_path, loaded.load_seconds)
     return loaded
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed during loading back to the OS. Quantising on the CPU allocates transient full-precision
+    copies; glibc keeps their pages (~300 MB for SmolLM2 in 4-bit) unless asked to trim."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return
+    try:
+        trim = ctypes.CDLL(libc_name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return
+    trim(0)
 
 
 # ----------------------------------------------------------------------------------------------- adapters

@@ -107,7 +107,7 @@ def answer_ids(lm: LoadedModel, prompt: RenderedPrompt, words: Sequence[str]) ->
 
 
 @functools.lru_cache(maxsize=32)
-def _forward_params(cls: type) -> frozenset[str]:
+def _forward_params(cls: Any) -> frozenset[str]:
     return frozenset(inspect.signature(cls.forward).parameters)
 
 
@@ -118,12 +118,12 @@ def base_model(model: Any) -> Any:
 
 def cache_kwarg(model: Any) -> str:
     """Name of the KV-cache argument of the model's forward (``cache`` since transformers 5.x)."""
-    params = _forward_params(type(base_model(model)))
+    params = _forward_params(type(base_model(model)))  # type: ignore[arg-type]
     return "cache" if "cache" in params else "past_key_values"
 
 
 def supports_logits_to_keep(model: Any) -> bool:
-    return "logits_to_keep" in _forward_params(type(base_model(model)))
+    return "logits_to_keep" in _forward_params(type(base_model(model)))  # type: ignore[arg-type]
 
 
 def output_cache(output: Any) -> Any:

@@ -75,6 +75,8 @@ def test_load_is_cached_per_config(tiny_dir: Path):
     a = load_model(ModelConfig(str(tiny_dir)))
     assert load_model(ModelConfig(str(tiny_dir))) is a
     assert load_model(str(tiny_dir)) is a
+    private = load_model(ModelConfig(str(tiny_dir)), cache=False)
+    assert private is not a and load_model(ModelConfig(str(tiny_dir))) is a
     assert a.context_length == 4096
     assert a.tokenizer.pad_token_id is not None
     b = load_model(ModelConfig(str(tiny_dir), dtype="bfloat16"))
