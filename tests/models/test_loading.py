@@ -151,6 +151,19 @@ def test_adapters_load_switch_and_merge(tiny_dir: Path, tmp_path: Path):
             pass
 
 
+def test_adapter_on_a_4bit_base(tiny_dir: Path, tmp_path: Path):
+    pytest.importorskip("bitsandbytes")
+    adapter = _make_adapter(tiny_dir, tmp_path / "one", seed=1)
+    lm = load_model(ModelConfig(str(tiny_dir), quantization="4bit", adapters={"one": str(adapter)}))
+    with_adapter = _logits(lm)
+    with lm.using_adapter(None):
+        bare = _logits(lm)
+    assert torch.allclose(
+        bare, _logits(load_model(ModelConfig(str(tiny_dir), quantization="4bit"))), atol=1e-5
+    )
+    assert not torch.allclose(with_adapter, bare, atol=1e-3)
+
+
 def test_adapter_for_another_base_model_is_refused(tiny_dir: Path, tmp_path: Path):
     other_dir = save_tiny(tmp_path / "wide", seed=0, hidden_size=128)
     wrong = _make_adapter(other_dir, tmp_path / "wide-lora", seed=1)
