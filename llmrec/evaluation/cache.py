@@ -13,15 +13,17 @@ candidates, so a change in the data cannot slip stale scores into a report.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from llmrec.errors import LlmrecError
 from llmrec.evaluation.arms import ArmOutput
 from llmrec.evaluation.protocols import EvalCase
 
@@ -78,6 +80,10 @@ def arm_fingerprint(
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+class CacheBusyError(LlmrecError):
+    """Another run is writing the same arm's cache."""
+
+
 class ArmCache:
     """The on-disk results of one arm. Use as ``cache.get(case)`` / ``cache.put(case, output)``.
 
@@ -124,6 +130,28 @@ class ArmCache:
 
     def __len__(self) -> int:
         return len(self._records)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[ArmCache]:
+        """Hold an exclusive lock on the cache while an arm runs, so two runs never interleave their appends.
+
+        Raises:
+            CacheBusyError: another process holds the lock.
+        """
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise CacheBusyError(
+                    f"another run is writing {self.path}; wait for it to finish (or point --cache-dir elsewhere)"
+                ) from None
+            try:
+                yield self
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def get(self, case: EvalCase) -> ArmOutput | None:
         """The cached output for the case's user, or None (absent, or made for other candidates)."""

@@ -155,7 +155,8 @@ def run_experiment(
         )
         runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir is not None else arm
         scorer = build_arm(runnable, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
-        results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress)
+        with cache.locked():
+            results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress)
     return ExperimentResult(config, results, users_sampled=len(sample), users_available=len(order))
 
 

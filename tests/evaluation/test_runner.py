@@ -149,3 +149,13 @@ def test_code_version_is_stable():
     from llmrec.evaluation.cache import code_version
 
     assert code_version() == code_version() and len(code_version()) == 16
+
+
+def test_a_cache_in_use_is_refused(config_path: Path, tmp_path: Path):
+    from llmrec.evaluation.cache import ArmCache, CacheBusyError
+
+    busy = ArmCache(tmp_path / "cache" / "cooc.jsonl", "x")
+    with busy.locked():
+        with pytest.raises(CacheBusyError, match="another run is writing"):
+            run_experiment(load_config(config_path), progress=False)
+    run_experiment(load_config(config_path), progress=False)  # free again
