@@ -97,7 +97,9 @@ def parse_ranking(
         if not any(s < m.end() and m.start() < e for s, e in taken):
             matches.append((m.start(), m.end(), label_index[m.group(1)]))
     id_index = {c: n for n, c in enumerate(candidate_ids) if c not in label_index}
-    if id_index:
+    # Item ids are a fallback for outputs that name no label and no title: numeric ids would otherwise match
+    # any number in prose ("20 movies").
+    if id_index and not matches:
         ids_alt = "|".join(re.escape(c) for c in sorted(id_index, key=len, reverse=True))
         for m in re.finditer(rf"(?<![A-Za-z0-9])({ids_alt})(?![A-Za-z0-9])", text):
             if not any(s < m.end() and m.start() < e for s, e in taken):

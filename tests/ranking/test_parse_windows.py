@@ -36,6 +36,11 @@ TITLES = {"10": "Fargo", "20": "Toy Story", "30": "Toy Story 2", "40": "A Bug's 
             False,
         ),  # titles; "Toy Story 2" wins over "Toy Story"
         ("I think 40 > 10 > 30 > 20", (3, 0, 2, 1), False),  # item ids
+        (
+            "Of 20 movies: C > A > D > B",
+            (2, 0, 3, 1),
+            False,
+        ),  # a number in prose is not id "20" when labels are used
         ("a > b > c > d", (0, 1, 2, 3), True),  # lower case is not a label
     ],
 )
