@@ -82,6 +82,24 @@ def load_experiment_dataset(config: ExperimentConfig) -> Any:
     return load_dataset(config.dataset)
 
 
+def dataset_fingerprint(dataset: Any) -> str:
+    """Hash of a dataset's content (items, interactions, KG triples, item -> entity links): a rebuilt or corrected
+    dataset under the same name does not reuse scores made from the old one."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for item_id in sorted(dataset.items):
+        item = dataset.items[item_id]
+        digest.update(f"{item_id}\t{item.title}\t{item.year}\t{'|'.join(item.genres)}\n".encode())
+    for x in dataset.interactions:
+        digest.update(f"{x.user_id}\t{x.item_id}\t{x.timestamp}\t{x.rating}\n".encode())
+    for t in dataset.triples:
+        digest.update(f"{t.head}\t{t.relation}\t{t.tail}\n".encode())
+    for item_id in sorted(dataset.links):
+        digest.update(f"{item_id}\t{dataset.links[item_id]}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 class RetrieverPool:
     """Retrievers fit on the train split, built once per (name, options) and shared by protocol and arms."""
 
@@ -141,7 +159,7 @@ def run_experiment(
         log.warning("asked for %d users but only %d have a target: using all", config.users, len(order))
     pool = RetrieverPool(split.train_dataset)
     cases = build_cases(split, config, sample, pool)
-    case_fp = config.case_fingerprint()
+    case_fp = {**config.case_fingerprint(), "dataset_content": dataset_fingerprint(dataset)}
 
     results: dict[str, ArmResult] = {}
     for arm in chosen:

@@ -159,3 +159,17 @@ def test_a_cache_in_use_is_refused(config_path: Path, tmp_path: Path):
         with pytest.raises(CacheBusyError, match="another run is writing"):
             run_experiment(load_config(config_path), progress=False)
     run_experiment(load_config(config_path), progress=False)  # free again
+
+
+def test_changed_dataset_content_is_not_reused(config_path: Path, tiny_dir: Path, tmp_path: Path):
+    config = load_config(config_path)
+    run_experiment(config, progress=False)
+    inter = tiny_dir / "tiny.inter"
+    lines = inter.read_text().splitlines()
+    # One old rating changed: the data is not what the cache was made from.
+    first = lines[1].split("\t")
+    first[2] = "1" if first[2] != "1" else "3"
+    inter.write_text("\n".join([lines[0], "\t".join(first), *lines[2:]]) + "\n")
+    result = run_experiment(load_config(config_path), progress=False)
+    assert result.arms["cooc"].reused == 0
+    assert (tmp_path / "cache" / "cooc.jsonl.stale").exists()  # detected by the fingerprint, not by chance
