@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from llmrec.config import from_mapping
 from llmrec.errors import ConfigError
 
 QUANTIZATIONS = ("none", "4bit", "8bit")
@@ -116,11 +117,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ModelConfig:
         """Build from a mapping (e.g. parsed YAML); unknown keys raise `ConfigError` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown ModelConfig key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**data)  # type: ignore[arg-type]
+        return from_mapping(cls, data, "ModelConfig")
 
     @property
     def adapter_map(self) -> dict[str, str]:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmrec.config import from_mapping
 from llmrec.errors import ConfigError
 from llmrec.models import ModelConfig, load_model
 from llmrec.ranking.base import RankingError, Scorer, ScoreResult
@@ -113,11 +114,7 @@ class RerankerConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RerankerConfig:
         """Build from a mapping (e.g. YAML); unknown keys raise `ConfigError` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown RerankerConfig key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        return from_mapping(cls, data, "RerankerConfig")
 
     @property
     def template_name(self) -> str:
