@@ -207,7 +207,8 @@ def summarize(result: ExperimentResult) -> dict[str, Any]:
 
 def recommend(result: ExperimentResult, summary: Mapping[str, Any]) -> dict[str, Any]:
     """Best arm on the headline metric over the users every arm evaluated, the arms statistically tied with it
-    (the paired CI of the difference covers 0), and the cheapest (lowest latency) of those: the one to pick."""
+    (the paired CI of the difference covers 0), and the one to pick: the best, unless a tied arm is clearly
+    cheaper (half the latency or less, and at least 10 ms per user less)."""
     cfg = result.config
     metric = headline_metric(cfg.protocol.kind)
     arms = {n: {"metrics": m} for n, m in summary["shared_users"]["arms"].items()}
@@ -233,8 +234,16 @@ def recommend(result: ExperimentResult, summary: Mapping[str, Any]) -> dict[str,
         )
         if not cmp.significant:
             tied.append(name)
-    contenders = [best, *tied]
-    pick = min(contenders, key=lambda n: (arms[n]["metrics"]["latency_s"], -scored[n]))
+    # A tied arm replaces the best only when it is clearly cheaper: at most half the latency and 10 ms less per
+    # user (sub-millisecond differences between baselines are noise, not a reason to switch).
+    best_cost = arms[best]["metrics"]["latency_s"]
+    cheaper = [
+        n
+        for n in tied
+        if arms[n]["metrics"]["latency_s"] <= 0.5 * best_cost
+        and best_cost - arms[n]["metrics"]["latency_s"] >= 0.01
+    ]
+    pick = min(cheaper, key=lambda n: (arms[n]["metrics"]["latency_s"], -scored[n])) if cheaper else best
     if pick == best and not tied:
         reason = (
             f"{best} has the highest {metric} ({scored[best]:.4f}) and every other arm is significantly below it "
@@ -242,8 +251,9 @@ def recommend(result: ExperimentResult, summary: Mapping[str, Any]) -> dict[str,
         )
     elif pick == best:
         reason = (
-            f"{best} has the highest {metric} ({scored[best]:.4f}); {', '.join(tied)} are statistically tied with "
-            f"it, and none of them is cheaper."
+            f"{best} has the highest {metric} ({scored[best]:.4f}); {', '.join(tied)} "
+            f"{'is' if len(tied) == 1 else 'are'} statistically tied with it (paired bootstrap, "
+            f"{cfg.confidence:.0%} CI) but not clearly cheaper."
         )
     else:
         reason = (
@@ -322,6 +332,34 @@ def render_markdown(summary: Mapping[str, Any], plots: Sequence[str] = ()) -> st
         row += [f"{m['prompt_tokens']:.0f}", f"{m['latency_s']:.3f}", f"{m['parse_failure_rate']:.3f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "`*`: the confidence interval of the difference excludes zero.", ""]
+    if p["kind"] == "retrieved":
+        lines += [
+            "## Users whose target was retrieved",
+            "",
+            "The same metrics on the users whose target is among the retrieved candidates: what reranking can "
+            f"change (Δ vs `{base}` with {conf} CI).",
+            "",
+        ]
+        header = ["arm", "users", *TABLE_METRICS, "ΔNDCG@10"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for name, arm in summary["arms"].items():
+            info = arm["slices"].get("target_retrieved")
+            if not info:
+                continue
+            vs = arm.get("vs_baseline_slices", {}).get("target_retrieved", {}).get("ndcg@10")
+            delta = (
+                "—"
+                if vs is None
+                else f"{vs['diff']:+.4f} [{vs['low']:+.4f}, {vs['high']:+.4f}]"
+                + (" *" if vs["significant"] else "")
+            )
+            m = info["metrics"]
+            lines.append(
+                "| "
+                + " | ".join([f"`{name}`", str(info["users"]), *(_fmt(m[k]) for k in TABLE_METRICS), delta])
+                + " |"
+            )
+        lines.append("")
     if summary.get("comparisons"):
         lines += [
             "## Paired comparisons",
