@@ -323,7 +323,7 @@ def leaked_items(split: Split, specs: Sequence[ExampleSpec]) -> list[tuple[str, 
     held: dict[str, set[str]] = {}
     for x in (*split.valid, *split.test):
         held.setdefault(x.user_id, set()).add(x.item_id)
-    leaks = []
+    leaks: list[tuple[str, str]] = []
     for spec in specs:
         bad = held.get(spec.user_id, set()) & {*spec.history, spec.target, *spec.candidates}
         if bad:
