@@ -108,7 +108,19 @@ def render_readme(card: Mapping[str, Any]) -> str:
             row = v.get(key)
             if row:
                 lines.append(f"| {row_name} | " + " | ".join(_fmt(row.get(m)) for m in v.get("metric_names", [])) + " |")
-        lines += ["", f"Best step: {v.get('best_step')}."]
+        metric = v.get("metric")
+        history = v.get("history") or []
+        if history and metric:
+            lines += ["", f"`{metric}` by step: " + ", ".join(f"{r['step']}: {_fmt(r.get(metric))}" for r in history) + "."]
+        lines += [
+            "",
+            f"Best step: {v.get('best_step')} (kept as this adapter). The best step is chosen on these same validation "
+            "users, so its number is optimistic when several steps were validated; the evaluation harness's test-split "
+            "numbers are the unbiased ones.",
+        ]
+    notes = card.get("notes")
+    if notes:
+        lines += ["", "## Notes", "", str(notes)]
     else:
         lines.append("No validation was run.")
     lines.append("")

@@ -376,6 +376,10 @@ def train(
     elif ckpt.exists() and is_main:
         shutil.rmtree(ckpt)
     resumed_from = int(state["step"])
+    prior_seconds = float(state.get("seconds", 0.0))  # wall time of the interrupted invocations
+
+    def elapsed() -> float:
+        return prior_seconds + time.perf_counter() - started
 
     if nproc > 1:
         model, optimizer = accelerator.prepare(model, optimizer)
@@ -446,6 +450,7 @@ def train(
             every = cfg.validation.every
             if step == total or (every is not None and step % every == 0):
                 validate(step)
+            state["seconds"] = round(elapsed(), 1)
             if step < total and step % cfg.save_every == 0 and is_main:
                 _write_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, state, base_name)
             if on_step is not None:
@@ -465,7 +470,7 @@ def train(
     best = state.get("best")
     if best is not None and is_main:
         _load_adapter_weights(final_model, ckpt / "best")  # keep the best validated weights
-    card = _card(cfg, state, examples, specs, split, val_specs, time.perf_counter() - started, device, resumed_from)
+    card = _card(cfg, state, examples, specs, split, val_specs, elapsed(), device, resumed_from)
     if is_main:
         _write_output(out, cfg, final_model, card, base_name, loaded)
         shutil.rmtree(ckpt, ignore_errors=True)
