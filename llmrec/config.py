@@ -16,15 +16,24 @@ from llmrec.errors import ConfigError
 T = TypeVar("T")
 
 
-def check_known_keys(cls: type, data: Mapping[str, Any], where: str, *, exclude: Collection[str] = ()) -> None:
-    """Raise `ConfigError` if `data` has a key that is not a field of dataclass `cls` (minus `exclude`)."""
+def check_known_keys(
+    cls: type, data: Mapping[str, Any], where: str | None = None, *, prefix: str = "", exclude: Collection[str] = ()
+) -> None:
+    """Raise `ConfigError` if `data` has a key that is not a field of dataclass `cls` (minus `exclude`).
+
+    The message names the first unknown key (with `prefix`, e.g. ``"lora."`` for nested sections), where it was
+    found, a did-you-mean suggestion and the known keys: ``unknown config key 'lora.alpah' (did you mean
+    'lora.alpha'?)``.
+    """
     known = sorted({f.name for f in dataclasses.fields(cls)} - set(exclude))
     unknown = [str(k) for k in data if k not in known]
     if unknown:
         close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+        place = f" in {where}" if where else ""
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
         raise ConfigError(
-            f"unknown key(s) {', '.join(repr(u) for u in unknown)} in {where}{hint}; known keys: {', '.join(known)}"
+            f"unknown config key {prefix + unknown[0]!r}{more}{place}{hint}; known keys: {', '.join(known)}"
         )
 
 

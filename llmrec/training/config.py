@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from llmrec.config import check_known_keys
 from llmrec.errors import ConfigError
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -342,15 +343,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 
 def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        import difflib
-
-        key = unknown[0]
-        close = difflib.get_close_matches(str(key), names, n=1)
-        hint = f" (did you mean {prefix + close[0]!r}?)" if close else f" (known: {', '.join(names)})"
-        raise ConfigError(f"unknown config key {prefix + str(key)!r}{hint}")
+    check_known_keys(cls, data, prefix=prefix)
     kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)

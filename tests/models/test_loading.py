@@ -64,7 +64,7 @@ def test_config_validation_names_the_bad_field():
         ModelConfig(adapters={"a": "/x"}, active_adapter="b")
     with pytest.raises(ConfigError, match="merge_adapter"):
         ModelConfig(merge_adapter=True)
-    with pytest.raises(ConfigError, match="unknown key.* in ModelConfig"):
+    with pytest.raises(ConfigError, match="unknown config key .* in ModelConfig"):
         ModelConfig.from_dict({"name_or_path": "smollm2", "quantisation": "4bit"})
     cfg = ModelConfig(adapters=["/some/where/my-lora"], max_memory={"0": "10GiB"})
     assert cfg.adapters == (("my-lora", "/some/where/my-lora"),)

@@ -129,7 +129,7 @@ def test_bad_configs_raise_clear_errors(make):
         make(mode="pointwise", permutations=2)
     with pytest.raises(ConfigError, match="listwise template"):
         make(mode="pointwise", template="listwise_kg")
-    with pytest.raises(ConfigError, match="unknown key.* in RerankerConfig"):
+    with pytest.raises(ConfigError, match="unknown config key .* in RerankerConfig"):
         RerankerConfig.from_dict({"mode": "listwise", "windw_size": 3})
     with pytest.raises(ConfigError, match="mode"):
         RerankerConfig(mode="pairwise")
