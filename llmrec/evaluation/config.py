@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmrec.config import check_known_keys, from_mapping
 from llmrec.errors import ConfigError
 
 BASELINE_KINDS = ("random", "popularity", "cooc", "dense", "candidate_order")
@@ -49,22 +50,6 @@ def _check_int(value: object, where: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{where} must be an integer >= {minimum} (got {value!r})")
     return value
-
-
-def _from_mapping(cls: type, data: object, where: str) -> Any:
-    """Build dataclass `cls` from a mapping, rejecting unknown keys with a message naming them and `where`."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown field(s) {', '.join(repr(str(u)) for u in unknown)} in {where} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-    return cls(**dict(data))
 
 
 @dataclass(frozen=True)
@@ -319,13 +304,7 @@ class ExperimentConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"an experiment config must be a mapping, got {type(data).__name__}")
         data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)} - {"source"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown field(s) {', '.join(repr(str(u)) for u in unknown)} in the experiment config "
-                f"(known: {', '.join(sorted(known))})"
-            )
+        check_known_keys(cls, data, "the experiment config", exclude={"source"})
         for key in ("name", "dataset", "arms"):
             if key not in data:
                 raise ConfigError(f"the experiment config needs a {key!r} field")
@@ -336,10 +315,10 @@ class ExperimentConfig:
         for n, raw in enumerate(raw_arms):
             if not isinstance(raw, Mapping) or "name" not in raw or "kind" not in raw:
                 raise ConfigError(f"arm #{n + 1} must be a mapping with at least 'name' and 'kind'")
-            arms.append(_from_mapping(ArmConfig, raw, f"arm {raw['name']!r}"))
-        data["split"] = _from_mapping(SplitConfig, data.get("split"), "split")
-        data["protocol"] = _from_mapping(ProtocolConfig, data.get("protocol"), "protocol")
-        data["slices"] = _from_mapping(SliceConfig, data.get("slices"), "slices")
+            arms.append(from_mapping(ArmConfig, raw, f"arm {raw['name']!r}"))
+        data["split"] = from_mapping(SplitConfig, data.get("split"), "split")
+        data["protocol"] = from_mapping(ProtocolConfig, data.get("protocol"), "protocol")
+        data["slices"] = from_mapping(SliceConfig, data.get("slices"), "slices")
         if isinstance(data.get("confidence"), int) and not isinstance(data.get("confidence"), bool):
             data["confidence"] = float(data["confidence"])
         return cls(arms=tuple(arms), source=source, **data)
