@@ -10,6 +10,21 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(scope="session")
+def tiny():
+    """The KG fixture dataset (tests/data/kg_tiny): titles with template syntax, quotes and non-ASCII."""
+    from llmrec.data import load_dataset
+
+    return load_dataset(DATA / "kg_tiny")
+
+
+@pytest.fixture()
+def kg(tiny):
+    from llmrec.knowledge import KnowledgeGraph
+
+    return KnowledgeGraph.from_dataset(tiny)
+
+
 @pytest.fixture
 def tiny_dir() -> Path:
     return DATA / "tiny"

@@ -9,21 +9,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tokenizers_util import byte_tokenizer  # noqa: E402
 
-from llmrec.data import load_dataset  # noqa: E402
-from llmrec.knowledge import KnowledgeGraph  # noqa: E402
-
-DATA = Path(__file__).parents[1] / "data"
-
-
-@pytest.fixture(scope="session")
-def tiny():
-    return load_dataset(DATA / "kg_tiny")
-
-
-@pytest.fixture()
-def kg(tiny):
-    return KnowledgeGraph.from_dataset(tiny)
-
 
 @pytest.fixture(scope="session")
 def chat_tok():
