@@ -19,6 +19,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check llmrec tests eval
+	$(BIN)/mypy llmrec --ignore-missing-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info

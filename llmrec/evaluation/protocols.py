@@ -124,7 +124,7 @@ def build_cases(
         target = targets[user]
         history = tuple(x.item_id for x in split.history_before(target))
         if protocol.kind == "retrieved":
-            found = retriever.retrieve(history, protocol.k)  # type: ignore[union-attr]
+            found = retriever.retrieve(history, protocol.k)  # type: ignore[attr-defined]
             candidates = tuple(c.item_id for c in found)
             index = candidates.index(target.item_id) if target.item_id in candidates else None
         else:

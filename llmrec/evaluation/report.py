@@ -49,7 +49,8 @@ def _means(rows: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str
 
 
 def _pooled_auc(users: Sequence[UserResult]) -> float:
-    pos, neg = [], []
+    pos: list[float] = []
+    neg: list[float] = []
     for u in users:
         if u.target_index is None or not u.scores:
             continue
@@ -152,9 +153,9 @@ def summarize(result: ExperimentResult) -> dict[str, Any]:
         if base is not None and name != cfg.baseline:
             entry["vs_baseline"] = {}
             entry["vs_baseline_slices"] = {}
-            shared = [(u, r) for u, r in zip(arm.users, rows) if u.user_id in base_rows]
+            with_base = [(u, r) for u, r in zip(arm.users, rows) if u.user_id in base_rows]
             for s in ["all", *[x for x in slice_names if x != "all"]]:
-                pairs = [(r, base_rows[u.user_id]) for u, r in shared if u.slices.get(s, False)]
+                pairs = [(r, base_rows[u.user_id]) for u, r in with_base if u.slices.get(s, False)]
                 if not pairs:
                     continue
                 comparisons = {}
@@ -178,24 +179,24 @@ def summarize(result: ExperimentResult) -> dict[str, Any]:
     )
     out["shared_users"] = {"users": len(shared), "arms": {}}
     for name, arm in result.arms.items():
-        users = [u for u in arm.users if u.user_id in shared]
-        m = _means(_per_user(users), RANKING_METRICS)
-        m["pooled_auc"] = _pooled_auc(users)
-        m.update(_costs(users))
-        out["shared_users"]["arms"][name] = m
+        shared_users = [u for u in arm.users if u.user_id in shared]
+        means = _means(_per_user(shared_users), RANKING_METRICS)
+        means["pooled_auc"] = _pooled_auc(shared_users)
+        means.update(_costs(shared_users))
+        out["shared_users"]["arms"][name] = means
     out["comparisons"] = []
     for a, b in cfg.comparisons:
         if a not in result.arms or b not in result.arms:
             continue
         other = {u.user_id: u for u in result.arms[b].users}
-        pairs = [(u, other[u.user_id]) for u in result.arms[a].users if u.user_id in other]
-        if not pairs:
+        user_pairs = [(u, other[u.user_id]) for u in result.arms[a].users if u.user_id in other]
+        if not user_pairs:
             continue
-        entry = {"arm": a, "versus": b, "users": len(pairs), "metrics": {}}
-        for m in ("ndcg@10", "hr@10", "mrr", "auc"):
-            entry["metrics"][m] = paired_bootstrap(
-                [user_metrics(x.rank, x.n_candidates)[m] for x, _ in pairs],
-                [user_metrics(y.rank, y.n_candidates)[m] for _, y in pairs],
+        entry = {"arm": a, "versus": b, "users": len(user_pairs), "metrics": {}}
+        for metric in ("ndcg@10", "hr@10", "mrr", "auc"):
+            entry["metrics"][metric] = paired_bootstrap(
+                [user_metrics(x.rank, x.n_candidates)[metric] for x, _ in user_pairs],
+                [user_metrics(y.rank, y.n_candidates)[metric] for _, y in user_pairs],
                 samples=cfg.bootstrap_samples,
                 confidence=cfg.confidence,
                 seed=seed,
