@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llmrec.cli import build_parser
+    from llmrec.cli.rank import rank_loaded
 
     started = time.perf_counter()
     ds = load_dataset("ml-100k")
@@ -44,4 +45,4 @@ def run(args: argparse.Namespace) -> int:
               else f"    {ds.item(x.item_id).display_name}")
     print()
     rank_args = build_parser().parse_args(["rank", "ml-100k", "--user", args.user, "--mode", args.mode, "--top", "10"])
-    return int(rank_args.func(rank_args))
+    return rank_loaded(ds, rank_args, started)  # the dataset is loaded once, for the preface and the ranking

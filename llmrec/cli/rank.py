@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmrec.ranking.reranker import DEFAULT_ADAPTER, DEFAULT_TEMPLATES, MODES
+
+if TYPE_CHECKING:
+    from llmrec.data import Dataset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,11 +75,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llmrec.cli.data import load_any
+
+    started = time.perf_counter()
+    return rank_loaded(load_any(args.dataset, columns=args.columns), args, started)
+
+
+def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> int:
+    """`run` on an already loaded dataset (`llmrec demo` reuses the one it printed); `started` times the call."""
     from llmrec.models import ModelConfig
     from llmrec.ranking import Reranker, RerankerConfig
 
-    started = time.perf_counter()
-    dataset = load_any(args.dataset, columns=args.columns)
     history = [x.item_id for x in dataset.history(args.user)]  # fails early on an unknown user
     if args.no_adapter:
         adapter: str | None = None
