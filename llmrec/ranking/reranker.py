@@ -22,6 +22,7 @@ from llmrec.config import from_mapping
 from llmrec.errors import ConfigError
 from llmrec.models import ModelConfig, load_model
 from llmrec.ranking.base import RankingError, Scorer, ScoreResult
+from llmrec.ranking.order import GIVEN, check_candidate_order, order_candidates
 from llmrec.ranking.windows import aggregate, permutations, sliding_window_order
 from llmrec.types import Candidate, Interaction
 
@@ -66,7 +67,11 @@ class RerankerConfig:
         prefix_cache: pointwise: encode the shared prefix once (False re-encodes it per candidate).
         max_new_tokens: generative: tokens to generate (None = 4 per candidate + 8).
         knowledge: show KG facts when the template asks for them.
-        history_budget, fact_budget: token budgets passed to the `PromptBuilder` (None = its defaults).
+        history_budget, fact_budget: token budgets passed to the `PromptBuilder` (None = the values the adapter
+            was trained with, from its card; else the builder's defaults).
+        candidate_order: how candidates are listed in the prompt: "given" (as passed or retrieved), or
+            best-first by a retriever fitted on `dataset` ("cooc", "popularity", "dense"). None = the order the
+            adapter was trained with (its card), else "given".
     """
 
     model: Any = "smollm2"
@@ -86,6 +91,7 @@ class RerankerConfig:
     knowledge: bool = True
     history_budget: int | None = None
     fact_budget: int | None = None
+    candidate_order: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -106,6 +112,8 @@ class RerankerConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"RerankerConfig.{name} must be None or an integer >= 1, got {value!r}")
+        if self.candidate_order is not None:
+            check_candidate_order(self.candidate_order, "RerankerConfig.candidate_order")
         if self.window_size is not None and self.window_size < 2:
             raise ConfigError(
                 f"RerankerConfig.window_size must be >= 2 to compare candidates, got {self.window_size}"
@@ -190,6 +198,17 @@ class RankedList:
         return data
 
 
+def trained_prompt_settings(adapter_path: str | None) -> dict[str, Any]:
+    """The prompt section of an llmrec adapter's card (budgets, candidate order); {} for a bare model or a PEFT
+    folder without a card."""
+    if adapter_path is None or not (Path(adapter_path) / "adapter_card.json").is_file():
+        return {}
+    from llmrec.training.card import read_card
+
+    prompt = read_card(adapter_path).get("prompt") or {}
+    return dict(prompt) if isinstance(prompt, Mapping) else {}
+
+
 def resolve_adapter_path(path: str) -> str:
     """An adapter path as given if it exists, else relative to the repository root (for shipped adapters)."""
     p = Path(path).expanduser()
@@ -260,11 +279,15 @@ class Reranker:
                 raise ConfigError(f"the given model has no adapter {self.adapter_name!r} loaded")
         if knowledge is None and config.knowledge and template.knowledge:
             knowledge = _knowledge_graph(dataset)
+        trained = trained_prompt_settings(adapter_path)
+        #: How candidates are listed in prompts ("given" or a retriever name; see `RerankerConfig`).
+        self.candidate_order: str = config.candidate_order or str(trained.get("candidate_order") or GIVEN)
         builder_opts: dict[str, Any] = {}
-        if config.history_budget is not None:
-            builder_opts["history_budget"] = config.history_budget
-        if config.fact_budget is not None:
-            builder_opts["fact_budget"] = config.fact_budget
+        for name in ("history_budget", "fact_budget", "facts_per_candidate"):
+            value = getattr(config, name, None)
+            value = value if value is not None else trained.get(name)
+            if value is not None:
+                builder_opts[name] = value
         self.builder: PromptBuilder = PromptBuilder(
             dataset,
             self.lm.tokenizer,
@@ -282,6 +305,7 @@ class Reranker:
             )
         self.scorer: Scorer = self._make_scorer()
         self._retriever = retriever
+        self._order_retriever: Any = None
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -338,8 +362,9 @@ class Reranker:
             else:
                 cands = [c.item_id if isinstance(c, Candidate) else str(c) for c in candidates[n]]
                 source = "given"
-            retrieve_s = time.perf_counter() - t0
             self._check_candidates(cands)
+            cands = order_candidates(self._candidate_orderer(), hist_ids, cands)
+            retrieve_s = time.perf_counter() - t0
             requests.append((list(history), cands, source, retrieve_s))
         with self.lm.using_adapter(self.adapter_name):
             if self._can_batch(requests):
@@ -366,6 +391,20 @@ class Reranker:
             return PointwiseScorer(self.lm, batch_size=cfg.batch_size, use_prefix_cache=cfg.prefix_cache)
         titles = {i: item.title for i, item in self.dataset.items.items()}
         return GenerativeScorer(self.lm, max_new_tokens=cfg.max_new_tokens, titles=titles)
+
+    def _candidate_orderer(self) -> Any:
+        """The retriever that orders candidates in prompts (None: keep the given order)."""
+        if self.candidate_order == GIVEN:
+            return None
+        if self._order_retriever is None:
+            if self.candidate_order == self.config.retriever:
+                self._order_retriever = self.retriever
+            else:
+                from llmrec.retrieval import build_retriever
+
+                log.info("building the %s retriever to order candidates", self.candidate_order)
+                self._order_retriever = build_retriever(self.candidate_order, self.dataset)
+        return self._order_retriever
 
     def _check_candidates(self, cands: list[str]) -> None:
         if not cands:

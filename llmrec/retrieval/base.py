@@ -113,6 +113,11 @@ class CatalogueRetriever:
         """A secondary key (higher first) for equal scores; None means catalogue order."""
         return None
 
+    def _scores_as_new(self, history_idx: np.ndarray, wanted: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Scores of `wanted` with the user's interactions with them (`own`: the user's items) left out of the
+        fitted statistics. Retrievers that learn nothing from interactions need no override."""
+        return np.asarray(self._scores(history_idx), dtype=np.float64)[wanted]
+
     # --- protocol -------------------------------------------------------------------------------------------
 
     def retrieve(self, history: Sequence[str], k: int, exclude: Collection[str] = ()) -> list[Candidate]:
@@ -132,8 +137,18 @@ class CatalogueRetriever:
         scores = np.asarray(self._scores(history_idx), dtype=np.float64).copy()
         return self._top_k(scores, k, self._excluded_positions(history_idx, exclude), self.name)
 
-    def score(self, history: Sequence[str], item_ids: Sequence[str]) -> list[float]:
+    def score(
+        self, history: Sequence[str], item_ids: Sequence[str], *, user_items: Collection[str] = ()
+    ) -> list[float]:
         """Scores of the given items for this history (history items are scored as any other).
+
+        Args:
+            history: the user's items, oldest first.
+            item_ids: the items to score.
+            user_items: all items of the user in the data this retriever was fitted on. The user's own
+                interactions with the scored items are then left out of the statistics, so each item is scored
+                as if it were new to the user: what a training example needs, whose target is in the fitted
+                data. Candidates the user never interacted with score the same either way.
 
         Raises:
             UnknownIdError: a history or candidate item is not in the catalogue.
@@ -141,6 +156,10 @@ class CatalogueRetriever:
         history_idx = self._positions(list(history))
         wanted = self._positions(list(item_ids), what="candidate")
         source = self.fallback if len(history_idx) == 0 and self.fallback is not None else self
+        own = np.asarray([self._index[str(i)] for i in user_items if str(i) in self._index], dtype=np.int64)
+        if len(own):
+            scores = np.asarray(source._scores_as_new(history_idx, wanted, own), dtype=np.float64)
+            return [float(s) for s in scores]
         scores = np.asarray(source._scores(history_idx), dtype=np.float64)
         return [float(s) for s in scores[wanted]]
 

@@ -42,6 +42,9 @@ class CooccurrenceRetriever(CatalogueRetriever):
         history_len: int = 20,
         recency_decay: float = 0.95,
         dataset_name: str = "?",
+        counts: csr_matrix | None = None,
+        item_users: np.ndarray | None = None,
+        normalization: str = "cosine",
     ) -> None:
         super().__init__(item_ids, dataset_name)
         check_history_options(history_len, recency_decay)
@@ -49,6 +52,11 @@ class CooccurrenceRetriever(CatalogueRetriever):
         if similarity.shape != (n, n):
             raise ValueError(f"similarity has shape {similarity.shape}, expected ({n}, {n})")
         self.similarity = similarity.tocsr()
+        # Raw co-occurrence counts (users sharing both items) and the normalization that made `similarity`:
+        # needed to score items as new to a user whose own interactions are in the fitted data.
+        self.counts = None if counts is None else counts.tocsr()
+        self.item_users = None if item_users is None else np.asarray(item_users, dtype=np.float64)
+        self.normalization = normalization
         self.history_len = history_len
         self.recency_decay = float(recency_decay)
         self.fallback = popularity
@@ -93,19 +101,22 @@ class CooccurrenceRetriever(CatalogueRetriever):
         co = (user_item.T @ user_item).tocsr()
         co.setdiag(0.0)
         co.eliminate_zeros()
+        similarity = co
+        item_users = np.asarray(user_item.sum(axis=0)).ravel()
         if normalization == "cosine":
-            counts = np.asarray(user_item.sum(axis=0)).ravel()
-            inv = np.zeros_like(counts)
-            inv[counts > 0] = 1.0 / np.sqrt(counts[counts > 0])
-            co = co.multiply(inv[:, None]).multiply(inv[None, :]).tocsr()
+            inv = _inverse_sqrt(item_users)
+            similarity = co.multiply(inv[:, None]).multiply(inv[None, :]).tocsr()
         popularity = PopularityRetriever.fit(dataset, policy=policy)
         return cls(
             ids,
-            co,
+            similarity,
             popularity,
             history_len=history_len,
             recency_decay=recency_decay,
             dataset_name=dataset.name,
+            counts=co,
+            item_users=item_users,
+            normalization=normalization,
         )
 
     def _scores(self, history_idx: np.ndarray) -> np.ndarray:
@@ -116,6 +127,32 @@ class CooccurrenceRetriever(CatalogueRetriever):
         # Repeated items add up their weights: sum_h w_h * S[h, :] as one sparse-vector product.
         return np.asarray(self.similarity[recent].T @ weights).ravel()
 
+    def _scores_as_new(self, history_idx: np.ndarray, wanted: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """`_scores` restricted to `wanted`, with the user's interactions with the wanted items removed from the
+        counts: a pair (h, j) loses the user's co-occurrence when the user has both, and j loses one user."""
+        if self.counts is None or self.item_users is None:
+            raise ConfigError("this co-occurrence retriever was built without its counts; refit it with fit()")
+        recent = history_idx[-self.history_len :]
+        if len(recent) == 0:
+            return np.zeros(len(wanted))
+        weights = recency_weights(len(recent), self.recency_decay)
+        mine = np.zeros(len(self.item_ids), dtype=bool)
+        mine[own] = True
+        co = np.asarray(self.counts[recent][:, wanted].todense(), dtype=np.float64)
+        co -= np.outer(mine[recent], mine[wanted])  # the user's own co-occurrence with an item they have
+        if self.normalization == "cosine":
+            n_wanted = self.item_users[wanted] - mine[wanted]
+            co *= _inverse_sqrt(self.item_users[recent])[:, None] * _inverse_sqrt(n_wanted)[None, :]
+        return np.asarray(weights @ np.clip(co, 0.0, None)).ravel()
+
     def _tiebreak(self) -> np.ndarray | None:
         assert self.fallback is not None
         return self.fallback._scores(np.empty(0, dtype=np.int64))
+
+
+def _inverse_sqrt(counts: np.ndarray) -> np.ndarray:
+    """1/sqrt(n) where n > 0, else 0."""
+    out = np.zeros(len(counts), dtype=np.float64)
+    positive = counts > 0
+    out[positive] = 1.0 / np.sqrt(counts[positive])
+    return out

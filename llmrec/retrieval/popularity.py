@@ -45,3 +45,9 @@ class PopularityRetriever(CatalogueRetriever):
 
     def _scores(self, history_idx: np.ndarray) -> np.ndarray:
         return self.counts
+
+    def _scores_as_new(self, history_idx: np.ndarray, wanted: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Counts of `wanted` without the user's own interaction with each (one per item they have)."""
+        mine = np.zeros(len(self.item_ids), dtype=np.float64)
+        mine[own] = 1.0
+        return np.clip(self.counts[wanted] - mine[wanted], 0.0, None)

@@ -26,6 +26,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from llmrec.config import check_known_keys
 from llmrec.errors import ConfigError
+from llmrec.ranking.order import check_candidate_order
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -108,6 +109,10 @@ class PromptSection:
         history_budget: token budget of the history block (None: the builder's default).
         fact_budget: token budget of the KG facts (None: the builder's default).
         facts_per_candidate: most KG facts per candidate (None: the builder's default).
+        candidate_order: listwise: how candidates are listed. "given" = shuffled; "cooc", "popularity" or
+            "dense" = best-first by that retriever fitted on the training split (LlamaRec style), with each
+            user's own interactions with the candidates left out so that a training target looks like a test
+            one. Recorded in the adapter card; `Reranker` lists candidates the same way for this adapter.
     """
 
     template: str = "listwise_kg"
@@ -115,6 +120,7 @@ class PromptSection:
     history_budget: int | None = None
     fact_budget: int | None = None
     facts_per_candidate: int | None = None
+    candidate_order: str = "given"
 
 
 @dataclass(frozen=True)
@@ -386,6 +392,7 @@ def _check_values(cfg: TrainConfig) -> None:
         _require(v.negatives <= 25, "validation.negatives", f"listwise: must be <= 25, got {v.negatives}")
     _require(v.every is None or v.every >= 1, "validation.every", f"must be >= 1 or null, got {v.every}")
     metric_name(v.metric)
+    check_candidate_order(cfg.prompt.candidate_order, "prompt.candidate_order")
     _require(cfg.save_every >= 1, "save_every", f"must be >= 1, got {cfg.save_every}")
 
 

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Sequence
@@ -263,6 +264,31 @@ def sample_validation_specs(
 
 
 # ---- rendering --------------------------------------------------------------------------------------------------
+
+
+def order_specs(specs: Sequence[ExampleSpec], split: Split, order: str) -> list[ExampleSpec]:
+    """Specs with their candidates listed in `order` ("given" keeps the shuffle; else a retriever name, fitted on
+    the training split). Each user's own interactions with the candidates are left out of the retriever's scores,
+    so a training target (which is in the training split) is placed the way an unseen test target would be."""
+    from llmrec.ranking.order import GIVEN, check_candidate_order, order_candidates
+
+    if check_candidate_order(order, "prompt.candidate_order") == GIVEN:
+        return list(specs)
+    from llmrec.retrieval import build_retriever
+
+    train = split.train_dataset
+    retriever = build_retriever(order, train)
+    own: dict[str, set[str]] = {}
+    out = []
+    for spec in specs:
+        if len(spec.candidates) < 2:
+            out.append(spec)
+            continue
+        if spec.user_id not in own:
+            own[spec.user_id] = {x.item_id for x in train.history(spec.user_id)}
+        shown = order_candidates(retriever, spec.history, spec.candidates, user_items=own[spec.user_id])
+        out.append(dataclasses.replace(spec, candidates=tuple(shown)))
+    return out
 
 
 def render_examples(

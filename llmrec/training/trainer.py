@@ -49,6 +49,7 @@ from llmrec.training.examples import (
     NegativeSampler,
     TrainExample,
     leaked_items,
+    order_specs,
     render_examples,
     sample_training_specs,
     sample_validation_specs,
@@ -318,6 +319,7 @@ def train(
     leaks = leaked_items(split, specs)
     if leaks:  # a bug guard: sampling is built never to do this
         raise LlmrecError(f"training examples would show held-out items, e.g. user {leaks[0][0]} item {leaks[0][1]}")
+    specs = order_specs(specs, split, cfg.prompt.candidate_order)
     examples = render_examples(specs, builder, loaded, mode=cfg.mode, progress=progress and is_main)
     val_specs = sample_validation_specs(
         split,
@@ -326,6 +328,7 @@ def train(
         max_history=cfg.data.max_history,
         seed=cfg.optim.seed,
     )
+    val_specs = order_specs(val_specs, split, cfg.prompt.candidate_order)
     if cfg.validation.users and not val_specs:
         log.warning("no validation target in split %s: validation disabled", split.kind)
     log.info(
@@ -526,6 +529,7 @@ def _card(
         "mode": cfg.mode,
         "template": cfg.prompt.template,
         "knowledge": cfg.use_knowledge,
+        "prompt": d["prompt"],
         "dataset": split.dataset.name,
         "split": split.kind,
         "data": d["data"],

@@ -145,3 +145,18 @@ def test_missing_adapter_path_is_refused(kg_tiny, knowledge, tmp_path):
             RerankerConfig(model=str(model_dir), adapter=str(tmp_path / "no-such-adapter")),
             knowledge=knowledge,
         )
+
+
+def test_candidate_order_lists_candidates_best_first_by_the_retriever(make, kg_tiny, tiny_lm):
+    from llmrec.ranking.order import order_candidates
+    from llmrec.retrieval import build_retriever
+
+    expected = order_candidates(build_retriever("cooc", kg_tiny), HISTORY, CANDIDATES)
+    assert expected != CANDIDATES  # otherwise this test could not tell the orders apart
+    reranker = make(mode="listwise", candidate_order="cooc")
+    ranked = reranker.rank(HISTORY, CANDIDATES)
+    shown = ListwiseScorer(tiny_lm).score(reranker.builder.build(HISTORY, expected))
+    by_id = dict(zip(shown.candidate_ids, shown.scores))
+    assert ranked.scores == pytest.approx([by_id[i] for i in ranked.item_ids], abs=1e-5)
+    with pytest.raises(ConfigError, match="candidate_order must be one of"):
+        make(mode="listwise", candidate_order="best")

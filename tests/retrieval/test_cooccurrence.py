@@ -70,3 +70,26 @@ def test_bad_options(tiny):
         CooccurrenceRetriever.fit(tiny, history_len=0)
     with pytest.raises(ConfigError, match="recency_decay"):
         CooccurrenceRetriever.fit(tiny, recency_decay=1.5)
+
+
+@pytest.mark.parametrize("normalization", ["cosine", "count"])
+def test_scores_as_new_to_user_match_a_refit_without_their_interactions(normalization):
+    # u1 has a, b, c. Scoring c for the history [a, b] "as new to u1" must equal scoring it with a retriever
+    # fitted on data where u1 never had c (u1's other interactions stay).
+    from .conftest import make_dataset
+
+    cooc = CooccurrenceRetriever.fit(make_dataset(), normalization=normalization)
+    wanted = ["c", "d", "e", "h"]
+    got = cooc.score(["a", "b"], wanted, user_items={"a", "b", "c"})
+    for item in wanted:
+        without = {**HISTORIES, "u1": [i for i in HISTORIES["u1"] if i != item]}
+        refit = CooccurrenceRetriever.fit(make_dataset(without), normalization=normalization)
+        assert got[wanted.index(item)] == pytest.approx(refit.score(["a", "b"], [item])[0]), item
+    # c is u1's own item: leaving u1 out must change its score (the thing being tested is not a no-op)
+    assert got[0] != pytest.approx(cooc.score(["a", "b"], ["c"])[0])
+
+
+def test_popularity_as_new_to_user_drops_their_own_interaction(tiny):
+    pop = PopularityRetriever.fit(tiny)
+    assert pop.score([], ["c", "d"]) == [4.0, 2.0]
+    assert pop.score([], ["c", "d"], user_items={"a", "b", "c"}) == [3.0, 2.0]

@@ -111,3 +111,19 @@ def test_validation_specs_use_validation_targets_only(split):
         assert spec.target in spec.candidates and len(spec.candidates) == 10
     assert specs == sample_validation_specs(split, users=6, n_negatives=9, seed=0)
     assert sample_validation_specs(split, users=0, n_negatives=9) == []
+
+
+def test_ordered_specs_list_candidates_by_cooc_as_new_to_the_user(split):
+    from llmrec.ranking.order import order_candidates
+    from llmrec.retrieval import build_retriever
+    from llmrec.training.examples import order_specs
+
+    specs = sample_training_specs(split, mode="listwise", n_negatives=5, min_history=3, seed=0)
+    ordered = order_specs(specs, split, "cooc")
+    assert [s.target for s in ordered] == [s.target for s in specs]
+    assert all(sorted(a.candidates) == sorted(b.candidates) for a, b in zip(specs, ordered))
+    cooc = build_retriever("cooc", split.train_dataset)
+    for spec in ordered[:10]:
+        own = {x.item_id for x in split.train_dataset.history(spec.user_id)}
+        assert list(spec.candidates) == order_candidates(cooc, spec.history, spec.candidates, user_items=own)
+    assert order_specs(specs, split, "given") == specs

@@ -230,3 +230,32 @@ def test_keyboard_interrupt_checkpoints_finished_steps(tmp_path, tiny_model_dir,
     assert done.resumed_from == 3 and done.steps == 3
     assert [r["step"] for r in done.validation] == [0, 2, 3]
     assert read_card(tmp_path / "adapter")["validation"]["history"][-1]["step"] == 3
+
+
+def test_adapter_card_carries_prompt_settings_that_the_reranker_reuses(tmp_path, tiny_model_dir, synth_dir, synth):
+    from llmrec.ranking import Reranker, RerankerConfig
+
+    cfg = make_cfg(
+        tmp_path,
+        tiny_model_dir,
+        synth_dir,
+        **{"prompt.candidate_order": "cooc", "prompt.history_budget": 77, "optim.max_steps": 1},
+    )
+    train(cfg, progress=False)
+    card = read_card(tmp_path / "adapter")
+    assert card["prompt"]["candidate_order"] == "cooc" and card["prompt"]["history_budget"] == 77
+    reranker = Reranker(synth, RerankerConfig(model=str(tiny_model_dir), adapter=str(tmp_path / "adapter")))
+    assert reranker.candidate_order == "cooc" and reranker.builder.history_budget == 77
+    # explicit settings win over the card
+    given = Reranker(
+        synth,
+        RerankerConfig(
+            model=str(tiny_model_dir), adapter=str(tmp_path / "adapter"), candidate_order="given", history_budget=50
+        ),
+    )
+    assert given.candidate_order == "given" and given.builder.history_budget == 50
+
+
+def test_unknown_candidate_order_is_named(tmp_path, tiny_model_dir, synth_dir):
+    with pytest.raises(ConfigError, match="prompt.candidate_order must be one of"):
+        make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"prompt.candidate_order": "fusion"})
