@@ -7,6 +7,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from llmrec.ranking.order import ORDER_SOURCES
 from llmrec.ranking.reranker import DEFAULT_ADAPTER, DEFAULT_TEMPLATES, MODES
 
 if TYPE_CHECKING:
@@ -61,6 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top", type=int, default=None, help="print only the best N")
     parser.add_argument("--retriever", default="dense", help="dense (default), popularity, cooc or fusion")
     parser.add_argument(
+        "--candidate-order",
+        default=None,
+        choices=list(ORDER_SOURCES),
+        help="how candidates are listed in the prompt: as retrieved/given, or best-first by a retriever "
+        "(default: the order the adapter was trained with)",
+    )
+    parser.add_argument(
         "--window", type=int, default=None, help="candidates per prompt (default: the template's maximum)"
     )
     parser.add_argument(
@@ -105,6 +113,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         permutations=args.permutations,
         seed=args.seed,
         knowledge=not args.no_knowledge,
+        candidate_order=args.candidate_order,
     )
     loaded = time.perf_counter()
     reranker = Reranker(dataset, config)

@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The adapter rerankers use unless told otherwise (a path; relative paths are tried against the working folder,
-#: then the repository root). None = the bare base model. Flip to "adapters/smollm2-ml100k-listwise-kg" once the
-#: trained adapter is committed.
-DEFAULT_ADAPTER: str | None = None
+#: then the repository root), for the base model `DEFAULT_ADAPTER_BASE` only: other base models run bare unless
+#: given an adapter. Its card sets the prompt budgets and the candidate order (co-occurrence, best first).
+DEFAULT_ADAPTER: str | None = "adapters/smollm2-ml100k-listwise-kg"
+DEFAULT_ADAPTER_BASE = "smollm2"
 
 #: Template used for each mode when only the mode is given.
 DEFAULT_TEMPLATES = {"listwise": "listwise_kg", "pointwise": "pointwise_kg", "generative": "generative"}
@@ -130,8 +131,10 @@ class RerankerConfig:
 
     @property
     def adapter_path(self) -> str | None:
-        """The adapter to use, with "default" resolved to `DEFAULT_ADAPTER`."""
-        return DEFAULT_ADAPTER if self.adapter == _DEFAULT else self.adapter
+        """The adapter to use, with "default" resolved to `DEFAULT_ADAPTER` (None for another base model)."""
+        if self.adapter != _DEFAULT:
+            return self.adapter
+        return DEFAULT_ADAPTER if self.model.name_or_path == DEFAULT_ADAPTER_BASE else None
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,8 @@ class Reranker:
         retriever: a ready retriever (otherwise built lazily from `config.retriever` on the first call
             without candidates).
         knowledge: a ready `KnowledgeGraph` (otherwise built from `dataset` when the template shows facts).
-        lm: a loaded model to use instead of loading `config.model`.
+        lm: a loaded model to use instead of loading `config.model` (the default adapter then applies only if
+            it is loaded into `lm`).
     """
 
     def __init__(
@@ -257,6 +261,10 @@ class Reranker:
             )
         self.adapter_name: str | None = None
         adapter_path = config.adapter_path
+        if lm is not None and config.adapter == _DEFAULT and adapter_path is not None:
+            # A model handed in is used as loaded: the default adapter only if it was loaded into it.
+            if Path(adapter_path).name not in lm.adapter_names and lm.merged_adapter != Path(adapter_path).name:
+                adapter_path = None
         model_cfg: ModelConfig = config.model
         if adapter_path is not None:
             adapter_path = resolve_adapter_path(adapter_path)
@@ -270,7 +278,8 @@ class Reranker:
             model_cfg = replace(model_cfg, adapters=tuple(adapters.items()), active_adapter=self.adapter_name)
         elif config.adapter == _DEFAULT:
             log.info(
-                "no default adapter is set: ranking with the bare base model (zero-shot SmolLM2 is near chance)"
+                "no default adapter for base model %r: ranking with the bare model (pass adapter=PATH to use one)",
+                model_cfg.name_or_path,
             )
         self.adapter_path = adapter_path
         self.lm = lm if lm is not None else load_model(model_cfg)

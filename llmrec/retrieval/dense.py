@@ -210,10 +210,13 @@ class DenseRetriever(CatalogueRetriever):
             for s, p in zip(scores[keep][:k], positions[keep][:k], strict=True)
         ]
 
-    def score(self, history: Sequence[str], item_ids: Sequence[str]) -> list[float]:
-        """Cosine of each given item with the history's query vector (popularity for an empty history)."""
+    def score(
+        self, history: Sequence[str], item_ids: Sequence[str], *, user_items: Collection[str] = ()
+    ) -> list[float]:
+        """Cosine of each given item with the history's query vector (popularity for an empty history).
+        `user_items` only matters to the popularity fallback: embeddings learn nothing from interactions."""
         history_idx = self._positions(list(history))
         if len(history_idx) == 0:
-            return super().score(history, item_ids)
+            return super().score(history, item_ids, user_items=user_items)
         wanted = self._positions(list(item_ids), what="candidate")
         return [float(s) for s in self.vectors[wanted] @ self.query_vector(history_idx)]
