@@ -90,6 +90,12 @@ def render_readme(card: Mapping[str, Any]) -> str:
             lines.append(f"- {key}: " + ", ".join(f"{k}={_fmt(x)}" for k, x in value.items()))
         elif value is not None:
             lines.append(f"- {key}: {value}")
+    prompt = card.get("prompt")
+    if isinstance(prompt, Mapping):
+        lines.append(
+            "- prompt: " + ", ".join(f"{k}={_fmt(x)}" for k, x in prompt.items())
+            + " (rankers using this adapter reuse the budgets and the candidate order unless told otherwise)"
+        )
     lines += [
         f"- steps: {t.get('steps')}, epochs: {_fmt(t.get('epochs'))}, final train loss: {_fmt(t.get('final_loss'))}, "
         f"wall time: {_fmt(t.get('seconds'))} s on {t.get('device')}",
@@ -118,10 +124,10 @@ def render_readme(card: Mapping[str, Any]) -> str:
             "users, so its number is optimistic when several steps were validated; the evaluation harness's test-split "
             "numbers are the unbiased ones.",
         ]
+    else:
+        lines.append("No validation was run.")
     notes = card.get("notes")
     if notes:
         lines += ["", "## Notes", "", str(notes)]
-    else:
-        lines.append("No validation was run.")
     lines.append("")
     return "\n".join(lines)
