@@ -126,6 +126,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         "user": args.user,
         "history_length": len(history),
         **out,
+        "candidate_order": reranker.candidate_order,
         "timings": {
             **{k: round(v, 4) for k, v in ranked.timings.items()},
             "load_data": round(loaded - started, 4),
@@ -138,7 +139,8 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         return 0
     print(
         f"user {args.user} ({len(history)} interactions), {ranked.mode} / {ranked.template}, "
-        f"adapter: {ranked.adapter or 'none'}, candidates: {ranked.candidate_source}"
+        f"adapter: {ranked.adapter or 'none'}, candidates: {ranked.candidate_source}, "
+        f"shown in {reranker.candidate_order} order"
     )
     for entry in out["ranked"]:
         item = dataset.item(entry["item_id"])
