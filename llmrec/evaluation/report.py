@@ -19,7 +19,7 @@ from typing import Any
 from llmrec.evaluation.cache import code_version
 from llmrec.evaluation.metrics import ndcg_at, pairwise_auc, user_metrics
 from llmrec.evaluation.runner import ArmResult, ExperimentResult, UserResult
-from llmrec.evaluation.significance import bootstrap_interval, paired_bootstrap
+from llmrec.evaluation.significance import bootstrap_interval, bootstrap_pooled_auc, paired_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,29 @@ def _means(rows: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str
     return {k: (sum(r[k] for r in rows) / len(rows) if rows else math.nan) for k in keys}
 
 
-def _pooled_auc(users: Sequence[UserResult]) -> float:
+def _auc_scores(users: Sequence[UserResult]) -> tuple[list[float], list[list[float]]]:
+    """Each scored user's target score and negative scores (users without a target or scores left out)."""
     pos: list[float] = []
-    neg: list[float] = []
+    neg: list[list[float]] = []
     for u in users:
         if u.target_index is None or not u.scores:
             continue
         pos.append(u.scores[u.target_index])
-        neg.extend(s for n, s in enumerate(u.scores) if n != u.target_index)
-    return pairwise_auc(pos, neg) if pos and neg else math.nan
+        neg.append([s for n, s in enumerate(u.scores) if n != u.target_index])
+    return pos, neg
+
+
+def _pooled_auc(users: Sequence[UserResult]) -> float:
+    pos, neg = _auc_scores(users)
+    flat = [s for n in neg for s in n]
+    return pairwise_auc(pos, flat) if pos and flat else math.nan
+
+
+def _pooled_auc_text(arm: Mapping[str, Any]) -> str:
+    """``0.7050 [0.6650, 0.7440] (300)``: an arm's pooled AUC with its CI (when known) and user count."""
+    ci = arm.get("ci", {}).get("pooled_auc")
+    interval = f" [{_fmt(ci['low'])}, {_fmt(ci['high'])}]" if ci else ""
+    return f"{_fmt(arm['metrics']['pooled_auc'])}{interval} ({arm['users']})"
 
 
 def _costs(users: Sequence[UserResult]) -> dict[str, float]:
@@ -144,6 +158,11 @@ def summarize(result: ExperimentResult) -> dict[str, Any]:
                 entry["ci"][m] = bootstrap_interval(
                     [r[m] for r in rows], samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=seed
                 ).as_dict()
+        if not math.isnan(metrics["pooled_auc"]):
+            pos, neg = _auc_scores(arm.users)
+            entry["ci"]["pooled_auc"] = bootstrap_pooled_auc(
+                pos, neg, samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=seed
+            ).as_dict()
         slice_names = list(arm.users[0].slices) if arm.users else []
         for s in slice_names:
             members = [(u, r) for u, r in zip(arm.users, rows) if u.slices[s]]
@@ -401,8 +420,9 @@ def render_markdown(summary: Mapping[str, Any], plots: Sequence[str] = ()) -> st
         not math.isnan(a["metrics"]["pooled_auc"]) for a in summary["arms"].values()
     ):
         lines += [
-            "Pooled AUC (all targets vs all negatives, TALLRec style): "
-            + ", ".join(f"`{n}` {_fmt(a['metrics']['pooled_auc'])}" for n, a in summary["arms"].items()),
+            f"Pooled AUC (all targets vs all negatives, TALLRec style; {summary['confidence']:.0%} bootstrap CI "
+            "over users; users): "
+            + ", ".join(f"`{n}` {_pooled_auc_text(a)}" for n, a in summary["arms"].items()),
             "",
         ]
     slice_names = [

@@ -107,3 +107,72 @@ def paired_bootstrap(
     return PairedComparison(
         mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), p, len(arm)
     )
+
+
+def pooled_auc_resamples(
+    positives: Sequence[float], negatives: Sequence[Sequence[float]], counts  # counts: np.ndarray (k, users)
+):  # -> np.ndarray (k,)
+    """Pooled AUC (all positives vs all negatives, a tie counts one half) of each row of user multiplicities.
+
+    User ``u`` has one positive score ``positives[u]`` and negative scores ``negatives[u]``; a row of `counts`
+    says how many times each user is drawn. Row ``r``'s value equals `pairwise_auc` on the lists with every user's
+    scores repeated ``counts[r, u]`` times (NaN where a row draws no positive or no negative).
+    """
+    import numpy as np
+
+    from llmrec.evaluation.metrics import _clean
+
+    pos = np.asarray([_clean(s) for s in positives], dtype=float)
+    owner = np.repeat(np.arange(len(pos)), [len(n) for n in negatives])
+    neg = np.asarray([_clean(s) for n in negatives for s in n], dtype=float)
+    order = np.argsort(neg, kind="stable")
+    neg, owner = neg[order], owner[order]
+    below = np.searchsorted(neg, pos, side="left")  # negatives strictly below each positive
+    upto = np.searchsorted(neg, pos, side="right")  # ... below or tied
+    counts = np.asarray(counts, dtype=float)
+    weights = counts[:, owner]  # each negative weighted by its user's multiplicity
+    cum = np.concatenate([np.zeros((len(counts), 1)), np.cumsum(weights, axis=1)], axis=1)
+    wins = (counts * (cum[:, below] + 0.5 * (cum[:, upto] - cum[:, below]))).sum(axis=1)
+    pairs = counts.sum(axis=1) * weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1.0), np.nan)
+
+
+def bootstrap_pooled_auc(
+    positives: Sequence[float],
+    negatives: Sequence[Sequence[float]],
+    *,
+    samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap CI of the pooled AUC, resampling users (each with its positive and its negatives).
+
+    Raises:
+        ConfigError: no user, or no negative score at all (AUC is undefined).
+    """
+    import numpy as np
+
+    from llmrec.evaluation.metrics import pairwise_auc
+
+    if len(positives) != len(negatives):
+        raise ConfigError(f"{len(positives)} positive scores but {len(negatives)} users' negatives")
+    flat = [s for n in negatives for s in n]
+    if not len(positives) or not flat:
+        raise ConfigError("pooled AUC needs at least one positive and one negative score")
+    n_users = len(positives)
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(samples)
+    chunk = max(1, 2_000_000 // (n_users + len(flat)))
+    for start in range(0, samples, chunk):
+        stop = min(samples, start + chunk)
+        drawn = rng.integers(0, n_users, size=(stop - start, n_users))
+        counts = np.zeros((stop - start, n_users))
+        np.add.at(counts, (np.arange(stop - start)[:, None], drawn), 1.0)
+        aucs[start:stop] = pooled_auc_resamples(positives, negatives, counts)
+    alpha = (1.0 - confidence) / 2
+    return Interval(
+        pairwise_auc(list(positives), flat),
+        float(np.nanquantile(aucs, alpha)),
+        float(np.nanquantile(aucs, 1 - alpha)),
+    )

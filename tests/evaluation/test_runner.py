@@ -131,6 +131,12 @@ def test_pointwise_protocol_reports_pooled_auc(config_path: Path):
     neg = [u.scores[1 - u.target_index] for u in users]
     assert summary["arms"]["cooc"]["metrics"]["pooled_auc"] == pytest.approx(pairwise_auc(pos, neg))
     assert all(u.n_candidates == 2 for u in users)
+    ci = summary["arms"]["cooc"]["ci"]["pooled_auc"]
+    assert ci["low"] <= ci["mean"] <= ci["high"] and ci["mean"] == pytest.approx(pairwise_auc(pos, neg))
+    from llmrec.evaluation.report import render_markdown
+
+    line = next(x for x in render_markdown(summary).splitlines() if x.startswith("Pooled AUC"))
+    assert f"`cooc` {ci['mean']:.4f} [{ci['low']:.4f}, {ci['high']:.4f}] ({len(users)})" in line
 
 
 def test_cache_from_other_code_is_not_reused(config_path: Path, tmp_path: Path, monkeypatch):
