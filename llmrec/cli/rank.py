@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from llmrec.ranking.order import ORDER_SOURCES
-from llmrec.ranking.reranker import DEFAULT_ADAPTER, DEFAULT_TEMPLATES, MODES
+from llmrec.ranking.reranker import DEFAULT_ADAPTER, DEFAULT_TEMPLATES, MODES, resolve_adapter_path
 
 if TYPE_CHECKING:
     from llmrec.data import Dataset
@@ -39,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--adapter",
         default=None,
         metavar="PATH",
-        help=f"PEFT adapter folder (default: {DEFAULT_ADAPTER or 'none yet'})",
+        help=f"PEFT adapter folder (default: {DEFAULT_ADAPTER or 'none yet'}); without --mode/--template, ranks "
+        "in the mode and template the adapter was trained with",
     )
     adapter.add_argument("--no-adapter", action="store_true", help="use the bare base model")
     parser.add_argument(
@@ -88,6 +90,33 @@ def run(args: argparse.Namespace) -> int:
     return rank_loaded(load_any(args.dataset, columns=args.columns), args, started)
 
 
+def _mode_and_template(args: argparse.Namespace, adapter: str | None) -> tuple[str | None, str | None]:
+    """``--mode`` / ``--template``, defaulting to those an adapter named with ``--adapter`` was trained with."""
+    from llmrec.training.card import trained_mode_and_template
+
+    mode, template = args.mode, args.template
+    if adapter in (None, "default") or template is not None:
+        return mode, template
+    trained_mode, trained_template = trained_mode_and_template(resolve_adapter_path(adapter))
+    if trained_mode is not None and mode in (None, trained_mode):
+        return trained_mode, trained_template
+    return mode, template
+
+
+def _warn_on_mode_mismatch(reranker: Any) -> None:
+    """Say so on stderr when the adapter in use was trained for another scoring mode than the one ranking."""
+    from llmrec.training.card import trained_mode_and_template
+
+    trained_mode, trained_template = trained_mode_and_template(reranker.adapter_path)
+    if trained_mode is not None and trained_mode != reranker.mode:
+        print(
+            f"warning: adapter {reranker.adapter_path} was trained for {trained_mode} scoring "
+            f"({trained_template}) but ranks in {reranker.mode} mode here; pass --adapter with a {reranker.mode} "
+            "adapter or --no-adapter",
+            file=sys.stderr,
+        )
+
+
 def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> int:
     """`run` on an already loaded dataset (`llmrec demo` reuses the one it printed); `started` times the call."""
     from llmrec.models import ModelConfig
@@ -100,12 +129,13 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         adapter = args.adapter
     else:
         adapter = "default"
+    mode, template = _mode_and_template(args, adapter)
     retriever_opts: dict[str, Any] = {"progress": False} if args.retriever == "dense" else {}
     config = RerankerConfig(
         model=ModelConfig(args.model, quantization=args.quantization),
         adapter=adapter,
-        mode=args.mode,
-        template=args.template,
+        mode=mode,
+        template=template,
         retriever=args.retriever,
         retriever_opts=retriever_opts,
         n_candidates=args.n_candidates,
@@ -118,6 +148,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
     loaded = time.perf_counter()
     reranker = Reranker(dataset, config)
     ready = time.perf_counter()
+    _warn_on_mode_mismatch(reranker)
     items = [x.strip() for x in args.items.split(",") if x.strip()] or None
     ranked = reranker.rank(history, items, k=args.top)
     out = ranked.to_dict()

@@ -387,10 +387,13 @@ def render_markdown(summary: Mapping[str, Any], plots: Sequence[str] = ()) -> st
             f"Difference (arm − versus) on the users both evaluated, {conf} CI.",
             "",
         ]
-        lines += ["| arm | versus | users | ΔNDCG@10 | ΔHR@10 | ΔMRR |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| arm | versus | users | ΔNDCG@10 | ΔHR@10 | ΔMRR | ΔAUC (per user) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for c in summary["comparisons"]:
             cells = []
-            for m in ("ndcg@10", "hr@10", "mrr"):
+            for m in ("ndcg@10", "hr@10", "mrr", "auc"):
                 v = c["metrics"][m]
                 cells.append(
                     f"{v['diff']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]"

@@ -44,6 +44,16 @@ def read_card(folder: str | Path) -> dict[str, Any]:
     return card
 
 
+def trained_mode_and_template(folder: str | Path | None) -> tuple[str | None, str | None]:
+    """The scoring mode and prompt template an llmrec adapter was trained with; ``(None, None)`` for no folder or
+    a PEFT folder without a card (nothing to go by)."""
+    if folder is None or not (Path(folder) / CARD_FILE).is_file():
+        return None, None
+    card = read_card(folder)
+    mode, template = card.get("mode"), card.get("template")
+    return (str(mode) if mode else None), (str(template) if template else None)
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"

@@ -149,7 +149,7 @@ def test_too_little_data(tmp_path, tiny_model_dir, synth_dir):
         train(cfg, progress=False)
 
 
-def test_pointwise_training_with_choice_loss(tmp_path, tiny_model_dir, synth_dir):
+def test_pointwise_training_with_choice_loss(tmp_path, tiny_model_dir, synth_dir, synth, capsys):
     cfg = make_cfg(
         tmp_path,
         tiny_model_dir,
@@ -169,6 +169,21 @@ def test_pointwise_training_with_choice_loss(tmp_path, tiny_model_dir, synth_dir
     assert card["mode"] == "pointwise" and card["negatives"]["n"] == 1
     assert all(math.isfinite(x) for x in result.losses)
     assert 0.0 <= card["validation"]["best"]["auc"] <= 1.0
+
+    # `llmrec rank --adapter` ranks in the mode and template the adapter was trained with, and warns when told
+    # to rank in another mode.
+    from llmrec.cli import main
+
+    argv = ["rank", str(synth_dir), "--model", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter")]
+    argv += ["--user", synth.user_ids[0], "--retriever", "popularity", "-k", "4", "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    ranked = json.loads(captured.out)
+    assert (ranked["mode"], ranked["template"]) == ("pointwise", "pointwise") and "warning" not in captured.err
+    assert main([*argv, "--mode", "listwise"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["mode"] == "listwise"
+    assert "trained for pointwise scoring" in captured.err
 
 
 def test_qlora_on_4bit_weights(tmp_path, tiny_model_dir, synth_dir):
