@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from llmrec.errors import ConfigError
     from llmrec.evaluation import load_config, metrics_table, run_experiment, write_report
-    from llmrec.evaluation.report import jsonable
+    from llmrec.evaluation.report import DELTA_TITLES, delta_metric, jsonable
 
     if args.users is not None and args.users < 1:
         raise ConfigError(f"--users must be >= 1, got {args.users}")
@@ -51,11 +51,16 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(jsonable({"arms": metrics_table(summary)}), indent=2))
         return 0
     headline = summary["headline_metric"]
+    compared = delta_metric(summary["protocol"]["kind"])
     print(f"{summary['experiment']}: {summary['users_sampled']} users, report in {out}")
     for name, arm in summary["arms"].items():
         m = arm["metrics"]
-        vs = arm.get("vs_baseline", {}).get("ndcg@10")
-        delta = "" if vs is None else f"  Δ {vs['diff']:+.4f} [{vs['low']:+.4f}, {vs['high']:+.4f}]"
+        vs = arm.get("vs_baseline", {}).get(compared)
+        delta = (
+            ""
+            if vs is None
+            else f"  Δ{DELTA_TITLES[compared]} {vs['diff']:+.4f} [{vs['low']:+.4f}, {vs['high']:+.4f}]"
+        )
         print(
             f"  {name:<28} users {arm['users']:>4}  {headline} {m[headline]:.4f}  HR@10 {m['hr@10']:.4f}  "
             f"MRR {m['mrr']:.4f}{delta}"

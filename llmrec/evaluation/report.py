@@ -40,6 +40,16 @@ def headline_metric(protocol_kind: str) -> str:
     return "pooled_auc" if protocol_kind == "pointwise" else "ndcg@10"
 
 
+#: How the per-user metrics compared against the baseline are spelled in report headers.
+DELTA_TITLES = {"auc": "AUC", "ndcg@10": "NDCG@10"}
+
+
+def delta_metric(protocol_kind: str) -> str:
+    """The per-user metric arms are compared to the baseline on: AUC under the pointwise protocol (two candidates
+    per user, where NDCG@10 is only a rescaled AUC), NDCG@10 otherwise."""
+    return "auc" if protocol_kind == "pointwise" else "ndcg@10"
+
+
 def _per_user(users: Sequence[UserResult]) -> list[dict[str, float]]:
     return [user_metrics(u.rank, u.n_candidates) for u in users]
 
@@ -329,11 +339,12 @@ def render_markdown(summary: Mapping[str, Any], plots: Sequence[str] = ()) -> st
     if rec.get("pick"):
         lines += ["## Which arm to pick", "", f"**{rec['pick']}**. {rec['reason']}", ""]
     lines += ["## Results (all users)", ""]
+    delta = delta_metric(p["kind"])
     header = [
         "arm",
         "users",
         *TABLE_METRICS,
-        f"ΔNDCG@10 vs {base} [{conf} CI]",
+        f"Δ{DELTA_TITLES[delta]} vs {base} [{conf} CI]",
         "tokens/user",
         "s/user",
         "parse fail",
@@ -341,14 +352,14 @@ def render_markdown(summary: Mapping[str, Any], plots: Sequence[str] = ()) -> st
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, arm in summary["arms"].items():
         m = arm["metrics"]
-        vs = arm.get("vs_baseline", {}).get("ndcg@10")
-        delta = (
+        vs = arm.get("vs_baseline", {}).get(delta)
+        delta_text = (
             "—"
             if vs is None
             else f"{vs['diff']:+.4f} [{vs['low']:+.4f}, {vs['high']:+.4f}]"
             + (" *" if vs["significant"] else "")
         )
-        row = [f"`{name}`", str(arm["users"]), *(_fmt(m[k]) for k in TABLE_METRICS), delta]
+        row = [f"`{name}`", str(arm["users"]), *(_fmt(m[k]) for k in TABLE_METRICS), delta_text]
         row += [f"{m['prompt_tokens']:.0f}", f"{m['latency_s']:.3f}", f"{m['parse_failure_rate']:.3f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "`*`: the confidence interval of the difference excludes zero.", ""]

@@ -135,7 +135,9 @@ def test_pointwise_protocol_reports_pooled_auc(config_path: Path):
     assert ci["low"] <= ci["mean"] <= ci["high"] and ci["mean"] == pytest.approx(pairwise_auc(pos, neg))
     from llmrec.evaluation.report import render_markdown
 
-    line = next(x for x in render_markdown(summary).splitlines() if x.startswith("Pooled AUC"))
+    text = render_markdown(summary)
+    assert "ΔAUC vs" in text and "ΔNDCG@10 vs" not in text  # per-user AUC is what two candidates can differ in
+    line = next(x for x in text.splitlines() if x.startswith("Pooled AUC"))
     assert f"`cooc` {ci['mean']:.4f} [{ci['low']:.4f}, {ci['high']:.4f}] ({len(users)})" in line
 
 
