@@ -45,8 +45,8 @@ DELTA_TITLES = {"auc": "AUC", "ndcg@10": "NDCG@10"}
 
 
 def delta_metric(protocol_kind: str) -> str:
-    """The per-user metric arms are compared to the baseline on: AUC under the pointwise protocol (two candidates
-    per user, where NDCG@10 is only a rescaled AUC), NDCG@10 otherwise."""
+    """The per-user metric arms are compared on (against the baseline, and for ties with the best arm): AUC under
+    the pointwise protocol (two candidates per user, where NDCG@10 is only a rescaled AUC), NDCG@10 otherwise."""
     return "auc" if protocol_kind == "pointwise" else "ndcg@10"
 
 
@@ -248,7 +248,7 @@ def recommend(result: ExperimentResult, summary: Mapping[str, Any]) -> dict[str,
     best = max(scored, key=lambda n: scored[n])
     best_rows = {u.user_id: u for u in result.arms[best].users}
     tied = []
-    per_user_metric = "auc" if metric == "pooled_auc" else metric
+    per_user_metric = delta_metric(cfg.protocol.kind)
     for name, arm in result.arms.items():
         if name == best or name not in scored:
             continue
