@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llmrec.errors import ConfigError
-from llmrec.evaluation.config import ArmConfig
+from llmrec.evaluation.config import RETRIEVER_ARM_KINDS, ArmConfig
 from llmrec.evaluation.protocols import EvalCase
 
 log = logging.getLogger(__name__)
 
-#: Baseline arm kind -> retriever name in ``llmrec.retrieval.build_retriever``.
-RETRIEVER_KINDS = {"popularity": "popularity", "cooc": "cooc", "dense": "dense"}
 
 
 @dataclass(frozen=True)
@@ -51,8 +49,8 @@ def build_arm(arm: ArmConfig, *, seed: int, retriever_factory: RetrieverFactory,
         return _RandomArm(arm.name, seed)
     if arm.kind == "candidate_order":
         return _candidate_order
-    if arm.kind in RETRIEVER_KINDS:
-        return _RetrieverArm(retriever_factory(RETRIEVER_KINDS[arm.kind], dict(arm.retriever_options)))
+    if arm.kind in RETRIEVER_ARM_KINDS:
+        return _RetrieverArm(retriever_factory(arm.kind, dict(arm.retriever_options)))
     if arm.kind == "llm":
         return _LlmArm(arm, dataset)
     raise ConfigError(f"arm {arm.name!r}: unknown kind {arm.kind!r}")

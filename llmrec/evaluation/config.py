@@ -32,7 +32,9 @@ from typing import Any
 from llmrec.config import check_known_keys, from_mapping
 from llmrec.errors import ConfigError
 
-BASELINE_KINDS = ("random", "popularity", "cooc", "dense", "candidate_order")
+#: Baseline arm kinds that score candidates with the retriever of the same name (``build_retriever``).
+RETRIEVER_ARM_KINDS = ("popularity", "cooc", "dense", "ease", "als", "sasrec", "fusion")
+BASELINE_KINDS = ("random", *RETRIEVER_ARM_KINDS, "candidate_order")
 ARM_KINDS = (*BASELINE_KINDS, "llm")
 PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise")
 MODES = ("listwise", "pointwise", "generative")

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmrec.errors import ConfigError
-from llmrec.retrieval.base import CatalogueRetriever, catalogue_ids, check_history_options, recency_weights
+from llmrec.retrieval.base import CatalogueRetriever, check_history_options, recency_weights
+from llmrec.retrieval.matrix import InteractionMatrix
 from llmrec.retrieval.popularity import PopularityRetriever
 
 if TYPE_CHECKING:
@@ -80,29 +81,15 @@ class CooccurrenceRetriever(CatalogueRetriever):
             recency_decay: weight ratio between consecutive history items (1 = all equal).
             policy: if given, only positive interactions count as co-occurrences.
         """
-        from scipy.sparse import coo_matrix  # type: ignore[import-untyped]
-
         if normalization not in NORMALIZATIONS:
             raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-        ids = catalogue_ids(dataset)
-        position = {item: n for n, item in enumerate(ids)}
-        users: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        for x in dataset.interactions:
-            col = position.get(x.item_id)
-            if col is None or (policy is not None and not policy.is_positive(x)):
-                continue
-            rows.append(users.setdefault(x.user_id, len(users)))
-            cols.append(col)
-        data = np.ones(len(rows), dtype=np.float64)
-        user_item = coo_matrix((data, (rows, cols)), shape=(max(len(users), 1), len(ids))).tocsr()
-        user_item.data[:] = 1.0  # a user who interacted with an item twice still co-occurs once
+        interactions = InteractionMatrix.build(dataset, policy)
+        ids, user_item = interactions.item_ids, interactions.matrix
         co = (user_item.T @ user_item).tocsr()
         co.setdiag(0.0)
         co.eliminate_zeros()
         similarity = co
-        item_users = np.asarray(user_item.sum(axis=0)).ravel()
+        item_users = interactions.item_counts
         if normalization == "cosine":
             inv = _inverse_sqrt(item_users)
             similarity = co.multiply(inv[:, None]).multiply(inv[None, :]).tocsr()

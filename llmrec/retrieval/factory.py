@@ -8,11 +8,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmrec.errors import ConfigError
+from llmrec.retrieval.als import AlsRetriever
 from llmrec.retrieval.base import Retriever
 from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
 from llmrec.retrieval.dense import DenseRetriever
+from llmrec.retrieval.ease import EaseRetriever
 from llmrec.retrieval.fusion import FusionRetriever
 from llmrec.retrieval.popularity import PopularityRetriever
+from llmrec.retrieval.sequential import SasrecRetriever
 
 if TYPE_CHECKING:
     from llmrec.data.dataset import Dataset
@@ -21,6 +24,9 @@ BUILDERS: dict[str, Callable[..., Retriever]] = {
     "dense": DenseRetriever.build,
     "popularity": PopularityRetriever.fit,
     "cooc": CooccurrenceRetriever.fit,
+    "ease": EaseRetriever.fit,
+    "als": AlsRetriever.fit,
+    "sasrec": SasrecRetriever.fit,
 }
 RETRIEVER_NAMES = (*BUILDERS, "fusion")
 DEFAULT_FUSION = ("dense", "cooc")
