@@ -264,7 +264,9 @@ def _train(sequences: list[list[int]], n_items: int, settings: SasrecSettings, p
     best, best_state, bad_epochs = -1.0, None, 0
     started = time.perf_counter()
     bar = tqdm(range(settings.max_epochs), desc="sasrec", unit="epoch", disable=not progress, dynamic_ncols=True)
+    epochs_run = 0
     for epoch in bar:
+        epochs_run = epoch + 1
         module.train()
         order = rng.permutation(len(windows))
         total = 0.0
@@ -291,7 +293,7 @@ def _train(sequences: list[list[int]], n_items: int, settings: SasrecSettings, p
     module.load_state_dict(best_state)
     log.info(
         "sasrec: %d epochs in %.0f s; best held-out full-catalogue NDCG@10 %.4f",
-        epoch + 1,
+        epochs_run,
         time.perf_counter() - started,
         best,
     )

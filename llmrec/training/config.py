@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import types
@@ -31,7 +32,7 @@ from llmrec.ranking.order import check_candidate_order
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 Mode = Literal["listwise", "pointwise"]
-NegativeSource = Literal["random", "popularity", "cooc", "dense"]
+NegativeSource = Literal["random", "popularity", "cooc", "dense", "ease", "als", "sasrec", "fusion"]
 SplitKind = Literal["leave_one_out", "time"]
 
 
@@ -87,10 +88,15 @@ class NegativesSection:
             or a retriever name ("cooc", "dense") for hard negatives retrieved from the history.
         n: negatives per target. Listwise: candidates = target + n (default 19). Pointwise: n "No" examples per
             "Yes" example (default 1, i.e. balanced).
+        pool: retriever sources only: draw the hard negatives uniformly from the retriever's top `pool` unseen
+            items instead of taking the top ones.
+        hard: retriever sources only: how many of the `n` negatives are hard (default all); the rest are uniform.
     """
 
     source: NegativeSource = "random"
     n: int | None = None
+    pool: int | None = None
+    hard: int | None = None
 
     def count(self, mode: str) -> int:
         """`n`, or its default for `mode` (19 listwise, 1 pointwise)."""
@@ -184,7 +190,7 @@ class TrainConfig:
     Attributes:
         output: adapter folder to write (refused if it exists unless `overwrite`).
         mode: "listwise" or "pointwise"; must match the template's mode.
-        checkpoint_dir: where resumable checkpoints go (None: ``<output>.ckpt`` beside the output).
+        checkpoint_dir: where resumable checkpoints go (None: ``$LLMREC_HOME/checkpoints/<output name>-<hash>``).
         save_every: write a resumable checkpoint every this many optimizer steps.
         overwrite: replace an existing output folder.
         resume: continue from a checkpoint of the same config if one exists.
@@ -263,9 +269,13 @@ class TrainConfig:
     @property
     def checkpoint_path(self) -> Path:
         if self.checkpoint_dir:
-            return Path(self.checkpoint_dir)
-        out = Path(self.output)
-        return out.with_name(f".{out.name}.ckpt")
+            return Path(self.checkpoint_dir).expanduser()
+        from llmrec.assets import llmrec_home
+
+        # Under LLMREC_HOME, keyed by the output's absolute path: a later session on the same machine resumes.
+        out = Path(self.output).expanduser().resolve()
+        key = hashlib.sha256(str(out).encode()).hexdigest()[:8]
+        return llmrec_home() / "checkpoints" / f"{out.name}-{key}"
 
     @property
     def use_knowledge(self) -> bool:
@@ -373,6 +383,10 @@ def _check_values(cfg: TrainConfig) -> None:
                        ("data.max_examples", d.max_examples)):
         _require(value is None or value >= 1, key, f"must be >= 1 or null, got {value}")
     _require(n.count(cfg.mode) >= 1, "negatives.n", f"must be >= 1, got {n.n}")
+    for key, value in (("negatives.pool", n.pool), ("negatives.hard", n.hard)):
+        _require(value is None or value >= 0, key, f"must be >= 0 or null, got {value}")
+        _require(value is None or n.source not in ("random", "popularity"), key,
+                 f"applies to retriever sources (hard negatives), not to source {n.source!r}")
     if cfg.mode == "listwise":
         _require(n.count(cfg.mode) <= 25, "negatives.n", f"listwise shows target + n candidates labelled A..Z: n <= 25, got {n.n}")
     _require(lo.r >= 1, "lora.r", f"must be >= 1, got {lo.r}")

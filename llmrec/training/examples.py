@@ -87,12 +87,29 @@ class NegativeSampler:
         source: "random" (uniform), "popularity" (weighted by training popularity) or a retriever name
             ("cooc", "dense", ...) passed to `llmrec.retrieval.build_retriever` for hard negatives, topped up
             with uniform ones when the retriever returns too few.
+        pool: hard negatives are drawn uniformly from the retriever's top `pool` unseen items (default: the top
+            ones are taken in order), so they are plausible without all being the single hardest item.
+        hard: how many of each user's negatives come from the retriever (default: all); the rest are uniform,
+            so a model still sees easy negatives next to the hard ones.
         retriever_options: extra keyword arguments for `build_retriever`.
     """
 
-    def __init__(self, split: Split, source: str = "random", **retriever_options: Any) -> None:
+    def __init__(
+        self,
+        split: Split,
+        source: str = "random",
+        *,
+        pool: int | None = None,
+        hard: int | None = None,
+        **retriever_options: Any,
+    ) -> None:
+        for key, value in (("pool", pool), ("hard", hard)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ConfigError(f"negatives.{key} must be a non-negative integer, got {value!r}")
         self.split = split
         self.source = source
+        self.pool = pool
+        self.hard = hard
         self._items = sorted(split.dataset.items)
         self._retriever: Any = None
         self._pop_weights: list[float] | None = None
@@ -113,8 +130,11 @@ class NegativeSampler:
         seen = self.seen(user_id)
         out: list[str] = []
         if self._retriever is not None:
-            ranked = self._retriever.retrieve(list(history), n + len(seen), exclude=seen)
-            out = [c.item_id for c in ranked if c.item_id not in seen][:n]
+            n_hard = n if self.hard is None else min(self.hard, n)
+            depth = max(n_hard, self.pool or 0)
+            ranked = self._retriever.retrieve(list(history), depth + len(seen), exclude=seen)
+            top = [c.item_id for c in ranked if c.item_id not in seen][:depth]
+            out = rng.sample(top, min(n_hard, len(top))) if self.pool else top[:n_hard]
         pool_size = len(self._items) - len(seen)
         if pool_size < n:
             raise NotEnoughDataError(

@@ -307,7 +307,7 @@ def train(
         split,
         mode=cfg.mode,
         n_negatives=n_neg,
-        negatives=NegativeSampler(split, cfg.negatives.source),
+        negatives=NegativeSampler(split, cfg.negatives.source, pool=cfg.negatives.pool, hard=cfg.negatives.hard),
         policy=policy,
         min_history=cfg.data.min_history,
         max_history=cfg.data.max_history,
