@@ -62,7 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--items", default="", help="comma-separated candidate ids to rank instead of retrieving"
     )
     parser.add_argument("--top", type=int, default=None, help="print only the best N")
-    parser.add_argument("--retriever", default="dense", help="dense (default), popularity, cooc or fusion")
+    parser.add_argument(
+        "--retriever",
+        default="fusion",
+        help="first stage: fusion (default: sasrec + ease + dense), sasrec, ease, als, cooc, popularity or dense",
+    )
     parser.add_argument(
         "--candidate-order",
         default=None,
@@ -130,7 +134,11 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
     else:
         adapter = "default"
     mode, template = _mode_and_template(args, adapter)
-    retriever_opts: dict[str, Any] = {"progress": False} if args.retriever == "dense" else {}
+    retriever_opts: dict[str, Any] = {}
+    if args.retriever == "dense":
+        retriever_opts = {"progress": False}
+    elif args.retriever == "fusion":
+        retriever_opts = {"member_opts": {"dense": {"progress": False}}}
     config = RerankerConfig(
         model=ModelConfig(args.model, quantization=args.quantization),
         adapter=adapter,

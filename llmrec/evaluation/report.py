@@ -200,6 +200,8 @@ def summarize(result: ExperimentResult) -> dict[str, Any]:
                     entry["vs_baseline"] = comparisons
                 else:
                     entry["vs_baseline_slices"][s] = comparisons
+        if arm.full_catalogue_ranks is not None:
+            entry["full_catalogue"] = full_catalogue_summary(arm.full_catalogue_ranks, cfg)
         out["arms"][name] = entry
     shared = (
         set.intersection(*(set(u.user_id for u in a.users) for a in result.arms.values()))
@@ -296,6 +298,22 @@ def recommend(result: ExperimentResult, summary: Mapping[str, Any]) -> dict[str,
     return {"metric": metric, "best": best, "tied": tied, "pick": pick, "reason": reason}
 
 
+def full_catalogue_summary(ranks: Mapping[str, int | None], cfg: Any) -> dict[str, Any]:
+    """HR@20/50/100 and NDCG@10 of a retriever ranking the whole catalogue (history excluded), with CIs."""
+    per_user = {
+        "ndcg@10": [ndcg_at(r, 10) for r in ranks.values()],
+        **{f"hr@{k}": [1.0 if r is not None and r <= k else 0.0 for r in ranks.values()] for k in (20, 50, 100)},
+    }
+    out: dict[str, Any] = {"users": len(ranks), "metrics": {}, "ci": {}}
+    for metric, values in per_user.items():
+        out["metrics"][metric] = float(sum(values) / len(values)) if values else math.nan
+        if values:
+            out["ci"][metric] = bootstrap_interval(
+                values, samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=cfg.seed
+            ).as_dict()
+    return out
+
+
 def metrics_table(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     """``{arm: {metric: value}}``: what ``llmrec eval --json`` prints under ``arms``."""
     return {name: dict(arm["metrics"]) for name, arm in summary["arms"].items()}
@@ -363,6 +381,25 @@ def render_markdown(summary: Mapping[str, Any], plots: Sequence[str] = ()) -> st
         row += [f"{m['prompt_tokens']:.0f}", f"{m['latency_s']:.3f}", f"{m['parse_failure_rate']:.3f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "`*`: the confidence interval of the difference excludes zero.", ""]
+    full = {name: arm["full_catalogue"] for name, arm in summary["arms"].items() if "full_catalogue" in arm}
+    if full:
+        lines += [
+            "## First stage over the whole catalogue",
+            "",
+            "Retriever arms rank every item not in the user's history (not only the protocol's candidates): the "
+            f"share of targets in the top 20/50/100, and NDCG@10 ({conf} CI of HR@50).",
+            "",
+            "| arm | users | HR@20 | HR@50 | HR@100 | NDCG@10 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, info in full.items():
+            m, ci = info["metrics"], info["ci"].get("hr@50")
+            hr50 = _fmt(m["hr@50"]) + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
+            lines.append(
+                f"| `{name}` | {info['users']} | {_fmt(m['hr@20'])} | {hr50} | {_fmt(m['hr@100'])} | "
+                f"{_fmt(m['ndcg@10'])} |"
+            )
+        lines.append("")
     if p["kind"] == "retrieved":
         lines += [
             "## Users whose target was retrieved",

@@ -47,6 +47,13 @@ class ArmResult:
     computed: int = 0
     reused: int = 0
     seconds: float = 0.0
+    #: Retriever arms: per user, the target's 1-based rank among every item not in the history, when it is
+    #: within the top `FULL_CATALOGUE_DEPTH` (else None).
+    full_catalogue_ranks: dict[str, int | None] | None = None
+
+
+#: How deep retriever arms retrieve from the whole catalogue (HR@20/50/100, NDCG@10 over all items).
+FULL_CATALOGUE_DEPTH = 100
 
 
 @dataclass
@@ -175,6 +182,9 @@ def run_experiment(
         scorer = build_arm(runnable, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
         with cache.locked():
             results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress)
+        retriever = getattr(scorer, "retriever", None)
+        if retriever is not None:
+            results[arm.name].full_catalogue_ranks = full_catalogue_ranks(retriever, arm_cases)
     return ExperimentResult(config, results, users_sampled=len(sample), users_available=len(order))
 
 
@@ -221,6 +231,16 @@ def _run_arm(
         result.seconds,
     )
     return result
+
+
+def full_catalogue_ranks(retriever: Any, cases: Sequence[EvalCase]) -> dict[str, int | None]:
+    """Per user, the target's rank when `retriever` ranks the whole catalogue minus the history (top 100 only)."""
+    out: dict[str, int | None] = {}
+    for case in cases:
+        depth = min(FULL_CATALOGUE_DEPTH, len(retriever.item_ids))
+        found = [c.item_id for c in retriever.retrieve(list(case.history), depth)]
+        out[case.user_id] = found.index(case.target) + 1 if case.target in found else None
+    return out
 
 
 def _user_result(case: EvalCase, output: ArmOutput, config: ExperimentConfig) -> UserResult:

@@ -24,6 +24,7 @@ from llmrec.models import ModelConfig, load_model
 from llmrec.ranking.base import RankingError, Scorer, ScoreResult
 from llmrec.ranking.order import GIVEN, check_candidate_order, order_candidates
 from llmrec.ranking.windows import aggregate, permutations, sliding_window_order
+from llmrec.retrieval.base import FALLBACK_SOURCE
 from llmrec.types import Candidate, Interaction
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ class RerankerConfig:
         adapter: a PEFT adapter folder, ``None`` for the bare model, or ``"default"`` for `DEFAULT_ADAPTER`.
         mode: ``listwise`` | ``pointwise`` | ``generative``; None = the template's mode.
         template: template name or path; None = the default template of `mode` (listwise_kg by default).
-        retriever: retriever name for `rank` calls without candidates (``dense``, ``popularity``, ``cooc``...).
+        retriever: the first stage of `rank` calls without candidates (default ``fusion``: sasrec + ease + dense;
+            or any name of ``llmrec.retrieval.RETRIEVER_NAMES``).
         retriever_opts: options for `llmrec.retrieval.build_retriever`.
         n_candidates: how many candidates to retrieve when none are given.
         window_size: candidates per listwise/generative prompt (None = the template's maximum); more candidates
@@ -79,7 +81,7 @@ class RerankerConfig:
     adapter: str | None = _DEFAULT
     mode: str | None = None
     template: str | None = None
-    retriever: str = "dense"
+    retriever: str = "fusion"
     retriever_opts: Mapping[str, Any] = field(default_factory=dict)
     n_candidates: int = 20
     window_size: int | None = None
@@ -366,8 +368,10 @@ class Reranker:
             self.dataset.check_items(hist_ids)
             t0 = time.perf_counter()
             if candidates is None:
-                cands = [c.item_id for c in self.retriever.retrieve(hist_ids, k=self.config.n_candidates)]
-                source = self.retriever.name
+                found = self.retriever.retrieve(hist_ids, k=self.config.n_candidates)
+                cands = [c.item_id for c in found]
+                fell_back = bool(found) and all(c.source == FALLBACK_SOURCE for c in found)
+                source = FALLBACK_SOURCE if fell_back else self.retriever.name
             else:
                 cands = [c.item_id if isinstance(c, Candidate) else str(c) for c in candidates[n]]
                 source = "given"

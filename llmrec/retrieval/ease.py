@@ -75,7 +75,8 @@ class EaseRetriever(CatalogueRetriever):
 
         Args:
             dataset: the interactions to learn from (a training split in evaluation).
-            l2: the ridge penalty λ (ml-100k: 500 chosen on validation targets; larger catalogues want more).
+            l2: the ridge penalty λ (ml-100k: 500, the best full-catalogue HR@50 on validation targets and within
+                0.002 of the best sampled NDCG@10; larger catalogues want more).
             policy: if given, only positive interactions count.
             max_memory_gb: refuse catalogues whose dense matrices would take more than this.
 

@@ -279,7 +279,7 @@ def _train(sequences: list[list[int]], n_items: int, settings: SasrecSettings, p
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(rows)
+            total += float(loss.detach()) * len(rows)
         score = _holdout_ndcg(module, val_inputs, val_targets, val_seen)
         bar.set_postfix(loss=f"{total / len(order):.3f}", val_ndcg10=f"{score:.4f}")
         if score > best:

@@ -181,3 +181,33 @@ def test_changed_dataset_content_is_not_reused(config_path: Path, tiny_dir: Path
     result = run_experiment(load_config(config_path), progress=False)
     assert result.arms["cooc"].reused == 0
     assert (tmp_path / "cache" / "cooc.jsonl.stale").exists()  # detected by the fingerprint, not by chance
+
+
+def test_retriever_arms_report_full_catalogue_hit_rates(config_path: Path, tmp_path: Path):
+    from llmrec.data import load_dataset
+    from llmrec.evaluation.protocols import make_split
+    from llmrec.evaluation.report import summarize
+    from llmrec.retrieval import build_retriever
+
+    config = load_config(config_path)
+    result = run_experiment(config, progress=False)
+    assert result.arms["random"].full_catalogue_ranks is None  # not a retriever
+    ranks = result.arms["cooc"].full_catalogue_ranks
+    assert ranks is not None and set(ranks) == {u.user_id for u in result.arms["cooc"].users}
+    # Independently: score every catalogue item not in the history and find the target's place.
+    split = make_split(load_dataset(config.dataset), config)
+    cooc = build_retriever("cooc", split.train_dataset)
+    targets = {x.user_id: x for x in split.test}
+    for user, rank in ranks.items():
+        history = [x.item_id for x in split.history_before(targets[user])]
+        items = [i for i in cooc.item_ids if i not in set(history)]
+        scores = dict(zip(items, cooc.score(history, items)))
+        ranked = sorted(items, key=lambda i: (-scores[i], -cooc.fallback.counts[cooc.item_ids.index(i)],
+                                              cooc.item_ids.index(i)))
+        assert rank == ranked.index(targets[user].item_id) + 1
+    full = summarize(result)["arms"]["cooc"]["full_catalogue"]
+    expected_hr20 = sum(1 for r in ranks.values() if r is not None and r <= 20) / len(ranks)
+    assert full["metrics"]["hr@20"] == pytest.approx(expected_hr20)
+    assert full["metrics"]["ndcg@10"] == pytest.approx(sum(ndcg_at(r, 10) for r in ranks.values()) / len(ranks))
+    write_report(result, tmp_path / "report")
+    assert "First stage over the whole catalogue" in (tmp_path / "report" / "report.md").read_text()
