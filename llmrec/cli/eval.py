@@ -30,6 +30,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--json", action="store_true", help='print {"arms": {NAME: {METRIC: value}}} as JSON')
+    parser.add_argument(
+        "--fit-fusion",
+        metavar="ARM",
+        default=None,
+        help="after the run, fit the score-fusion weights of LLM arm ARM with the first-stage --fusion-members "
+        "(the config must evaluate validation targets: split.target: valid)",
+    )
+    parser.add_argument(
+        "--fusion-members", default="sasrec,ease", help="retrievers fused with the LLM (default: sasrec,ease)"
+    )
+    parser.add_argument(
+        "--write-card", action="store_true", help="store the fitted fusion in the arm's adapter card (key fusion)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -68,4 +81,42 @@ def run(args: argparse.Namespace) -> int:
     rec = summary.get("recommendation") or {}
     if rec.get("pick"):
         print(f"pick: {rec['pick']} -- {rec['reason']}")
+    if args.fit_fusion:
+        _fit_fusion(result, args)
     return 0
+
+
+def _fit_fusion(result: Any, args: argparse.Namespace) -> None:
+    """Fit the fusion weights of one LLM arm on this (validation) run; optionally write them into its card."""
+    from llmrec.errors import ConfigError
+    from llmrec.evaluation.runner import fit_arm_fusion
+
+    members = [m.strip() for m in args.fusion_members.split(",") if m.strip()]
+    fusion = fit_arm_fusion(result, args.fit_fusion, members)
+    scores = fusion.fitted["ndcg@10"]
+    print(
+        f"fusion for {args.fit_fusion}: LLM weight {fusion.llm_weight:g}, "
+        + ", ".join(f"{m} {w:g}" for m, w in zip(fusion.members, fusion.weights, strict=True))
+        + f" (validation NDCG@10 on {fusion.fitted['users']} users: fused {scores['fused']:.4f}, "
+        f"LLM alone {scores['llm_alone']:.4f}, {members[0]} alone {scores[members[0]]:.4f})"
+    )
+    if not args.write_card:
+        return
+    arm = next(a for a in result.config.arms if a.name == args.fit_fusion)
+    if arm.adapter is None:
+        raise ConfigError(f"arm {arm.name!r} has no adapter whose card could hold the fusion")
+    write_card_fusion(arm.adapter, fusion.to_dict())
+    print(f"wrote the fusion into {arm.adapter}/adapter_card.json")
+
+
+def write_card_fusion(adapter: str, fusion: dict[str, Any]) -> None:
+    """Set the card's ``fusion`` entry (and re-render its README), each file written atomically."""
+    from pathlib import Path
+
+    from llmrec.io import atomic_write_text
+    from llmrec.training.card import CARD_FILE, README_FILE, read_card, render_readme
+
+    card = read_card(adapter)
+    card["fusion"] = fusion
+    atomic_write_text(Path(adapter) / CARD_FILE, json.dumps(card, indent=2) + "\n")
+    atomic_write_text(Path(adapter) / README_FILE, render_readme(card))

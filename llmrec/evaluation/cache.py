@@ -60,6 +60,20 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
+def _adapter_file_bytes(path: Path) -> bytes:
+    """What of an adapter file shapes the LLM's scores: the card without its score-fusion weights (those are
+    applied to cached LLM scores afterwards, so fitting them must not invalidate the cache)."""
+    if path.name != "adapter_card.json":
+        return path.read_bytes()
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return path.read_bytes()
+    if isinstance(card, dict):
+        card.pop("fusion", None)
+    return json.dumps(card, sort_keys=True).encode()
+
+
 def arm_fingerprint(
     arm_config: Mapping[str, Any], case_config: Mapping[str, Any], adapter_dir: Path | None = None
 ) -> str:
@@ -74,8 +88,10 @@ def arm_fingerprint(
     if adapter_dir is not None and adapter_dir.is_dir():
         digest = hashlib.sha256()
         for f in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
+            if f.name == "README.md":  # rendered from the card: says nothing the card does not
+                continue
             digest.update(str(f.relative_to(adapter_dir)).encode())
-            digest.update(f.read_bytes())
+            digest.update(_adapter_file_bytes(f))
         payload["adapter_files"] = digest.hexdigest()
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -39,6 +39,8 @@ ARM_KINDS = (*BASELINE_KINDS, "llm")
 PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise")
 MODES = ("listwise", "pointwise", "generative")
 SPLIT_KINDS = ("leave_one_out",)
+#: Rows a fused LLM arm adds to the report: its LLM score alone, and the fusion without the LLM.
+FUSION_SUFFIXES = (".llm-only", ".no-llm")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -149,6 +151,10 @@ class ArmConfig:
         bootstrap: LLM arms: passes over shuffled candidate orders (position-bias bootstrapping).
         quantization: LLM arms: ``none``, ``4bit`` or ``8bit``.
         options: LLM arms: further ``RerankerConfig`` fields, passed through.
+        fusion: LLM arms: score fusion with first-stage retrievers (`llmrec.ranking.fusion`). None (default):
+            the adapter card's fitted fusion when it has one; false: the LLM score alone; a mapping (members,
+            weights, llm_weight): these weights. A fused arm also reports ``<name>.llm-only`` (the LLM's own
+            score) and ``<name>.no-llm`` (the same fusion without the LLM), from the same LLM scores.
         users: evaluate this arm on only the first `users` users of the experiment's seeded user order (costly
             arms on a sample, cheap ones on everyone); comparisons with the baseline pair the shared users.
     """
@@ -165,6 +171,7 @@ class ArmConfig:
     quantization: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     users: int | None = None
+    fusion: Any = None
 
     _LLM_FIELDS = ("model", "adapter", "template", "mode", "knowledge", "bootstrap", "quantization")
 
@@ -203,10 +210,18 @@ class ArmConfig:
                 raise ConfigError(
                     f"{where}: field 'retriever_options' applies to baseline arms, not to llm arms"
                 )
+            if self.fusion is True:
+                object.__setattr__(self, "fusion", None)
+            if self.fusion is not None and self.fusion is not False:
+                from llmrec.ranking.fusion import ScoreFusion
+
+                ScoreFusion.from_dict(self.fusion, f"{where}: fusion")
         else:
             extra = [k for k in self._LLM_FIELDS if getattr(self, k) is not None]
             if self.options:
                 extra.append("options")
+            if self.fusion is not None:
+                extra.append("fusion")
             if extra:
                 raise ConfigError(
                     f"{where}: field(s) {', '.join(repr(e) for e in extra)} apply to llm arms, "
@@ -224,6 +239,7 @@ class ArmConfig:
             for key in self._LLM_FIELDS:
                 out[key] = getattr(self, key)
             out["options"] = dict(self.options)
+            out["fusion"] = self.fusion if self.fusion is None or self.fusion is False else dict(self.fusion)
         else:
             out["retriever_options"] = dict(self.retriever_options)
         return out
@@ -288,12 +304,14 @@ class ExperimentConfig:
             object.__setattr__(self, "baseline", names[0])
         elif self.baseline not in names:
             raise ConfigError(f"baseline {self.baseline!r} is not an arm (arms: {', '.join(names)})")
+        # A fused LLM arm also reports its LLM-only score and its fusion without the LLM (see ArmConfig.fusion).
+        derived = [f"{a.name}{suffix}" for a in self.arms if a.is_llm for suffix in FUSION_SUFFIXES]
         pairs = []
         for pair in self.comparisons:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise ConfigError(f"comparisons entries must be [arm, versus] pairs, got {pair!r}")
             for n in pair:
-                if n not in names:
+                if n not in names and n not in derived:
                     raise ConfigError(f"comparison {list(pair)!r} names {n!r}, which is not an arm")
             pairs.append((str(pair[0]), str(pair[1])))
         object.__setattr__(self, "comparisons", tuple(pairs))

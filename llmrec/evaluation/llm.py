@@ -18,6 +18,7 @@ _ARM_OWNED = {
     "template": "template",
     "knowledge": "knowledge",
     "permutations": "bootstrap",
+    "fusion": "fusion",
 }
 
 
@@ -41,6 +42,7 @@ def reranker_config(arm: ArmConfig) -> Any:
             "template": arm.template,
             "knowledge": bool(arm.knowledge),
             "permutations": int(arm.bootstrap or 1),
+            "fusion": False,  # the harness fuses the cached LLM scores itself (runner.fused_results)
             **options,
         }
     )

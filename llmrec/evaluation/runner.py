@@ -14,7 +14,7 @@ from typing import Any
 from llmrec.errors import ConfigError
 from llmrec.evaluation.arms import ArmOutput, build_arm, check_arm, resolve_adapter
 from llmrec.evaluation.cache import ArmCache, arm_fingerprint
-from llmrec.evaluation.config import ArmConfig, ExperimentConfig
+from llmrec.evaluation.config import FUSION_SUFFIXES, ArmConfig, ExperimentConfig
 from llmrec.evaluation.metrics import ndcg_at, target_rank
 from llmrec.evaluation.protocols import EvalCase, build_cases, make_split, slice_membership, user_order
 
@@ -64,6 +64,9 @@ class ExperimentResult:
     arms: dict[str, ArmResult]
     users_sampled: int
     users_available: int
+    #: The evaluated cases by user id, and the retrievers fit on the train split (for fitting a score fusion).
+    cases: dict[str, EvalCase] = field(default_factory=dict)
+    retrievers: Any = None
 
 
 def _repo_root(config: ExperimentConfig) -> Path:
@@ -173,6 +176,7 @@ def run_experiment(
         arm_cases = cases[: arm.users] if arm.users is not None else cases
         adapter_dir = resolve_adapter(arm.adapter, root) if arm.adapter else None
         resolved = arm.resolved()
+        resolved.pop("fusion", None)  # applied after scoring, from the cached LLM scores
         if adapter_dir is not None:
             resolved["adapter"] = str(adapter_dir)
         cache = ArmCache(
@@ -185,7 +189,56 @@ def run_experiment(
         retriever = getattr(scorer, "retriever", None)
         if retriever is not None:
             results[arm.name].full_catalogue_ranks = full_catalogue_ranks(retriever, arm_cases)
-    return ExperimentResult(config, results, users_sampled=len(sample), users_available=len(order))
+        fusion = arm_fusion(arm, adapter_dir) if arm.is_llm else None
+        if fusion is not None:
+            results.update(fused_results(arm, results.pop(arm.name), fusion, arm_cases, pool, config))
+    return ExperimentResult(
+        config,
+        results,
+        users_sampled=len(sample),
+        users_available=len(order),
+        cases={c.user_id: c for c in cases},
+        retrievers=pool,
+    )
+
+
+def fit_arm_fusion(result: ExperimentResult, arm_name: str, members: Sequence[str]) -> Any:
+    """Fit the score-fusion weights of LLM arm `arm_name` with first-stage `members` on the run's users.
+
+    Only validation targets may be used (``split.target: valid``): the weights then carry to the test split.
+
+    Raises:
+        ConfigError: the run's targets are test targets, or the arm is not an LLM arm of the run.
+    """
+    from llmrec.ranking.fusion import fit_score_fusion
+
+    config = result.config
+    if config.split.target != "valid":
+        raise ConfigError(
+            f"score-fusion weights are fit on validation targets only; {config.name!r} evaluates "
+            f"{config.split.target!r} targets (set split.target: valid)"
+        )
+    raw = result.arms.get(f"{arm_name}{FUSION_SUFFIXES[0]}") or result.arms.get(arm_name)
+    if raw is None or not raw.config.is_llm:
+        raise ConfigError(f"{arm_name!r} is not an LLM arm of this run (arms: {', '.join(result.arms)})")
+    users = [u for u in raw.users if u.scored and u.target_index is not None]
+    cases = [result.cases[u.user_id] for u in users]
+    retrievers = {m: result.retrievers(m, {}) for m in members}
+    member_scores = {
+        m: [r.score(list(c.history), list(c.candidates)) for c in cases] for m, r in retrievers.items()
+    }
+    return fit_score_fusion(
+        [list(u.scores) for u in users],
+        member_scores,
+        [int(u.target_index) for u in users if u.target_index is not None],
+        fitted={
+            "experiment": config.name,
+            "dataset": config.dataset,
+            "split": dataclasses.asdict(config.split),
+            "protocol": dataclasses.asdict(config.protocol),
+            "seed": config.seed,
+        },
+    )
 
 
 def _run_arm(
@@ -231,6 +284,64 @@ def _run_arm(
         result.seconds,
     )
     return result
+
+
+def arm_fusion(arm: ArmConfig, adapter_dir: Path | None) -> Any:
+    """The `ScoreFusion` an LLM arm applies: its own ``fusion`` mapping, else its adapter card's, else None."""
+    from llmrec.ranking.fusion import ScoreFusion
+
+    if arm.fusion is False:
+        return None
+    if arm.fusion is not None:
+        return ScoreFusion.from_dict(arm.fusion, f"arm {arm.name!r}: fusion")
+    if adapter_dir is None:
+        return None
+    from llmrec.ranking.reranker import card_fusion
+
+    return card_fusion(str(adapter_dir))
+
+
+def fused_results(
+    arm: ArmConfig, llm: ArmResult, fusion: Any, cases: Sequence[EvalCase], pool: Any, config: ExperimentConfig
+) -> dict[str, ArmResult]:
+    """From one LLM arm's scores: ``<name>`` fused, ``<name>.llm-only`` and ``<name>.no-llm`` (LLM weight 0).
+
+    Member retrievers come from `pool` (fit on the train split) and score each case's candidates.
+    """
+    members = [pool(name, {}) for name in fusion.members]
+    no_llm = fusion.without_llm()
+    fused, alone = ArmResult(arm, computed=llm.computed, reused=llm.reused), ArmResult(arm)
+    started = time.perf_counter()
+    for case, user in zip(cases, llm.users, strict=True):
+        if not user.scored:
+            fused.users.append(user)
+            alone.users.append(user)
+            continue
+        history, candidates = list(case.history), list(case.candidates)
+        member_scores = [m.score(history, candidates) for m in members]
+        both = ArmOutput(
+            tuple(fusion.combine(user.scores, member_scores)),
+            prompt_tokens=user.prompt_tokens,
+            forward_passes=user.forward_passes,
+            parse_failures=user.parse_failures,
+            latency_s=user.latency_s,
+        )
+        fused.users.append(_user_result(case, both, config))
+        alone.users.append(_user_result(case, ArmOutput(tuple(no_llm.combine(None, member_scores))), config))
+    fused.seconds = llm.seconds + time.perf_counter() - started
+    log.info(
+        "arm %s: fused the LLM score with %s (weights %s, LLM weight %.2f)",
+        arm.name,
+        "+".join(fusion.members),
+        list(fusion.weights),
+        fusion.llm_weight,
+    )
+    only_suffix, without_suffix = FUSION_SUFFIXES
+    llm_only = dataclasses.replace(arm, name=f"{arm.name}{only_suffix}", fusion=False)
+    without = dataclasses.replace(arm, name=f"{arm.name}{without_suffix}", fusion=no_llm.to_dict())
+    llm.config, alone.config = llm_only, without
+    fused.config = dataclasses.replace(arm, fusion=fusion.to_dict())
+    return {arm.name: fused, llm_only.name: llm, without.name: alone}
 
 
 def full_catalogue_ranks(retriever: Any, cases: Sequence[EvalCase]) -> dict[str, int | None]:

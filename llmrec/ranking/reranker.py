@@ -22,6 +22,7 @@ from llmrec.config import from_mapping
 from llmrec.errors import ConfigError
 from llmrec.models import ModelConfig, load_model
 from llmrec.ranking.base import RankingError, Scorer, ScoreResult
+from llmrec.ranking.fusion import ScoreFusion
 from llmrec.ranking.order import GIVEN, check_candidate_order, order_candidates
 from llmrec.ranking.windows import aggregate, permutations, sliding_window_order
 from llmrec.retrieval.base import FALLBACK_SOURCE
@@ -75,6 +76,8 @@ class RerankerConfig:
         candidate_order: how candidates are listed in the prompt: "given" (as passed or retrieved), or
             best-first by a retriever fitted on `dataset` ("cooc", "popularity", "dense"). None = the order the
             adapter was trained with (its card), else "given".
+        fusion: combine the LLM score with first-stage retriever scores using the weights fitted on validation
+            users and stored in the adapter card (``fusion``), when it has them; False ranks by the LLM alone.
     """
 
     model: Any = "smollm2"
@@ -95,6 +98,7 @@ class RerankerConfig:
     history_budget: int | None = None
     fact_budget: int | None = None
     candidate_order: str | None = None
+    fusion: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -155,7 +159,10 @@ class RankedList:
         timings: seconds: ``retrieve``, ``prompt``, ``score``, ``total``.
         facts: per item, the KG sentences the model was shown about it (why it is here).
         windows, permutations: prompts per order and candidate orders scored.
-        candidate_source: where candidates came from (a retriever name or ``"given"``).
+        candidate_source: where candidates came from (a retriever name, ``"popularity-fallback"`` when the
+            history was empty, or ``"given"``).
+        llm_scores: with score fusion, the LLM's own score per item (`scores` are then the fused ones).
+        fusion: with score fusion, its members and weights (from the adapter card).
     """
 
     item_ids: tuple[str, ...]
@@ -175,6 +182,8 @@ class RankedList:
     permutations: int = 1
     candidate_source: str = "given"
     raw_outputs: tuple[str, ...] = ()
+    llm_scores: Mapping[str, float] = field(default_factory=dict)
+    fusion: Mapping[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -212,6 +221,16 @@ def trained_prompt_settings(adapter_path: str | None) -> dict[str, Any]:
 
     prompt = read_card(adapter_path).get("prompt") or {}
     return dict(prompt) if isinstance(prompt, Mapping) else {}
+
+
+def card_fusion(adapter_path: str | None) -> ScoreFusion | None:
+    """The score fusion stored in an llmrec adapter's card (``fusion``), or None."""
+    if adapter_path is None or not (Path(adapter_path) / "adapter_card.json").is_file():
+        return None
+    from llmrec.training.card import read_card
+
+    data = read_card(adapter_path).get("fusion")
+    return None if data is None else ScoreFusion.from_dict(data, f"{adapter_path}: adapter card fusion")
 
 
 def resolve_adapter_path(path: str) -> str:
@@ -317,6 +336,9 @@ class Reranker:
         self.scorer: Scorer = self._make_scorer()
         self._retriever = retriever
         self._order_retriever: Any = None
+        #: Score fusion with first-stage retrievers (from the adapter card), or None.
+        self.fusion: ScoreFusion | None = card_fusion(adapter_path) if config.fusion else None
+        self._fusion_members: list[Any] | None = None
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -386,11 +408,39 @@ class Reranker:
                 results = [
                     self._rank_one(history, cands, source, rs) for history, cands, source, rs in requests
                 ]
+        if self.fusion is not None:
+            results = [
+                self._fused(hist, cands, r) for (hist, cands, _, _), r in zip(requests, results, strict=True)
+            ]
         if len(results) > 1:
             log.debug("ranked %d users in %.2f s", len(results), time.perf_counter() - started)
         return [r.top(k) if k is not None else r for r in results]
 
     # -- internals ------------------------------------------------------------------------------------------------
+
+    def _fused(self, history: list[Any], cands: list[str], ranked: RankedList) -> RankedList:
+        """`ranked` re-scored by the card's fusion of the LLM score with first-stage scores."""
+        assert self.fusion is not None
+        if self._fusion_members is None:
+            from llmrec.retrieval import build_retriever
+
+            log.info("building the first-stage retrievers of the score fusion: %s", ", ".join(self.fusion.members))
+            self._fusion_members = [build_retriever(m, self.dataset) for m in self.fusion.members]
+        hist_ids = [h.item_id if isinstance(h, Interaction) else str(h) for h in history]
+        llm = dict(zip(ranked.item_ids, ranked.scores))
+        members = [m.score(hist_ids, cands) for m in self._fusion_members]
+        fused = dict(zip(cands, self.fusion.combine([llm[c] for c in cands], members)))
+        position = {c: n for n, c in enumerate(cands)}
+        ordered = sorted(cands, key=lambda c: (-fused[c], position[c]))
+        return replace(
+            ranked,
+            item_ids=tuple(ordered),
+            scores=tuple(fused[c] for c in ordered),
+            score_kind="fused",
+            facts={c: ranked.facts.get(c, ()) for c in ordered},
+            llm_scores={c: llm[c] for c in ordered},
+            fusion=self.fusion.to_dict(),
+        )
 
     def _make_scorer(self) -> Scorer:
         from llmrec.ranking.generative import GenerativeScorer

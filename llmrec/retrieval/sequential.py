@@ -100,7 +100,8 @@ def _build_module(n_items: int, settings: SasrecSettings) -> Any:
             x = self.dropout(x) * (seq > 0).unsqueeze(-1)
             # Left-padded: a padding position may attend to the first real item only through the causal mask's
             # own diagonal; it is never a query we read.
-            x = self.encoder(x, mask=self.causal[:length, :length], is_causal=True)
+            causal: torch.Tensor = self.causal  # type: ignore[assignment]
+            x = self.encoder(x, mask=causal[:length, :length], is_causal=True)
             return self.norm(x)
 
         def logits(self, hidden: torch.Tensor) -> torch.Tensor:

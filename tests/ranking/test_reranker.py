@@ -160,3 +160,32 @@ def test_candidate_order_lists_candidates_best_first_by_the_retriever(make, kg_t
     assert ranked.scores == pytest.approx([by_id[i] for i in ranked.item_ids], abs=1e-5)
     with pytest.raises(ConfigError, match="candidate_order must be one of"):
         make(mode="listwise", candidate_order="best")
+
+
+def test_score_fusion_reorders_by_the_fused_score(make, tmp_path):
+    import json
+
+    from llmrec.ranking.fusion import ScoreFusion
+    from llmrec.ranking.reranker import card_fusion
+    from llmrec.retrieval import build_retriever
+
+    plain = make(mode="pointwise", adapter=None).rank(HISTORY, CANDIDATES)
+    reranker = make(mode="pointwise", adapter=None)
+    fusion = ScoreFusion(("cooc", "popularity"), (1.0, 0.5), llm_weight=0.3)
+    reranker.fusion = fusion  # what a card's fusion entry sets (read by card_fusion, tested below)
+    fused = reranker.rank(HISTORY, CANDIDATES)
+    members = [build_retriever(m, reranker.dataset).score(HISTORY, CANDIDATES) for m in fusion.members]
+    llm = dict(zip(plain.item_ids, plain.scores))
+    expected = dict(zip(CANDIDATES, fusion.combine([llm[c] for c in CANDIDATES], members)))
+    assert fused.score_kind == "fused" and fused.fusion == fusion.to_dict()
+    assert list(fused.scores) == sorted(fused.scores, reverse=True)
+    assert dict(zip(fused.item_ids, fused.scores)) == pytest.approx(expected)
+    assert dict(fused.llm_scores) == pytest.approx(llm)
+
+    card = {"base_model": "x", "fusion": fusion.to_dict()}
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "train_config.yaml"):
+        (tmp_path / name).write_text("")  # a card is read only from a complete adapter folder
+    (tmp_path / "adapter_card.json").write_text(json.dumps(card))
+    assert card_fusion(str(tmp_path)) == fusion
+    (tmp_path / "adapter_card.json").write_text(json.dumps({"base_model": "x"}))
+    assert card_fusion(str(tmp_path)) is None

@@ -1,0 +1,81 @@
+"""The harness's score fusion: fused, LLM-only and no-LLM rows from one LLM run; fitting on validation only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmrec.errors import ConfigError
+from llmrec.ranking.fusion import ScoreFusion
+
+TINY_CONFIG = """
+name: fusion-exp
+dataset: {dataset}
+split: {{kind: leave_one_out, positive_min_rating: 4.0, target: {target}}}
+protocol: {{kind: sampled, negatives: 9}}
+seed: 0
+baseline: cooc
+bootstrap_samples: 50
+cache_dir: {cache}
+results_dir: {results}
+comparisons: [[tiny-llm, tiny-llm.no-llm]]
+arms:
+  - {{name: cooc, kind: cooc}}
+  - {{name: tiny-llm, kind: llm, model: {model}, mode: pointwise, template: pointwise, users: 6,
+      fusion: {{members: [cooc, popularity], weights: [1.0, 0.5], llm_weight: 0.7}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from llmrec.models.tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("models") / "tiny", seed=0)
+
+
+def _config(tmp_path, tiny_dir, model, target="test"):
+    from llmrec.evaluation import load_config
+
+    path = tmp_path / f"exp-{target}.yaml"
+    path.write_text(
+        TINY_CONFIG.format(
+            dataset=tiny_dir, cache=tmp_path / "cache", results=tmp_path / "results", model=model, target=target
+        )
+    )
+    return load_config(path)
+
+
+def test_harness_reports_fused_llm_only_and_no_llm_from_one_llm_run(tmp_path, tiny_dir, tiny_model_dir):
+    from llmrec.evaluation import run_experiment
+    from llmrec.evaluation.report import summarize
+    from llmrec.retrieval import build_retriever
+
+    config = _config(tmp_path, tiny_dir, tiny_model_dir)
+    result = run_experiment(config, progress=False)
+    assert {"tiny-llm", "tiny-llm.llm-only", "tiny-llm.no-llm"} <= set(result.arms)
+    fused, alone, without = (result.arms[n] for n in ("tiny-llm", "tiny-llm.llm-only", "tiny-llm.no-llm"))
+    pool = {m: build_retriever(m, result.retrievers.train_dataset) for m in ("cooc", "popularity")}
+    fusion = ScoreFusion(("cooc", "popularity"), (1.0, 0.5), 0.7)
+    for f, a, w in zip(fused.users, alone.users, without.users, strict=True):
+        case = result.cases[f.user_id]
+        members = [pool[m].score(list(case.history), list(case.candidates)) for m in fusion.members]
+        assert f.scores == pytest.approx(fusion.combine(a.scores, members))
+        assert w.scores == pytest.approx(fusion.without_llm().combine(None, members))
+    summary = summarize(result)
+    assert summary["comparisons"][0]["arm"] == "tiny-llm"
+    # The LLM ran once: a second run reuses its cached scores for all three rows.
+    again = run_experiment(config, progress=False)
+    assert again.arms["tiny-llm"].computed == 0
+
+
+def test_fit_fusion_refuses_test_targets_and_writes_nothing(tmp_path, tiny_dir, tiny_model_dir):
+    from llmrec.evaluation import run_experiment
+    from llmrec.evaluation.runner import fit_arm_fusion
+
+    result = run_experiment(_config(tmp_path, tiny_dir, tiny_model_dir, "test"), progress=False)
+    with pytest.raises(ConfigError, match="validation targets only"):
+        fit_arm_fusion(result, "tiny-llm", ["cooc"])
+    valid = run_experiment(_config(tmp_path, tiny_dir, tiny_model_dir, "valid"), progress=False)
+    fusion = fit_arm_fusion(valid, "tiny-llm", ["cooc"])
+    assert fusion.members == ("cooc",) and fusion.fitted["split"]["target"] == "valid"
