@@ -90,6 +90,9 @@ class KnowledgeGraph:
         self._index: tuple[Any, Any, Any, Any] | None = None
         self._attr_cache: dict[str, tuple[Attribute, ...]] = {}
         self._degree_cache: dict[tuple[str, str], int] = {}
+        #: Collaborative evidence from interactions (`llmrec.knowledge.interactions.InteractionEvidence`), whose
+        #: facts are selected with the KG's; None until `add_interaction_evidence`.
+        self.evidence: Any = None
 
     # -- building -------------------------------------------------------------------------------------------------
 
@@ -102,6 +105,8 @@ class KnowledgeGraph:
         metadata: bool = True,
         source_name: str = "kg",
         on_misaligned: str = "warn",
+        triples: bool = True,
+        interactions: bool = False,
     ) -> KnowledgeGraph:
         """Fuse the dataset's own KG, triples derived from item metadata and any extra sources.
 
@@ -112,6 +117,10 @@ class KnowledgeGraph:
             metadata: add ``genre`` and ``decade`` triples from item metadata (source ``metadata``), linked through
                 one synthetic entity per item.
             source_name: provenance for the dataset's triples that carry no source.
+            triples: take the dataset's KG and item metadata (False: an empty graph, e.g. with `interactions` only,
+                to show collaborative evidence without KG facts).
+            interactions: add collaborative evidence built from the dataset's interactions (provenance
+                ``interactions``; pass the train split, never data holding evaluation targets).
             on_misaligned: what to do when `check_alignment` finds the dataset's item -> entity links misaligned
                 (its facts would describe other items than the ones named): ``warn`` (log, keep them), ``drop``
                 (log, leave the dataset's own KG out; metadata and extra sources stay), ``error`` (raise
@@ -126,6 +135,10 @@ class KnowledgeGraph:
                 f"on_misaligned must be one of {', '.join(MISALIGNED_ACTIONS)}, got {on_misaligned!r}"
             )
         kg = cls()
+        if interactions:
+            kg.add_interaction_evidence(dataset)
+        if not triples:
+            return kg
         own = [t if t.source else Triple(t.head, t.relation, t.tail, source_name) for t in dataset.triples]
         kg.add_triples(own)
         kg.add_links(dataset.links, source=source_name)
@@ -161,6 +174,13 @@ class KnowledgeGraph:
         for extra in extra_sources:
             extra.add_to(kg, dataset)
         return kg
+
+    def add_interaction_evidence(self, dataset: Dataset, **options: Any) -> None:
+        """Fuse collaborative evidence from `dataset`'s interactions into the graph (see `InteractionEvidence`)."""
+        from llmrec.knowledge.interactions import InteractionEvidence
+
+        self.evidence = InteractionEvidence.fit(dataset, **options)
+        self._changed()
 
     def add_metadata(self, items: Iterable[Item], source: str = METADATA_SOURCE) -> int:
         """Add ``genre`` and ``decade`` triples for `items` (through one synthetic entity per item)."""
@@ -405,6 +425,7 @@ class KnowledgeGraph:
             "relations": len(self._relations),
             "linked_items": self.n_linked_items(),
             "named_entities": len(self.names),
+            "interaction_evidence": self.evidence is not None,
         }
 
     # -- facts ----------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ a movie from two years ago. Selection is deterministic: ties break on kind and s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,14 +54,15 @@ def _approx_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
-def _name(item_id: str, items: Mapping[str, Item] | None) -> str:
+def item_name(item_id: str, items: Mapping[str, Item] | None) -> str:
+    """An item's display name (title and year) when its metadata is known, else its id."""
     if items is not None and item_id in items:
         return items[item_id].display_name
     return item_id
 
 
 def _items_phrase(hs: Sequence[str], items: Mapping[str, Item] | None) -> str:
-    shown = [_name(h, items) for h in hs[:MAX_NAMED_ITEMS]]
+    shown = [item_name(h, items) for h in hs[:MAX_NAMED_ITEMS]]
     more = len(hs) - len(shown)
     if more > 0:
         return f"{', '.join(shown)} and {more} more"
@@ -99,7 +100,7 @@ def verbalise_shared(
 def verbalise_link(kind: Kind, h: str, items: Mapping[str, Item] | None) -> str:
     """A sentence for a direct link to history item `h` ("sequel to Toy Story (1995)")."""
     phrase = kind.link_phrase or f"linked ({kind.noun}) to"
-    return f"{phrase} {_name(h, items)}"
+    return f"{phrase} {item_name(h, items)}"
 
 
 def verbalise_aggregate(
@@ -127,6 +128,7 @@ def select_facts(
     recency_half_life: float = 20.0,
     kind_decay: float = 0.5,
     separator: str = "; ",
+    user_items: Collection[str] = (),
 ) -> dict[str, list[Fact]]:
     """Select and verbalise the facts connecting each candidate to the history.
 
@@ -142,6 +144,8 @@ def select_facts(
         recency_half_life: a history item this many positions before the newest one counts half as much.
         kind_decay: each fact already chosen for a candidate multiplies the score of further facts of the same
             kind by this (so three facts are not all "same genre as ...").
+        user_items: the user's own items in the interactions behind the graph's collaborative evidence
+            (``kg.evidence``), left out of it; see `llmrec.knowledge.interactions`.
 
     Returns:
         ``{candidate id: [Fact, ...]}`` best first, for every candidate (an empty list when nothing connects).
@@ -173,6 +177,8 @@ def select_facts(
     ranked: dict[str, list[Fact]] = {}
     for c in dict.fromkeys(str(c) for c in candidates):
         facts = _candidate_facts(kg, c, held, history_entity, recency, n_hist, items)
+        if kg.evidence is not None:
+            facts += kg.evidence.facts(c, by_recency, recency=recency, items=items, user_items=user_items)
         ranked[c] = _diverse(facts, max_per_candidate, kind_decay)
 
     chosen: dict[str, list[Fact]] = {c: [] for c in ranked}

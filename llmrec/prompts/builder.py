@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -144,12 +144,18 @@ class PromptBuilder:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def build(
-        self, history: Sequence[str | Interaction], candidates: Sequence[str | Candidate]
+        self,
+        history: Sequence[str | Interaction],
+        candidates: Sequence[str | Candidate],
+        *,
+        user_items: Collection[str] = (),
     ) -> list[RenderedPrompt]:
         """Render the prompt(s) for a user history (oldest first) and candidates (in the order to show).
 
         Listwise and generative: one prompt. Pointwise: one prompt per candidate, in candidate order, sharing
-        the same prefix (instructions and history first, the candidate at the end).
+        the same prefix (instructions and history first, the candidate at the end). `user_items`: the user's own
+        items in the interactions behind the graph's collaborative evidence, left out of it (training examples,
+        whose targets are in those interactions).
 
         Raises:
             UnknownIdError: an id is not in the dataset.
@@ -190,8 +196,8 @@ class PromptBuilder:
         # Facts connect candidates to the history the model can see, not to items it was never shown.
         hist_ids = [e["item_id"] for e in view.entries]
         if tpl.mode == "pointwise":
-            return [self._pointwise(hist_ids, cid, base_vars, base_meta) for cid in cand_ids]
-        facts, fact_tokens = self._facts(hist_ids, cand_ids, self.fact_budget)
+            return [self._pointwise(hist_ids, cid, base_vars, base_meta, user_items) for cid in cand_ids]
+        facts, fact_tokens = self._facts(hist_ids, cand_ids, self.fact_budget, user_items)
         labels = self._labels[: len(cand_ids)]
         cands = [self._candidate(cid, label, facts.get(cid, ())) for cid, label in zip(cand_ids, labels)]
         variables = {
@@ -217,10 +223,15 @@ class PromptBuilder:
     # -- pieces ---------------------------------------------------------------------------------------------------
 
     def _pointwise(
-        self, hist_ids: list[str], cid: str, base_vars: dict[str, Any], base_meta: dict[str, object]
+        self,
+        hist_ids: list[str],
+        cid: str,
+        base_vars: dict[str, Any],
+        base_meta: dict[str, object],
+        user_items: Collection[str] = (),
     ) -> RenderedPrompt:
         tpl = self.tpl
-        facts, fact_tokens = self._facts(hist_ids, [cid], self.fact_budget)
+        facts, fact_tokens = self._facts(hist_ids, [cid], self.fact_budget, user_items)
         variables = {
             **base_vars,
             "candidate": self._candidate(cid, "", facts.get(cid, ())),
@@ -337,7 +348,7 @@ class PromptBuilder:
         }
 
     def _facts(
-        self, hist_ids: list[str], cand_ids: list[str], budget: int
+        self, hist_ids: list[str], cand_ids: list[str], budget: int, user_items: Collection[str] = ()
     ) -> tuple[dict[str, tuple[str, ...]], int]:
         if not self.tpl.knowledge or self.knowledge is None or budget == 0 or self.facts_per_candidate == 0:
             return {c: () for c in cand_ids}, 0
@@ -348,6 +359,7 @@ class PromptBuilder:
             budget=budget,
             count_tokens=self.count_tokens,
             items=self.dataset.items,
+            **({"user_items": user_items} if user_items else {}),
         )
         facts = {c: tuple(f.sentence for f in selection.get(c, ())) for c in cand_ids}
         tokens = sum(f.tokens for fs in selection.values() for f in fs)

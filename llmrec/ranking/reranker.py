@@ -76,6 +76,9 @@ class RerankerConfig:
         candidate_order: how candidates are listed in the prompt: "given" (as passed or retrieved), or
             best-first by a retriever fitted on `dataset` ("cooc", "popularity", "dense"). None = the order the
             adapter was trained with (its card), else "given".
+        cf_evidence: show collaborative evidence from `dataset`'s interactions with the facts ("liked by 31% of
+            those who liked Fargo (1996)", a popularity band); None = as the adapter was trained (its card), else
+            off. `knowledge=False` with `cf_evidence=True` shows the evidence without KG facts.
         fusion: combine the LLM score with first-stage retriever scores using the weights fitted on validation
             users and stored in the adapter card (``fusion``), when it has them; False ranks by the LLM alone.
     """
@@ -99,6 +102,7 @@ class RerankerConfig:
     fact_budget: int | None = None
     candidate_order: str | None = None
     fusion: bool = True
+    cf_evidence: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -307,9 +311,20 @@ class Reranker:
         if lm is not None and self.adapter_name is not None and self.adapter_name not in lm.adapter_names:
             if lm.merged_adapter != self.adapter_name:
                 raise ConfigError(f"the given model has no adapter {self.adapter_name!r} loaded")
-        if knowledge is None and config.knowledge and template.knowledge:
-            knowledge = _knowledge_graph(dataset)
         trained = trained_prompt_settings(adapter_path)
+        #: Whether prompts show collaborative evidence from `dataset`'s interactions (the card's setting by default).
+        self.cf_evidence: bool = bool(
+            config.cf_evidence if config.cf_evidence is not None else trained.get("cf_evidence", False)
+        )
+        shows_facts = config.knowledge or self.cf_evidence
+        if knowledge is None and shows_facts and template.knowledge:
+            from llmrec.knowledge import KnowledgeGraph
+
+            knowledge = KnowledgeGraph.from_dataset(
+                dataset, triples=config.knowledge, interactions=self.cf_evidence
+            )
+        elif knowledge is not None and self.cf_evidence and getattr(knowledge, "evidence", None) is None:
+            knowledge.add_interaction_evidence(dataset)
         #: How candidates are listed in prompts ("given" or a retriever name; see `RerankerConfig`).
         self.candidate_order: str = config.candidate_order or str(trained.get("candidate_order") or GIVEN)
         builder_opts: dict[str, Any] = {}
@@ -322,7 +337,7 @@ class Reranker:
             dataset,
             self.lm.tokenizer,
             template,
-            knowledge=knowledge if config.knowledge else None,
+            knowledge=knowledge if shows_facts else None,
             **builder_opts,
         )
         self.template = template
@@ -598,7 +613,3 @@ class Reranker:
         )
 
 
-def _knowledge_graph(dataset: Dataset) -> Any:
-    from llmrec.knowledge import KnowledgeGraph
-
-    return KnowledgeGraph.from_dataset(dataset)

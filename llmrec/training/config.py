@@ -115,6 +115,10 @@ class PromptSection:
         history_budget: token budget of the history block (None: the builder's default).
         fact_budget: token budget of the KG facts (None: the builder's default).
         facts_per_candidate: most KG facts per candidate (None: the builder's default).
+        cf_evidence: show collaborative evidence from the training interactions next to the KG facts ("liked by
+            31% of those who liked Fargo (1996)", a popularity band; `llmrec.knowledge.interactions`), with each
+            user's own likes left out so that a training target reads like a test one. Recorded in the card;
+            `Reranker` shows it for this adapter.
         candidate_order: listwise: how candidates are listed. "given" = shuffled; "cooc", "popularity" or
             "dense" = best-first by that retriever fitted on the training split (LlamaRec style), with each
             user's own interactions with the candidates left out so that a training target looks like a test
@@ -127,6 +131,7 @@ class PromptSection:
     fact_budget: int | None = None
     facts_per_candidate: int | None = None
     candidate_order: str = "given"
+    cf_evidence: bool = False
 
 
 @dataclass(frozen=True)

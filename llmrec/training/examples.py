@@ -52,6 +52,8 @@ class ExampleSpec:
         candidates: listwise / validation: target and negatives in the order they are shown (shuffled);
             pointwise training: the single candidate of this example.
         label: pointwise training: whether the candidate is the positive; None otherwise.
+        user_items: training: the user's liked items in the training split, left out of the collaborative
+            evidence shown in the prompt (the target is one of them; see `llmrec.knowledge.interactions`).
     """
 
     user_id: str
@@ -59,6 +61,7 @@ class ExampleSpec:
     target: str
     candidates: tuple[str, ...]
     label: bool | None = None
+    user_items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -241,11 +244,14 @@ def sample_training_specs(
         history = tuple(x.item_id for x in seq[max(0, pos - max_history) : pos])
         target = seq[pos].item_id
         negs = negatives.sample(user, history, n_negatives, rng)
+        own = tuple(x.item_id for x in seq if policy is None or policy.is_positive(x))
         if mode == "listwise":
-            specs.append(ExampleSpec(user, history, target, _shuffled([target, *negs], rng)))
+            specs.append(ExampleSpec(user, history, target, _shuffled([target, *negs], rng), user_items=own))
         else:
-            specs.append(ExampleSpec(user, history, target, (target,), label=True))
-            specs.extend(ExampleSpec(user, history, target, (neg,), label=False) for neg in negs)
+            specs.append(ExampleSpec(user, history, target, (target,), label=True, user_items=own))
+            specs.extend(
+                ExampleSpec(user, history, target, (neg,), label=False, user_items=own) for neg in negs
+            )
     rng.shuffle(specs)
     return specs
 
@@ -339,7 +345,7 @@ def render_examples(
         raise ConfigError(f"prompt.template: {template.name!r} is a {template.mode} template but mode is {mode!r}")
     out: list[TrainExample] = []
     for spec in tqdm(specs, desc="rendering prompts", disable=not progress or len(specs) < 50, leave=False):
-        prompts = builder.build(list(spec.history), list(spec.candidates))
+        prompts = builder.build(list(spec.history), list(spec.candidates), user_items=spec.user_items)
         if not prompts:
             raise LlmrecError(f"prompt builder returned no prompt for user {spec.user_id!r}")
         prompt = prompts[0]

@@ -146,10 +146,12 @@ def make_builder(cfg: TrainConfig, split: Split, tokenizer: Any) -> Any:
             f"prompt.template: {template.name!r} is a {template.mode} template, but mode is {cfg.mode!r}"
         )
     knowledge = None
-    if cfg.use_knowledge:
+    if cfg.use_knowledge or cfg.prompt.cf_evidence:
         from llmrec.knowledge import KnowledgeGraph
 
-        knowledge = KnowledgeGraph.from_dataset(split.train_dataset)
+        knowledge = KnowledgeGraph.from_dataset(
+            split.train_dataset, triples=cfg.use_knowledge, interactions=cfg.prompt.cf_evidence
+        )
     kwargs: dict[str, Any] = {"knowledge": knowledge}
     if cfg.prompt.history_budget is not None:
         kwargs["history_budget"] = cfg.prompt.history_budget
