@@ -7,8 +7,9 @@ import pytest
 from llmrec.errors import ConfigError, UnknownIdError
 from llmrec.models import AdapterError
 from llmrec.models.tiny import save_tiny
-from llmrec.ranking import RankedList, RankingError, Reranker, RerankerConfig, window_spans
+from llmrec.ranking import RankedList, RankingError, Reranker, RerankerConfig
 from llmrec.ranking.listwise import ListwiseScorer
+from llmrec.ranking.windows import window_spans
 
 HISTORY = ["2", "3", "4", "1"]
 CANDIDATES = ["5", "6", "7", "9", "10", "12"]
