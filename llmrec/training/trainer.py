@@ -14,9 +14,9 @@ per process.
 
 Example:
     >>> from llmrec.training import TrainConfig, train
-    >>> result = train(TrainConfig.from_file("eval/train_smollm2_listwise_kg.yaml"))  # doctest: +SKIP
-    >>> result.output
-    PosixPath('adapters/smollm2-ml100k-listwise-kg')
+    >>> result = train(TrainConfig.from_file("adapters/smollm2-ml100k-listwise-kg.yaml"))  # doctest: +SKIP
+    >>> result.output  # doctest: +SKIP
+    PosixPath('llmrec/adapters/smollm2-ml100k-listwise-kg')
 """
 
 from __future__ import annotations
