@@ -27,7 +27,15 @@ _EXPORTS = {
     "RankedList": "llmrec.ranking",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "Dataset",
+    "ModelConfig",
+    "RankedList",
+    "Reranker",
+    "RerankerConfig",
+    "__version__",
+    "load_dataset",
+]
 
 if TYPE_CHECKING:
     from llmrec.data import Dataset, load_dataset

@@ -189,7 +189,7 @@ def check_training_split(trained: SplitSettings, evaluated: Split, *, model: str
     """Refuse a model trained on a split that holds `evaluated`'s held-out items.
 
     The check is exact: when `trained` names the same dataset content (fingerprint, or name when no fingerprint
-    was recorded), the training split is remade on `evaluated.dataset` and compared item by item. Settings that
+    was recorded; neither: assumed the same), the training split is remade on `evaluated.dataset` and compared item by item. Settings that
     cannot leak (same kind and positive rating, training ``min_history`` no larger than the evaluation's) skip
     the remake.
 
@@ -209,8 +209,8 @@ def check_training_split(trained: SplitSettings, evaluated: Split, *, model: str
                 "training split holds none of this evaluation's held-out items"
             )
         return None  # another dataset: nothing it trained on is held out here
-    if trained.dataset_fingerprint is None and trained.dataset != here.dataset:
-        return None
+    if trained.dataset_fingerprint is None and trained.dataset is not None and trained.dataset != here.dataset:
+        return None  # no fingerprint: the names tell (no name either: check as if it were this dataset)
     same_targets = (
         trained.kind == here.kind == "leave_one_out"
         and _same_rating(trained.positive_min_rating, here.positive_min_rating)

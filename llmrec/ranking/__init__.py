@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from llmrec.models.adapters import DEFAULT_ADAPTER, DEFAULT_ADAPTERS
 from llmrec.ranking.base import (
     SCORE_KINDS,
     ContextLengthError,
@@ -19,7 +20,6 @@ from llmrec.ranking.base import (
 from llmrec.ranking.generative import GenerativeScorer, ParsedRanking, parse_ranking
 from llmrec.ranking.listwise import ListwiseScorer
 from llmrec.ranking.pointwise import PointwiseScorer
-from llmrec.models.adapters import DEFAULT_ADAPTER, DEFAULT_ADAPTERS
 from llmrec.ranking.reranker import DEFAULT_TEMPLATES, MODES, RankedList, Reranker, RerankerConfig
 
 __all__ = [

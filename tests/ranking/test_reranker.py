@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from llmrec.errors import ConfigError, UnknownIdError
@@ -161,3 +163,88 @@ def test_candidate_order_lists_candidates_best_first_by_the_retriever(make, kg_t
     assert ranked.scores == pytest.approx([by_id[i] for i in ranked.item_ids], abs=1e-5)
     with pytest.raises(ConfigError, match="candidate_order must be one of"):
         make(mode="listwise", candidate_order="best")
+
+
+@pytest.fixture(scope="module")
+def carded(tmp_path_factory):
+    """A tiny base model and a LoRA adapter for it whose card says: pointwise, `pointwise` template."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.models.adapters import AdapterCard, write_card
+
+    root = tmp_path_factory.mktemp("carded")
+    model_dir = save_tiny(root / "tiny-model", init_range=0.3)
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])
+    )
+    folder = root / "pointwise-adapter"
+    peft_model.save_pretrained(folder)
+    (folder / "train_config.yaml").write_text("mode: pointwise\n")
+    write_card(
+        folder,
+        AdapterCard(base_model=str(model_dir), name="pointwise-adapter", mode="pointwise", template="pointwise"),
+    )
+    leaky = root / "leaky-adapter"
+    shutil.copytree(folder, leaky)
+    write_card(
+        leaky,
+        AdapterCard.from_dict(
+            {
+                "base_model": str(model_dir),
+                "mode": "pointwise",
+                "template": "pointwise",
+                "training_split": {"kind": "leave_one_out", "positive_min_rating": None, "min_history": 3},
+            }
+        ),
+    )
+    return model_dir, folder, leaky
+
+
+def test_the_adapter_card_sets_mode_and_template_unless_told(kg_tiny, knowledge, carded):
+    import warnings
+
+    from llmrec.errors import LlmrecWarning
+
+    model_dir, folder, _ = carded
+    reranker = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(folder)), knowledge=knowledge)
+    assert (reranker.mode, reranker.template.name) == ("pointwise", "pointwise")
+    assert reranker.adapter_card is not None and reranker.adapter_card.mode == "pointwise"
+    ranked = reranker.rank(HISTORY, CANDIDATES[:3])
+    assert ranked.mode == "pointwise" and ranked.score_kind == "yes_no_margin"
+    with pytest.warns(LlmrecWarning, match="trained for pointwise scoring .* ranks in listwise mode"):
+        told = Reranker(
+            kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(folder), mode="listwise"), knowledge=knowledge
+        )
+    assert (told.mode, told.template.name) == ("listwise", "listwise_kg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kg = Reranker(
+            kg_tiny,
+            RerankerConfig(model=str(model_dir), adapter=str(folder), template="pointwise_kg"),
+            knowledge=knowledge,
+        )
+    assert kg.template.name == "pointwise_kg"
+
+
+def test_default_adapter_follows_the_mode():
+    assert RerankerConfig().adapter_ref == "smollm2-ml100k-listwise-kg"
+    assert RerankerConfig(mode="pointwise").adapter_ref == "smollm2-ml100k-pointwise-kg"
+    assert RerankerConfig(template="pointwise").adapter_ref == "smollm2-ml100k-pointwise-kg"
+    assert RerankerConfig(adapter="smollm2-ml100k-pointwise").adapter_ref == "smollm2-ml100k-pointwise"
+    assert RerankerConfig(model="my/other-model", mode="pointwise").adapter_ref is None
+    assert RerankerConfig(adapter=None).adapter_ref is None
+
+
+def test_an_adapter_trained_on_evaluation_targets_is_refused(carded):
+    from llmrec.data import SplitLeakError, leave_one_out, load_dataset
+
+    model_dir, folder, leaky = carded
+    tiny = load_dataset(Path(__file__).parents[1] / "data" / "tiny")
+    split = leave_one_out(tiny, min_history=1)
+    with pytest.raises(SplitLeakError, match=r"min_history 3.*min_history 1.*user u1: i3, i4"):
+        Reranker(split.train_dataset, RerankerConfig(model=str(model_dir), adapter=str(leaky), knowledge=False))
+    # the same adapter on the whole dataset (no split, nothing held out) is fine
+    Reranker(tiny, RerankerConfig(model=str(model_dir), adapter=str(leaky), knowledge=False))
