@@ -126,7 +126,8 @@ class RerankerConfig:
 
     @property
     def template_name(self) -> str:
-        """The template asked for (None for the adapter's): `template`, else the default of `mode`."""
+        """`template`, else the default template of `mode` (the `Reranker` prefers the adapter card's template
+        when `template` is None and the adapter was trained for `mode`)."""
         return self.template or DEFAULT_TEMPLATES[self.mode or "listwise"]
 
     @property
