@@ -30,3 +30,8 @@ class UnknownIdError(LlmrecError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class LlmrecWarning(UserWarning):
+    """Something works but probably not as meant (e.g. an adapter used in another scoring mode than it was
+    trained for). The CLI prints these as one ``warning:`` line each."""

@@ -15,7 +15,7 @@ PIP="$VENV/bin/python -m pip"
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     if [ -n "${TORCH_SPEC:-}" ]; then
-        $PIP install "$TORCH_SPEC"
+        $PIP install -q "$TORCH_SPEC"
     else
         pytag=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
         local_cpu_wheel=""
@@ -26,8 +26,8 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
         done
         if [ -n "$local_cpu_wheel" ]; then
             echo "setup: installing the local CPU build of torch: $local_cpu_wheel"
-            $PIP install "$local_cpu_wheel"
+            $PIP install -q "$local_cpu_wheel"
         fi
     fi
 fi
-$PIP install -e ".[dev]"
+$PIP install -q -e ".[dev]"

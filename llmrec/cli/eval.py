@@ -105,18 +105,16 @@ def _fit_fusion(result: Any, args: argparse.Namespace) -> None:
     arm = next(a for a in result.config.arms if a.name == args.fit_fusion)
     if arm.adapter is None:
         raise ConfigError(f"arm {arm.name!r} has no adapter whose card could hold the fusion")
-    write_card_fusion(arm.adapter, fusion.to_dict())
-    print(f"wrote the fusion into {arm.adapter}/adapter_card.json")
+    folder = write_card_fusion(arm.adapter, fusion.to_dict())
+    print(f"wrote the fusion into {folder}/adapter_card.json")
 
 
-def write_card_fusion(adapter: str, fusion: dict[str, Any]) -> None:
-    """Set the card's ``fusion`` entry (and re-render its README), each file written atomically."""
-    from pathlib import Path
+def write_card_fusion(adapter: str, fusion: dict[str, Any]) -> Any:
+    """Set the adapter card's ``fusion`` entry (its README re-rendered); returns the adapter folder."""
+    from dataclasses import replace
 
-    from llmrec.io import atomic_write_text
-    from llmrec.training.card import CARD_FILE, README_FILE, read_card, render_readme
+    from llmrec.models.adapters import read_adapter_card, resolve_adapter, update_card
 
-    card = read_card(adapter)
-    card["fusion"] = fusion
-    atomic_write_text(Path(adapter) / CARD_FILE, json.dumps(card, indent=2) + "\n")
-    atomic_write_text(Path(adapter) / README_FILE, render_readme(card))
+    folder = resolve_adapter(adapter)
+    update_card(folder, replace(read_adapter_card(folder), fusion=fusion))
+    return folder

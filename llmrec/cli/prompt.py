@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="DIR",
-        help="extra template folder (repeatable)",
+        help="a folder of your own *.jinja templates, searched before the shipped ones in llmrec/templates "
+        "(repeatable; a file there wins over a shipped template of the same name)",
     )
     parser.add_argument(
         "--candidates", type=int, default=10, metavar="K", help="candidates to show (default 10)"

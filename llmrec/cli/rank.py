@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
+from llmrec.errors import LlmrecWarning
+from llmrec.models.adapters import DEFAULT_ADAPTERS
 from llmrec.ranking.order import ORDER_SOURCES
-from llmrec.ranking.reranker import DEFAULT_ADAPTER, DEFAULT_TEMPLATES, MODES, resolve_adapter_path
+from llmrec.ranking.reranker import DEFAULT_TEMPLATES, MODES
 
 if TYPE_CHECKING:
     from llmrec.data import Dataset
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,9 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adapter.add_argument(
         "--adapter",
         default=None,
-        metavar="PATH",
-        help=f"PEFT adapter folder (default: {DEFAULT_ADAPTER or 'none yet'}); without --mode/--template, ranks "
-        "in the mode and template the adapter was trained with",
+        metavar="NAME|PATH",
+        help="a shipped adapter's name or an adapter folder (default for smollm2: "
+        + ", ".join(f"{m}: {a}" for m, a in DEFAULT_ADAPTERS.items())
+        + "); without --mode/--template, ranks in the mode and template the adapter was trained with",
     )
     adapter.add_argument("--no-adapter", action="store_true", help="use the bare base model")
     parser.add_argument(
@@ -94,31 +101,19 @@ def run(args: argparse.Namespace) -> int:
     return rank_loaded(load_any(args.dataset, columns=args.columns), args, started)
 
 
-def _mode_and_template(args: argparse.Namespace, adapter: str | None) -> tuple[str | None, str | None]:
-    """``--mode`` / ``--template``, defaulting to those an adapter named with ``--adapter`` was trained with."""
-    from llmrec.training.card import trained_mode_and_template
-
-    mode, template = args.mode, args.template
-    if adapter in (None, "default") or template is not None:
-        return mode, template
-    trained_mode, trained_template = trained_mode_and_template(resolve_adapter_path(adapter))
-    if trained_mode is not None and mode in (None, trained_mode):
-        return trained_mode, trained_template
-    return mode, template
-
-
-def _warn_on_mode_mismatch(reranker: Any) -> None:
-    """Say so on stderr when the adapter in use was trained for another scoring mode than the one ranking."""
-    from llmrec.training.card import trained_mode_and_template
-
-    trained_mode, trained_template = trained_mode_and_template(reranker.adapter_path)
-    if trained_mode is not None and trained_mode != reranker.mode:
-        print(
-            f"warning: adapter {reranker.adapter_path} was trained for {trained_mode} scoring "
-            f"({trained_template}) but ranks in {reranker.mode} mode here; pass --adapter with a {reranker.mode} "
-            "adapter or --no-adapter",
-            file=sys.stderr,
-        )
+def _report(caught: list[warnings.WarningMessage]) -> None:
+    """llmrec's own warnings as one stderr line each (with the flags that address them); other libraries'
+    warnings from loading the model go to the debug log, once each."""
+    seen: set[str] = set()
+    for w in caught:
+        text = str(w.message)
+        if text in seen:
+            continue
+        seen.add(text)
+        if issubclass(w.category, LlmrecWarning):
+            print(f"warning: {text} (--adapter NAME|PATH, --no-adapter)", file=sys.stderr)
+        else:
+            log.debug("%s: %s", w.category.__name__, text)
 
 
 def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> int:
@@ -133,7 +128,6 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         adapter = args.adapter
     else:
         adapter = "default"
-    mode, template = _mode_and_template(args, adapter)
     retriever_opts: dict[str, Any] = {}
     if args.retriever == "dense":
         retriever_opts = {"progress": False}
@@ -142,8 +136,8 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
     config = RerankerConfig(
         model=ModelConfig(args.model, quantization=args.quantization),
         adapter=adapter,
-        mode=mode,
-        template=template,
+        mode=args.mode,
+        template=args.template,
         retriever=args.retriever,
         retriever_opts=retriever_opts,
         n_candidates=args.n_candidates,
@@ -154,11 +148,20 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         candidate_order=args.candidate_order,
     )
     loaded = time.perf_counter()
-    reranker = Reranker(dataset, config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reranker = Reranker(dataset, config)
+    _report(caught)
     ready = time.perf_counter()
-    _warn_on_mode_mismatch(reranker)
     items = [x.strip() for x in args.items.split(",") if x.strip()] or None
     ranked = reranker.rank(history, items, k=args.top)
+    if ranked.parse_failures:
+        print(
+            f"warning: the generated ranking did not name every candidate exactly once in {ranked.parse_failures} "
+            f"of {len(ranked.raw_outputs) or ranked.windows} output(s); the candidates it missed follow in their "
+            "input order (--json shows the raw output)",
+            file=sys.stderr,
+        )
     out = ranked.to_dict()
     out = {
         "dataset": dataset.name,

@@ -6,7 +6,14 @@ from pathlib import Path
 
 from llmrec.data.atomic import load_atomic
 from llmrec.data.dataset import Dataset, PositivePolicy
-from llmrec.data.splits import Split, leave_one_out, time_split
+from llmrec.data.splits import (
+    Split,
+    SplitLeakError,
+    SplitSettings,
+    check_training_split,
+    leave_one_out,
+    time_split,
+)
 from llmrec.data.tables import ColumnMap, ItemColumnMap, load_table
 from llmrec.errors import LlmrecError
 
@@ -20,6 +27,9 @@ __all__ = [
     "ItemColumnMap",
     "PositivePolicy",
     "Split",
+    "SplitLeakError",
+    "SplitSettings",
+    "check_training_split",
     "leave_one_out",
     "load_atomic",
     "load_dataset",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from llmrec.errors import ConfigError, UnknownIdError
 from llmrec.types import Interaction, Item, Triple, User
@@ -50,6 +51,8 @@ class Dataset:
     triples: list[Triple] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
     entity_names: dict[str, str] = field(default_factory=dict)
+    #: The split this dataset is the train part of (set by `Split.train_dataset`), else None.
+    source_split: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         order = {id(x): n for n, x in enumerate(self.interactions)}
@@ -108,6 +111,26 @@ class Dataset:
             "kg_entities": len({t.head for t in self.triples} | {t.tail for t in self.triples}),
             "kg_relations": len({t.relation for t in self.triples}),
         }
+
+    def content_fingerprint(self) -> str:
+        """Hash of the dataset's content (items, interactions, KG triples, item -> entity links), not its name.
+
+        Two loads of the same files give the same fingerprint; a rebuilt or corrected dataset under the same name
+        does not. Adapter cards record it so a leak check knows it looks at the data an adapter was trained on.
+        """
+        import hashlib
+
+        digest = hashlib.sha256()
+        for item_id in sorted(self.items):
+            item = self.items[item_id]
+            digest.update(f"{item_id}\t{item.title}\t{item.year}\t{'|'.join(item.genres)}\n".encode())
+        for x in self.interactions:
+            digest.update(f"{x.user_id}\t{x.item_id}\t{x.timestamp}\t{x.rating}\n".encode())
+        for t in self.triples:
+            digest.update(f"{t.head}\t{t.relation}\t{t.tail}\n".encode())
+        for item_id in sorted(self.links):
+            digest.update(f"{item_id}\t{self.links[item_id]}\n".encode())
+        return digest.hexdigest()[:16]
 
     def with_interactions(self, interactions: Sequence[Interaction]) -> Dataset:
         """A copy that shares items, users and KG but holds only `interactions` (e.g. a training split)."""

@@ -8,7 +8,6 @@ passes, parse failures and latency.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -17,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmrec.data.splits import Split
 from llmrec.errors import ConfigError
 from llmrec.evaluation.config import RETRIEVER_ARM_KINDS, ArmConfig
 from llmrec.evaluation.protocols import EvalCase
+from llmrec.models.adapters import AdapterError, adapter_base_model, card_of, resolve_adapter
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +86,6 @@ class _RetrieverArm:
         return ArmOutput(tuple(float(s) for s in scores), latency_s=time.perf_counter() - start)
 
 
-def adapter_base_model(adapter: str | Path) -> str:
-    """The base model an adapter folder was trained on (``base_model_name_or_path`` of its adapter_config.json)."""
-    path = Path(adapter).expanduser()
-    config = path / "adapter_config.json"
-    if not config.is_file():
-        raise ConfigError(
-            f"adapter {str(adapter)!r} has no adapter_config.json (is it a PEFT adapter folder?)"
-        )
-    try:
-        base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{config}: not valid JSON: {exc}") from None
-    if not base:
-        raise ConfigError(f"{config} does not name its base model (base_model_name_or_path)")
-    return str(base)
-
-
 def _canonical_model(name: str) -> str:
     """An asset name and its cache folder are the same model; other names compare as resolved paths or ids."""
     from llmrec.assets import llmrec_home
@@ -128,10 +112,10 @@ def check_arm(arm: ArmConfig, *, root: Path | None = None) -> None:
     reranker_config(arm)  # validates `options` against RerankerConfig before anything runs
     if arm.adapter is None:
         return
-    adapter = resolve_adapter(arm.adapter, root)
-    if not adapter.is_dir():
-        raise ConfigError(f"arm {arm.name!r}: adapter folder {arm.adapter!r} does not exist")
-    base = adapter_base_model(adapter)
+    try:
+        base = adapter_base_model(_adapter_folder(arm, root))
+    except AdapterError as exc:
+        raise ConfigError(f"arm {arm.name!r}: {exc}") from None
     assert arm.model is not None
     if _canonical_model(base) != _canonical_model(arm.model):
         raise ConfigError(
@@ -140,12 +124,33 @@ def check_arm(arm: ArmConfig, *, root: Path | None = None) -> None:
         )
 
 
-def resolve_adapter(adapter: str, root: Path | None) -> Path:
-    """An adapter path as given, or relative to `root` (the repository / config folder) when that exists."""
-    path = Path(adapter).expanduser()
-    if path.is_absolute() or path.exists() or root is None:
-        return path
-    return root / path
+def check_arm_split(arm: ArmConfig, split: Split, *, root: Path | None = None) -> None:
+    """Refuse an LLM arm whose adapter was trained on a split that holds `split`'s held-out items (the leak guard;
+    an adapter card that does not record its training split gets a warning).
+
+    Raises:
+        SplitLeakError: naming the arm's adapter, both split settings and an example user.
+    """
+    if not arm.is_llm or arm.adapter is None:
+        return
+    card = card_of(_adapter_folder(arm, root))
+    if card is None:
+        log.warning(
+            "arm %s: adapter %s has no card: cannot check that it was not trained on this evaluation's held-out "
+            "items",
+            arm.name,
+            arm.adapter,
+        )
+        return
+    card.check_split(split, adapter=arm.adapter)
+
+
+def _adapter_folder(arm: ArmConfig, root: Path | None) -> Path:
+    assert arm.adapter is not None
+    try:
+        return resolve_adapter(arm.adapter, base=root)
+    except AdapterError as exc:
+        raise ConfigError(f"arm {arm.name!r}: adapter {arm.adapter!r}: {exc}") from None
 
 
 class _LlmArm:

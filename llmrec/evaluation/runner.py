@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.errors import ConfigError
-from llmrec.evaluation.arms import ArmOutput, build_arm, check_arm, resolve_adapter
+from llmrec.evaluation.arms import ArmOutput, build_arm, check_arm, check_arm_split
 from llmrec.evaluation.cache import ArmCache, arm_fingerprint
 from llmrec.evaluation.config import FUSION_SUFFIXES, ArmConfig, ExperimentConfig
 from llmrec.evaluation.metrics import ndcg_at, target_rank
 from llmrec.evaluation.protocols import EvalCase, build_cases, make_split, slice_membership, user_order
+from llmrec.models.adapters import resolve_adapter
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +96,7 @@ def load_experiment_dataset(config: ExperimentConfig) -> Any:
 def dataset_fingerprint(dataset: Any) -> str:
     """Hash of a dataset's content (items, interactions, KG triples, item -> entity links): a rebuilt or corrected
     dataset under the same name does not reuse scores made from the old one."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for item_id in sorted(dataset.items):
-        item = dataset.items[item_id]
-        digest.update(f"{item_id}\t{item.title}\t{item.year}\t{'|'.join(item.genres)}\n".encode())
-    for x in dataset.interactions:
-        digest.update(f"{x.user_id}\t{x.item_id}\t{x.timestamp}\t{x.rating}\n".encode())
-    for t in dataset.triples:
-        digest.update(f"{t.head}\t{t.relation}\t{t.tail}\n".encode())
-    for item_id in sorted(dataset.links):
-        digest.update(f"{item_id}\t{dataset.links[item_id]}\n".encode())
-    return digest.hexdigest()[:16]
+    return str(dataset.content_fingerprint())
 
 
 class RetrieverPool:
@@ -163,6 +152,8 @@ def run_experiment(
 
     dataset = dataset if dataset is not None else load_experiment_dataset(config)
     split = make_split(dataset, config)
+    for arm in chosen:
+        check_arm_split(arm, split, root=root)  # the leak guard: before any arm runs
     order = user_order(split, config)
     sample = order[: config.users] if config.users is not None else order
     if config.users is not None and config.users > len(order):
@@ -174,7 +165,7 @@ def run_experiment(
     results: dict[str, ArmResult] = {}
     for arm in chosen:
         arm_cases = cases[: arm.users] if arm.users is not None else cases
-        adapter_dir = resolve_adapter(arm.adapter, root) if arm.adapter else None
+        adapter_dir = resolve_adapter(arm.adapter, base=root) if arm.adapter else None
         resolved = arm.resolved()
         resolved.pop("fusion", None)  # applied after scoring, from the cached LLM scores
         if adapter_dir is not None:
@@ -296,9 +287,10 @@ def arm_fusion(arm: ArmConfig, adapter_dir: Path | None) -> Any:
         return ScoreFusion.from_dict(arm.fusion, f"arm {arm.name!r}: fusion")
     if adapter_dir is None:
         return None
+    from llmrec.models.adapters import card_of
     from llmrec.ranking.reranker import card_fusion
 
-    return card_fusion(str(adapter_dir))
+    return card_fusion(card_of(adapter_dir))
 
 
 def fused_results(

@@ -48,7 +48,8 @@ class ModelConfig:
         device_map: accelerate placement: ``"auto"`` spreads a model over all GPUs (then CPU), ``"cpu"``,
             ``"cuda:0"``, or a mapping module -> device.
         max_memory: per-device caps for ``device_map="auto"``, e.g. ``{"0": "20GiB", "cpu": "60GiB"}``.
-        adapters: PEFT adapters to attach, ``{name: path}``; the first is active unless `active_adapter` says.
+        adapters: PEFT adapters to attach, ``{name: path or adapter name}`` (see
+            `llmrec.models.adapters.resolve_adapter`); the first is active unless `active_adapter` says.
         active_adapter: the adapter active by default (``None`` = the first one).
         merge_adapter: merge the active adapter into the weights (faster; no switching afterwards).
         on_unsupported_quantization: ``"error"`` raises when bitsandbytes is missing or cannot run here;

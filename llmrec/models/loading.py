@@ -22,14 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmrec.errors import AssetError, ConfigError, LlmrecError
+from llmrec.errors import AssetError, ConfigError
+from llmrec.models.adapters import (
+    BASE_INFO_FILE,
+    WEIGHTS_FILE,
+    AdapterError,
+    read_base_model_info,
+    read_peft_config,
+    resolve_adapter,
+)
 from llmrec.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
-
-#: File an adapter folder may carry (written by `write_base_model_info`) naming the exact base model it was
-#: trained on; `load_model` refuses the adapter when the loaded base model's fingerprint differs.
-BASE_INFO_FILE = "llmrec_base_model.json"
 
 #: Model assets `name_or_path` may name (see `llmrec.assets`).
 MODEL_ASSETS = ("smollm2",)
@@ -48,10 +52,6 @@ ARCH_FIELDS = (
 
 class QuantizationUnavailableError(ConfigError):
     """bitsandbytes is missing or cannot run the requested quantisation on this platform."""
-
-
-class AdapterError(LlmrecError):
-    """An adapter path does not exist, is not a PEFT adapter, or was trained on another base model."""
 
 
 @dataclass
@@ -355,20 +355,11 @@ def check_adapter(model: Any, path: str | Path) -> dict[str, Any]:
         AdapterError: naming the adapter, what was expected and what was found.
     """
     folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise AdapterError(f"adapter path {str(path)!r} does not exist or is not a folder")
-    cfg_file = folder / "adapter_config.json"
-    if not cfg_file.is_file():
-        raise AdapterError(f"{folder} is not a PEFT adapter folder (no adapter_config.json)")
-    try:
-        adapter_cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise AdapterError(f"{cfg_file} is not valid JSON: {exc}") from exc
+    adapter_cfg = read_peft_config(folder)
     base = _unwrap(model)
     arch = architecture(base)
-    info_file = folder / BASE_INFO_FILE
-    if info_file.is_file():
-        info = json.loads(info_file.read_text())
+    info = read_base_model_info(folder)
+    if info is not None:
         if info.get("architecture") and info["architecture"] != arch:
             raise AdapterError(
                 f"adapter {folder} was trained on base model {info.get('name_or_path')!r} with architecture "
@@ -402,11 +393,11 @@ def check_adapter(model: Any, path: str | Path) -> dict[str, Any]:
 
 
 def _check_adapter_shapes(base: Any, folder: Path) -> None:
-    weights = folder / "adapter_model.safetensors"
+    weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         if (folder / "adapter_model.bin").is_file():
             return  # legacy pickle format: PEFT itself checks shapes on load
-        raise AdapterError(f"adapter {folder} has no adapter_model.safetensors")
+        raise AdapterError(f"adapter {folder} has no {WEIGHTS_FILE}")
     from safetensors import safe_open
 
     modules = dict(base.named_modules())
@@ -442,10 +433,11 @@ def _attach_adapters(loaded: LoadedModel) -> None:
     from peft import PeftModel
 
     config = loaded.config
-    for _name, path in config.adapters:
+    folders = [(name, str(resolve_adapter(path))) for name, path in config.adapters]  # names or paths
+    for _name, path in folders:
         check_adapter(loaded.model, path)
     model = loaded.model
-    for n, (name, path) in enumerate(config.adapters):
+    for n, (name, path) in enumerate(folders):
         log.info("attaching adapter %r from %s", name, path)
         try:
             if n == 0:

@@ -15,14 +15,13 @@ A template file looks like::
     {% for h in history %}- {{ h.name }}
     {% endfor %}...
 
-The shipped templates live in the top-level ``prompts/`` folder of the repository, which is installed as the
-package data folder ``llmrec/templates``. Users add their own by naming extra folders (``search_dirs``); a file
-there wins over a shipped template of the same name.
+The shipped templates live in the package folder ``llmrec/templates`` (package data, so they come with every
+install). Users add their own by naming extra folders (``search_dirs``, ``--template-dir``); a file there wins over
+a shipped template of the same name.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -317,30 +316,11 @@ def _validate(
 
 
 def builtin_template_dir() -> Path:
-    """The folder of the shipped templates: the installed ``llmrec/templates`` package data, else the
-    top-level ``prompts/`` folder of a source checkout."""
-    spec = importlib.util.find_spec("llmrec.templates") if _has_templates_package() else None
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            folder = Path(location)
-            if any(folder.glob(f"*{SUFFIX}")):
-                return folder
-    installed = Path(__file__).resolve().parents[1] / "templates"
-    if any(installed.glob(f"*{SUFFIX}")):
-        return installed
-    checkout = Path(__file__).resolve().parents[2] / "prompts"
-    if checkout.is_dir():
-        return checkout
-    raise ConfigError(
-        "the shipped prompt templates were not found (looked in llmrec/templates and the checkout's prompts/)"
-    )
-
-
-def _has_templates_package() -> bool:
-    try:
-        return importlib.util.find_spec("llmrec.templates") is not None
-    except (ImportError, ValueError):
-        return False
+    """The folder of the shipped templates: the package-data folder ``llmrec/templates``."""
+    folder = Path(__file__).resolve().parents[1] / "templates"
+    if not any(folder.glob(f"*{SUFFIX}")):
+        raise ConfigError(f"the shipped prompt templates are missing from {folder} (a broken install?)")
+    return folder
 
 
 def _search_path(search_dirs: Iterable[str | Path]) -> list[Path]:

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from llmrec.models.adapters import DEFAULT_ADAPTER, DEFAULT_ADAPTERS
 from llmrec.ranking.base import (
     SCORE_KINDS,
     ContextLengthError,
@@ -19,18 +20,11 @@ from llmrec.ranking.base import (
 from llmrec.ranking.generative import GenerativeScorer, ParsedRanking, parse_ranking
 from llmrec.ranking.listwise import ListwiseScorer
 from llmrec.ranking.pointwise import PointwiseScorer
-from llmrec.ranking.reranker import (
-    DEFAULT_ADAPTER,
-    DEFAULT_TEMPLATES,
-    MODES,
-    RankedList,
-    Reranker,
-    RerankerConfig,
-)
-from llmrec.ranking.windows import aggregate, permutations, sliding_window_order, window_spans
+from llmrec.ranking.reranker import DEFAULT_TEMPLATES, MODES, RankedList, Reranker, RerankerConfig
 
 __all__ = [
     "DEFAULT_ADAPTER",
+    "DEFAULT_ADAPTERS",
     "DEFAULT_TEMPLATES",
     "MODES",
     "SCORE_KINDS",
@@ -46,9 +40,5 @@ __all__ = [
     "RerankerConfig",
     "ScoreResult",
     "Scorer",
-    "aggregate",
     "parse_ranking",
-    "permutations",
-    "sliding_window_order",
-    "window_spans",
 ]

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmrec.config import from_mapping
-from llmrec.errors import ConfigError
+from llmrec.errors import ConfigError, LlmrecWarning
 from llmrec.models import ModelConfig, load_model
+from llmrec.models.adapters import AdapterCard, card_of, default_adapter, resolve_adapter
 from llmrec.ranking.base import RankingError, Scorer, ScoreResult
 from llmrec.ranking.fusion import ScoreFusion
 from llmrec.ranking.order import GIVEN, check_candidate_order, order_candidates
@@ -36,13 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The adapter rerankers use unless told otherwise (a path; relative paths are tried against the working folder,
-#: then the repository root), for the base model `DEFAULT_ADAPTER_BASE` only: other base models run bare unless
-#: given an adapter. Its card sets the prompt budgets and the candidate order (co-occurrence, best first).
-DEFAULT_ADAPTER: str | None = "adapters/smollm2-ml100k-listwise-kg"
-DEFAULT_ADAPTER_BASE = "smollm2"
-
-#: Template used for each mode when only the mode is given.
+#: Template used for each mode when only the mode is given (and no adapter card names one).
 DEFAULT_TEMPLATES = {"listwise": "listwise_kg", "pointwise": "pointwise_kg", "generative": "generative"}
 MODES = tuple(DEFAULT_TEMPLATES)
 _DEFAULT = "default"
@@ -54,9 +49,13 @@ class RerankerConfig:
 
     Args:
         model: a `ModelConfig` or a model name/path (full precision).
-        adapter: a PEFT adapter folder, ``None`` for the bare model, or ``"default"`` for `DEFAULT_ADAPTER`.
-        mode: ``listwise`` | ``pointwise`` | ``generative``; None = the template's mode.
-        template: template name or path; None = the default template of `mode` (listwise_kg by default).
+        adapter: an adapter name (a shipped one, e.g. ``"smollm2-ml100k-pointwise-kg"``) or folder path,
+            ``None`` for the bare model, or ``"default"``: for SmolLM2 the shipped adapter of the mode
+            (`llmrec.models.DEFAULT_ADAPTERS`: listwise unless ``mode="pointwise"``), for other models none.
+        mode: ``listwise`` | ``pointwise`` | ``generative``; None = the adapter's mode (from its card), else the
+            template's.
+        template: template name or path; None = the template the adapter was trained with (its card) when it
+            was trained for `mode`, else the default template of `mode` (listwise_kg by default).
         retriever: the first stage of `rank` calls without candidates (default ``fusion``: sasrec + ease + dense;
             or any name of ``llmrec.retrieval.RETRIEVER_NAMES``).
         retriever_opts: options for `llmrec.retrieval.build_retriever`.
@@ -137,14 +136,21 @@ class RerankerConfig:
 
     @property
     def template_name(self) -> str:
+        """`template`, else the default template of `mode` (the `Reranker` prefers the adapter card's template
+        when `template` is None and the adapter was trained for `mode`)."""
         return self.template or DEFAULT_TEMPLATES[self.mode or "listwise"]
 
     @property
-    def adapter_path(self) -> str | None:
-        """The adapter to use, with "default" resolved to `DEFAULT_ADAPTER` (None for another base model)."""
+    def adapter_ref(self) -> str | None:
+        """The adapter asked for, by name or path, with "default" resolved (None: the bare model)."""
         if self.adapter != _DEFAULT:
             return self.adapter
-        return DEFAULT_ADAPTER if self.model.name_or_path == DEFAULT_ADAPTER_BASE else None
+        mode = self.mode
+        if mode is None and self.template is not None:
+            from llmrec.prompts import load_template
+
+            mode = load_template(self.template).mode
+        return default_adapter(self.model.name_or_path, mode)
 
 
 @dataclass(frozen=True)
@@ -216,35 +222,11 @@ class RankedList:
         return data
 
 
-def trained_prompt_settings(adapter_path: str | None) -> dict[str, Any]:
-    """The prompt section of an llmrec adapter's card (budgets, candidate order); {} for a bare model or a PEFT
-    folder without a card."""
-    if adapter_path is None or not (Path(adapter_path) / "adapter_card.json").is_file():
-        return {}
-    from llmrec.training.card import read_card
-
-    prompt = read_card(adapter_path).get("prompt") or {}
-    return dict(prompt) if isinstance(prompt, Mapping) else {}
-
-
-def card_fusion(adapter_path: str | None) -> ScoreFusion | None:
+def card_fusion(card: AdapterCard | None) -> ScoreFusion | None:
     """The score fusion stored in an llmrec adapter's card (``fusion``), or None."""
-    if adapter_path is None or not (Path(adapter_path) / "adapter_card.json").is_file():
+    if card is None or card.fusion is None:
         return None
-    from llmrec.training.card import read_card
-
-    data = read_card(adapter_path).get("fusion")
-    return None if data is None else ScoreFusion.from_dict(data, f"{adapter_path}: adapter card fusion")
-
-
-def resolve_adapter_path(path: str) -> str:
-    """An adapter path as given if it exists, else relative to the repository root (for shipped adapters)."""
-    p = Path(path).expanduser()
-    if p.exists() or p.is_absolute():
-        return str(p)
-    repo_root = Path(__file__).resolve().parents[2]
-    shipped = repo_root / p
-    return str(shipped) if shipped.exists() else str(p)
+    return ScoreFusion.from_dict(card.fusion, f"adapter {card.name or card.base_model!r}: card fusion")
 
 
 class Reranker:
@@ -252,7 +234,7 @@ class Reranker:
 
     Args:
         dataset: the catalogue (titles, KG) the prompts are built from; also the retriever's training data.
-        config: a `RerankerConfig` (default: SmolLM2, listwise_kg, dense retriever, default adapter).
+        config: a `RerankerConfig` (default: SmolLM2, listwise_kg, the fused first stage, default adapter).
         retriever: a ready retriever (otherwise built lazily from `config.retriever` on the first call
             without candidates).
         knowledge: a ready `KnowledgeGraph` (otherwise built from `dataset` when the template shows facts).
@@ -273,27 +255,49 @@ class Reranker:
 
         self.dataset = dataset
         self.config = config = config or RerankerConfig()
-        template = load_template(config.template_name)
+        self.adapter_name: str | None = None
+        adapter_ref = config.adapter_ref
+        if lm is not None and config.adapter == _DEFAULT and adapter_ref is not None:
+            # A model handed in is used as loaded: the default adapter only if it was loaded into it.
+            if adapter_ref not in lm.adapter_names and lm.merged_adapter != adapter_ref:
+                adapter_ref = None
+        adapter_path: str | None = None
+        #: The card of the adapter in use (None: no adapter, or a plain PEFT folder without a card).
+        self.adapter_card: AdapterCard | None = None
+        if adapter_ref is not None:
+            folder = resolve_adapter(adapter_ref)
+            adapter_path = str(folder)
+            self.adapter_name = folder.name or "adapter"
+            self.adapter_card = card_of(folder)
+        elif config.adapter == _DEFAULT:
+            log.info(
+                "no default adapter for base model %r: ranking with the bare model (pass adapter=... to use one)",
+                config.model.name_or_path,
+            )
+        card = self.adapter_card
+        template = load_template(self._template_name(card))
         if config.mode is not None and template.mode != config.mode:
             raise ConfigError(
                 f"template {template.name!r} is a {template.mode} template, but mode={config.mode!r} was asked"
             )
         self.mode: str = template.mode
+        if card is not None and card.mode is not None and card.mode != self.mode:
+            warnings.warn(
+                f"adapter {self.adapter_name} was trained for {card.mode} scoring ({card.template}) but ranks in "
+                f"{self.mode} mode here; use a {self.mode} adapter or none",
+                LlmrecWarning,
+                stacklevel=2,
+            )
         if self.mode == "pointwise" and config.permutations > 1:
             raise ConfigError(
                 "permutations > 1 is for position bias in listwise/generative prompts; pointwise prompts show one "
                 "candidate each, so set permutations=1"
             )
-        self.adapter_name: str | None = None
-        adapter_path = config.adapter_path
-        if lm is not None and config.adapter == _DEFAULT and adapter_path is not None:
-            # A model handed in is used as loaded: the default adapter only if it was loaded into it.
-            if Path(adapter_path).name not in lm.adapter_names and lm.merged_adapter != Path(adapter_path).name:
-                adapter_path = None
+        if adapter_path is not None:
+            self._check_training_split(dataset, card)
         model_cfg: ModelConfig = config.model
         if adapter_path is not None:
-            adapter_path = resolve_adapter_path(adapter_path)
-            self.adapter_name = Path(adapter_path).name or "adapter"
+            assert self.adapter_name is not None
             adapters = dict(model_cfg.adapters)
             if adapters.get(self.adapter_name, adapter_path) != adapter_path:
                 raise ConfigError(
@@ -301,17 +305,12 @@ class Reranker:
                 )
             adapters[self.adapter_name] = adapter_path
             model_cfg = replace(model_cfg, adapters=tuple(adapters.items()), active_adapter=self.adapter_name)
-        elif config.adapter == _DEFAULT:
-            log.info(
-                "no default adapter for base model %r: ranking with the bare model (pass adapter=PATH to use one)",
-                model_cfg.name_or_path,
-            )
         self.adapter_path = adapter_path
         self.lm = lm if lm is not None else load_model(model_cfg)
         if lm is not None and self.adapter_name is not None and self.adapter_name not in lm.adapter_names:
             if lm.merged_adapter != self.adapter_name:
                 raise ConfigError(f"the given model has no adapter {self.adapter_name!r} loaded")
-        trained = trained_prompt_settings(adapter_path)
+        trained = card.prompt_settings() if card is not None else {}
         #: Whether prompts show collaborative evidence from `dataset`'s interactions (the card's setting by default).
         self.cf_evidence: bool = bool(
             config.cf_evidence if config.cf_evidence is not None else trained.get("cf_evidence", False)
@@ -352,8 +351,32 @@ class Reranker:
         self._retriever = retriever
         self._order_retriever: Any = None
         #: Score fusion with first-stage retrievers (from the adapter card), or None.
-        self.fusion: ScoreFusion | None = card_fusion(adapter_path) if config.fusion else None
+        self.fusion: ScoreFusion | None = card_fusion(card) if config.fusion else None
         self._fusion_members: list[Any] | None = None
+
+    def _template_name(self, card: AdapterCard | None) -> str:
+        """The configured template; else the card's when the adapter was trained for the asked mode (or no mode
+        was asked); else the default template of the mode."""
+        cfg = self.config
+        if cfg.template is not None:
+            return cfg.template
+        if card is not None and card.template and card.mode and cfg.mode in (None, card.mode):
+            return card.template
+        return cfg.template_name
+
+    def _check_training_split(self, dataset: Dataset, card: AdapterCard | None) -> None:
+        """Refuse an adapter trained on a split holding the held-out items of the split `dataset` comes from."""
+        split = getattr(dataset, "source_split", None)
+        if split is None:
+            return  # not the train part of a split: nothing is held out
+        if card is None:
+            log.warning(
+                "adapter %s has no card: cannot check that it was not trained on the held-out items of this %s",
+                self.adapter_name,
+                split.settings.describe(),
+            )
+            return
+        card.check_split(split, adapter=self.adapter_name)
 
     # -- public -------------------------------------------------------------------------------------------------
 

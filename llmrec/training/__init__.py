@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from llmrec.training.card import AdapterCardError, read_card, render_readme
+from llmrec.models.adapters import AdapterCardError, read_card, render_readme
 from llmrec.training.config import TrainConfig
 from llmrec.training.examples import (
     ExampleSpec,

@@ -14,9 +14,9 @@ per process.
 
 Example:
     >>> from llmrec.training import TrainConfig, train
-    >>> result = train(TrainConfig.from_file("eval/train_smollm2_listwise_kg.yaml"))  # doctest: +SKIP
-    >>> result.output
-    PosixPath('adapters/smollm2-ml100k-listwise-kg')
+    >>> result = train(TrainConfig.from_file("adapters/smollm2-ml100k-listwise-kg.yaml"))  # doctest: +SKIP
+    >>> result.output  # doctest: +SKIP
+    PosixPath('llmrec/adapters/smollm2-ml100k-listwise-kg')
 """
 
 from __future__ import annotations
@@ -43,7 +43,15 @@ from llmrec.data.dataset import Dataset, PositivePolicy
 from llmrec.data.splits import Split, leave_one_out, time_split
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_write_dir
-from llmrec.training.card import CARD_FILE, CONFIG_FILE, README_FILE, render_readme
+from llmrec.models.adapters import (
+    CONFIG_FILE,
+    PEFT_CONFIG_FILE,
+    README_FILE,
+    WEIGHTS_FILE,
+    AdapterCard,
+    read_base_model_info,
+    write_card,
+)
 from llmrec.training.config import TrainConfig
 from llmrec.training.examples import (
     NegativeSampler,
@@ -198,7 +206,7 @@ def wrap_lora(model: Any, cfg: TrainConfig) -> Any:
 
 def _save_adapter(model: Any, folder: Path, base_name: str) -> None:
     model.save_pretrained(str(folder), safe_serialization=True)
-    cfg_path = folder / "adapter_config.json"
+    cfg_path = folder / PEFT_CONFIG_FILE
     data = json.loads(cfg_path.read_text())
     data["base_model_name_or_path"] = base_name  # the asset name / path the user gave, not this machine's cache
     cfg_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -210,7 +218,7 @@ def _load_adapter_weights(model: Any, folder: Path) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    state = load_file(str(folder / "adapter_model.safetensors"))
+    state = load_file(str(folder / WEIGHTS_FILE))
     set_peft_model_state_dict(model, state)
 
 
@@ -477,7 +485,7 @@ def train(
         _load_adapter_weights(final_model, ckpt / "best")  # keep the best validated weights
     card = _card(cfg, state, examples, specs, split, val_specs, elapsed(), device, resumed_from)
     if is_main:
-        _write_output(out, cfg, final_model, card, base_name, loaded)
+        card = _write_output(out, cfg, final_model, card, base_name, loaded)
         shutil.rmtree(ckpt, ignore_errors=True)
     accelerator.wait_for_everyone()
     losses = state["losses"]
@@ -534,6 +542,8 @@ def _card(
         "prompt": d["prompt"],
         "dataset": split.dataset.name,
         "split": split.kind,
+        # What the leak check compares with an evaluation's split (the dataset content fingerprint included).
+        "training_split": split.settings.to_dict(),
         "data": d["data"],
         "negatives": {"source": cfg.negatives.source, "n": cfg.negatives.count(cfg.mode)},
         "lora": d["lora"],
@@ -555,16 +565,20 @@ def _card(
     }
 
 
-def _write_output(out: Path, cfg: TrainConfig, model: Any, card: dict[str, Any], base: str, loaded: Any) -> None:
+def _write_output(
+    out: Path, cfg: TrainConfig, model: Any, card: dict[str, Any], base: str, loaded: Any
+) -> dict[str, Any]:
+    """Write the adapter folder atomically; return the card as written (with the base-model fingerprint)."""
     from llmrec.models import write_base_model_info
 
     try:
         with atomic_write_dir(out, overwrite=cfg.overwrite) as tmp:
             _save_adapter(model, tmp, base)
             write_base_model_info(model, tmp, name=base)
+            info = read_base_model_info(tmp) or {}
+            written = AdapterCard.from_dict({**card, "base_model_fingerprint": info.get("fingerprint")})
             (tmp / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            (tmp / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-            (tmp / README_FILE).write_text(render_readme(card))
+            write_card(tmp, written)
             tmp.chmod(0o755)  # mkdtemp makes it private; an adapter folder is meant to be shared
             for path in tmp.iterdir():
                 path.chmod(0o644)
@@ -573,6 +587,7 @@ def _write_output(out: Path, cfg: TrainConfig, model: Any, card: dict[str, Any],
     except OSError as exc:
         raise LlmrecError(f"could not write adapter to {out}: {exc.strerror or exc} (nothing was left there)") from exc
     log.info("adapter written to %s", out)
+    return written.to_dict()
 
 
 __all__ = [

@@ -4,7 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from llmrec.data import PositivePolicy, leave_one_out, load_atomic, load_dataset, time_split
+from llmrec.data import (
+    PositivePolicy,
+    SplitLeakError,
+    SplitSettings,
+    check_training_split,
+    leave_one_out,
+    load_atomic,
+    load_dataset,
+    time_split,
+)
+from llmrec.data.splits import held_out_in_training
 from llmrec.errors import ConfigError
 from llmrec.types import Interaction
 
@@ -67,3 +77,55 @@ def test_ml100k_leave_one_out_never_leaks_test_into_train() -> None:
         train = train_by_user[target.user_id]
         assert target not in train and valid not in train
         assert all(x.timestamp <= valid.timestamp <= target.timestamp for x in train)
+
+
+def test_split_settings_record_how_a_split_was_made(tiny_dir: Path) -> None:
+    ds = load_atomic(tiny_dir)
+    split = leave_one_out(ds, min_history=1, policy=PositivePolicy(4.0))
+    assert split.settings == SplitSettings(
+        "leave_one_out", 4.0, 1, dataset=ds.name, dataset_fingerprint=ds.content_fingerprint()
+    )
+    assert split.train_dataset.source_split is split  # a reranker given the train part can find the split
+    assert SplitSettings.from_dict(split.settings.to_dict()) == split.settings
+    assert split.settings.apply(ds).train == split.train
+    assert "min_history 1" in split.settings.describe() and "positive rating >= 4" in split.settings.describe()
+    with pytest.raises(ConfigError, match="min_history"):
+        SplitSettings(min_history=-1)
+    with pytest.raises(ConfigError, match="unknown split setting"):
+        SplitSettings.from_dict({"kind": "leave_one_out", "min_histroy": 2})
+
+
+def test_training_split_holding_evaluation_targets_is_refused(tiny_dir: Path) -> None:
+    ds = load_atomic(tiny_dir)
+    evaluated = leave_one_out(ds, min_history=1)
+    fp = ds.content_fingerprint()
+    # u1 (i1 i2 i3 i4) has its validation target at position 2: a training split asking for 3 items of history
+    # keeps all of u1 in train, so its held-out i3 and i4 could be training examples.
+    trained = SplitSettings(positive_min_rating=None, min_history=3, dataset=ds.name, dataset_fingerprint=fp)
+    assert {(x.user_id, x.item_id) for x in held_out_in_training(trained, evaluated)} >= {("u1", "i3"), ("u1", "i4")}
+    with pytest.raises(SplitLeakError) as err:
+        check_training_split(trained, evaluated, model="adapter 'a'")
+    message = str(err.value)
+    assert "adapter 'a'" in message and "min_history 3" in message and "min_history 1" in message
+    assert "user u1: i3, i4" in message
+    # the same settings, or a training split that holds out at least as much, cannot leak
+    for ok in (
+        SplitSettings(positive_min_rating=None, min_history=1, dataset=ds.name, dataset_fingerprint=fp),
+        SplitSettings(positive_min_rating=None, min_history=0, dataset=ds.name, dataset_fingerprint=fp),
+    ):
+        assert check_training_split(ok, evaluated) is None
+    # another positive rating is checked item by item: training on every rating holds out u2's i1 and i5, but an
+    # evaluation on liked items holds out i2 and i5, and i2 is then a training item; the other way round holds
+    # out more than the evaluation needs and passes
+    liked = leave_one_out(ds, min_history=1, policy=PositivePolicy(4.0))
+    with pytest.raises(SplitLeakError, match=r"any rating.*positive rating >= 4.*user u2: i2"):
+        check_training_split(
+            SplitSettings(positive_min_rating=None, min_history=1, dataset=ds.name, dataset_fingerprint=fp), liked
+        )
+    assert check_training_split(
+        SplitSettings(positive_min_rating=4.0, min_history=1, dataset=ds.name, dataset_fingerprint=fp), evaluated
+    ) is None
+    # another dataset cannot leak; another version of this one cannot be checked (a warning, not a refusal)
+    assert check_training_split(SplitSettings(min_history=9, dataset="other", dataset_fingerprint="x"), evaluated) is None
+    warning = check_training_split(SplitSettings(min_history=9, dataset=ds.name, dataset_fingerprint="x"), evaluated)
+    assert warning is not None and "another version" in warning

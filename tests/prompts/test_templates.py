@@ -47,11 +47,13 @@ def test_shipped_templates_load_with_their_modes():
     assert all(load_template(n).max_candidates == 20 for n in ("listwise", "listwise_kg", "generative"))
 
 
-def test_builtin_dir_is_the_checkout_prompts_folder_or_installed_copy():
+def test_builtin_dir_is_the_package_templates_folder():
+    import llmrec
+
     folder = builtin_template_dir()
-    repo_prompts = Path(__file__).parents[2] / "prompts"
     assert {p.name for p in folder.glob("*.jinja")} >= {f"{n}.jinja" for n in SHIPPED}
-    assert folder == repo_prompts or folder.name == "templates"
+    assert folder == Path(llmrec.__file__).resolve().parent / "templates"
+    assert not folder.is_symlink()
 
 
 def _bad(source: str) -> str:

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from llmrec.errors import ConfigError
-from llmrec.ranking import aggregate, parse_ranking, permutations, sliding_window_order, window_spans
+from llmrec.ranking import parse_ranking
+from llmrec.ranking.windows import aggregate, permutations, sliding_window_order, window_spans
 
 LABELS = ["A", "B", "C", "D"]
 IDS = ["10", "20", "30", "40"]

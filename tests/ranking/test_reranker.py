@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from llmrec.errors import ConfigError, UnknownIdError
 from llmrec.models import AdapterError
 from llmrec.models.tiny import save_tiny
-from llmrec.ranking import RankedList, RankingError, Reranker, RerankerConfig, window_spans
+from llmrec.ranking import RankedList, RankingError, Reranker, RerankerConfig
 from llmrec.ranking.listwise import ListwiseScorer
+from llmrec.ranking.windows import window_spans
 
 HISTORY = ["2", "3", "4", "1"]
 CANDIDATES = ["5", "6", "7", "9", "10", "12"]
@@ -163,8 +166,7 @@ def test_candidate_order_lists_candidates_best_first_by_the_retriever(make, kg_t
 
 
 def test_score_fusion_reorders_by_the_fused_score(make, tmp_path):
-    import json
-
+    from llmrec.models.adapters import AdapterCard
     from llmrec.ranking.fusion import ScoreFusion
     from llmrec.ranking.reranker import card_fusion
     from llmrec.retrieval import build_retriever
@@ -182,10 +184,92 @@ def test_score_fusion_reorders_by_the_fused_score(make, tmp_path):
     assert dict(zip(fused.item_ids, fused.scores)) == pytest.approx(expected)
     assert dict(fused.llm_scores) == pytest.approx(llm)
 
-    card = {"base_model": "x", "fusion": fusion.to_dict()}
-    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "train_config.yaml"):
-        (tmp_path / name).write_text("")  # a card is read only from a complete adapter folder
-    (tmp_path / "adapter_card.json").write_text(json.dumps(card))
-    assert card_fusion(str(tmp_path)) == fusion
-    (tmp_path / "adapter_card.json").write_text(json.dumps({"base_model": "x"}))
-    assert card_fusion(str(tmp_path)) is None
+    card = AdapterCard.from_dict({"base_model": "x", "fusion": fusion.to_dict()})
+    assert card_fusion(card) == fusion
+    assert card_fusion(AdapterCard.from_dict({"base_model": "x"})) is None
+    assert card_fusion(None) is None
+
+
+@pytest.fixture(scope="module")
+def carded(tmp_path_factory):
+    """A tiny base model and a LoRA adapter for it whose card says: pointwise, `pointwise` template."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.models.adapters import AdapterCard, write_card
+
+    root = tmp_path_factory.mktemp("carded")
+    model_dir = save_tiny(root / "tiny-model", init_range=0.3)
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])
+    )
+    folder = root / "pointwise-adapter"
+    peft_model.save_pretrained(folder)
+    (folder / "train_config.yaml").write_text("mode: pointwise\n")
+    write_card(
+        folder,
+        AdapterCard(base_model=str(model_dir), name="pointwise-adapter", mode="pointwise", template="pointwise"),
+    )
+    leaky = root / "leaky-adapter"
+    shutil.copytree(folder, leaky)
+    write_card(
+        leaky,
+        AdapterCard.from_dict(
+            {
+                "base_model": str(model_dir),
+                "mode": "pointwise",
+                "template": "pointwise",
+                "training_split": {"kind": "leave_one_out", "positive_min_rating": None, "min_history": 3},
+            }
+        ),
+    )
+    return model_dir, folder, leaky
+
+
+def test_the_adapter_card_sets_mode_and_template_unless_told(kg_tiny, knowledge, carded):
+    import warnings
+
+    from llmrec.errors import LlmrecWarning
+
+    model_dir, folder, _ = carded
+    reranker = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(folder)), knowledge=knowledge)
+    assert (reranker.mode, reranker.template.name) == ("pointwise", "pointwise")
+    assert reranker.adapter_card is not None and reranker.adapter_card.mode == "pointwise"
+    ranked = reranker.rank(HISTORY, CANDIDATES[:3])
+    assert ranked.mode == "pointwise" and ranked.score_kind == "yes_no_margin"
+    with pytest.warns(LlmrecWarning, match="trained for pointwise scoring .* ranks in listwise mode"):
+        told = Reranker(
+            kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(folder), mode="listwise"), knowledge=knowledge
+        )
+    assert (told.mode, told.template.name) == ("listwise", "listwise_kg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kg = Reranker(
+            kg_tiny,
+            RerankerConfig(model=str(model_dir), adapter=str(folder), template="pointwise_kg"),
+            knowledge=knowledge,
+        )
+    assert kg.template.name == "pointwise_kg"
+
+
+def test_default_adapter_follows_the_mode():
+    assert RerankerConfig().adapter_ref == "smollm2-ml100k-listwise-kg"
+    assert RerankerConfig(mode="pointwise").adapter_ref == "smollm2-ml100k-pointwise-kg"
+    assert RerankerConfig(template="pointwise").adapter_ref == "smollm2-ml100k-pointwise-kg"
+    assert RerankerConfig(adapter="smollm2-ml100k-pointwise").adapter_ref == "smollm2-ml100k-pointwise"
+    assert RerankerConfig(model="my/other-model", mode="pointwise").adapter_ref is None
+    assert RerankerConfig(adapter=None).adapter_ref is None
+
+
+def test_an_adapter_trained_on_evaluation_targets_is_refused(carded):
+    from llmrec.data import SplitLeakError, leave_one_out, load_dataset
+
+    model_dir, folder, leaky = carded
+    tiny = load_dataset(Path(__file__).parents[1] / "data" / "tiny")
+    split = leave_one_out(tiny, min_history=1)
+    with pytest.raises(SplitLeakError, match=r"min_history 3.*min_history 1.*user u1: i3, i4"):
+        Reranker(split.train_dataset, RerankerConfig(model=str(model_dir), adapter=str(leaky), knowledge=False))
+    # the same adapter on the whole dataset (no split, nothing held out) is fine
+    Reranker(tiny, RerankerConfig(model=str(model_dir), adapter=str(leaky), knowledge=False))

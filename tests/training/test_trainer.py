@@ -8,6 +8,7 @@ import math
 import pytest
 
 from llmrec.errors import ConfigError
+from llmrec.models.adapters import REQUIRED_FILES
 from llmrec.training import (
     CheckpointMismatchError,
     NotEnoughDataError,
@@ -16,7 +17,6 @@ from llmrec.training import (
     read_card,
     train,
 )
-from llmrec.training.card import REQUIRED_FILES
 
 
 def make_cfg(tmp_path, model_dir, dataset_dir, **over):

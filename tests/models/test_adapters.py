@@ -1,0 +1,155 @@
+"""The adapter folder format: the card (typed, round-tripping unknown keys), finding adapters by name or path,
+and the shipped adapters as package data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import llmrec
+from llmrec.data import SplitSettings
+from llmrec.models.adapters import (
+    CARD_FILE,
+    DEFAULT_ADAPTERS,
+    REQUIRED_FILES,
+    AdapterCard,
+    AdapterCardError,
+    AdapterError,
+    adapter_names,
+    card_of,
+    default_adapter,
+    read_adapter_card,
+    read_card,
+    render_readme,
+    resolve_adapter,
+    shipped_adapter_dir,
+    write_card,
+)
+
+SHIPPED = ("smollm2-ml100k-listwise-kg", "smollm2-ml100k-pointwise-kg", "smollm2-ml100k-pointwise")
+
+
+def _card_dict() -> dict:
+    return {
+        "name": "mine",
+        "path": "out/mine",
+        "base_model": "smollm2",
+        "mode": "pointwise",
+        "template": "pointwise_kg",
+        "knowledge": True,
+        "prompt": {"history_budget": 77, "candidate_order": "given"},
+        "dataset": "ml-100k",
+        "split": "leave_one_out",
+        "training_split": {
+            "kind": "leave_one_out",
+            "positive_min_rating": 4.0,
+            "min_history": 6,
+            "dataset": "ml-100k",
+            "dataset_fingerprint": "abc",
+        },
+        "training": {"steps": 3},
+        "validation": {"metric": "auc", "best": {"auc": 0.8}},
+        "fusion": {"weights": {"llm": 0.7, "cooc": 0.3}},
+        "something_new": [1, 2],
+    }
+
+
+def _folder(tmp_path: Path, card: dict) -> Path:
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    for name in REQUIRED_FILES:
+        (folder / name).write_text("{}\n")
+    (folder / CARD_FILE).write_text(json.dumps(card))
+    return folder
+
+
+def test_card_is_typed_and_round_trips_unknown_keys(tmp_path: Path):
+    data = _card_dict()
+    card = AdapterCard.from_dict(data)
+    assert (card.mode, card.template, card.knowledge) == ("pointwise", "pointwise_kg", True)
+    assert card.split == SplitSettings(min_history=6, dataset="ml-100k", dataset_fingerprint="abc")
+    assert card.prompt_settings() == {"history_budget": 77, "candidate_order": "given"}
+    assert card.metrics["best"]["auc"] == 0.8 and card.fusion == {"weights": {"llm": 0.7, "cooc": 0.3}}
+    assert card.extra["something_new"] == [1, 2] and card.extra["training"] == {"steps": 3}
+    assert card.to_dict() == data
+    folder = _folder(tmp_path, data)
+    write_card(folder, card)
+    assert read_card(folder) == data and read_adapter_card(folder) == card
+    assert "## Notes" not in (folder / "README.md").read_text()
+    # a card always has a prompt and a validation section (empty: none recorded)
+    assert AdapterCard.from_dict({"base_model": "m"}).to_dict() == {"base_model": "m", "prompt": {}, "validation": {}}
+
+
+def test_malformed_cards_are_named(tmp_path: Path):
+    with pytest.raises(AdapterCardError, match="no base_model"):
+        AdapterCard.from_dict({"mode": "listwise"})
+    with pytest.raises(AdapterCardError, match="training_split.*'min_histroy'"):
+        AdapterCard.from_dict({"base_model": "m", "training_split": {"min_histroy": 1}})
+    with pytest.raises(AdapterCardError, match="missing adapter_config.json, adapter_model.safetensors"):
+        (tmp_path / "half").mkdir()
+        (tmp_path / "half" / CARD_FILE).write_text("{}")
+        read_adapter_card(tmp_path / "half")
+    bad = _folder(tmp_path, {})
+    (bad / CARD_FILE).write_text("{not json")
+    with pytest.raises(AdapterCardError, match="not valid JSON"):
+        read_adapter_card(bad)
+    assert card_of(None) is None and card_of(tmp_path) is None  # no card: a plain PEFT folder says nothing
+
+
+def test_names_resolve_to_package_data_never_to_the_working_directory(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))
+    decoy = tmp_path / "adapters" / DEFAULT_ADAPTERS["listwise"]
+    decoy.mkdir(parents=True)
+    (decoy / "adapter_config.json").write_text("{}")
+    shipped = resolve_adapter(DEFAULT_ADAPTERS["listwise"])
+    assert shipped == shipped_adapter_dir() / DEFAULT_ADAPTERS["listwise"]
+    assert shipped.parent == Path(llmrec.__file__).resolve().parent / "adapters"
+    # a path is a path: relative to the working directory, then to `base`
+    assert resolve_adapter(f"adapters/{DEFAULT_ADAPTERS['listwise']}") == decoy.relative_to(tmp_path)
+    assert resolve_adapter(decoy) == decoy
+    elsewhere = tmp_path / "configs" / "my-run"
+    elsewhere.mkdir(parents=True)
+    assert resolve_adapter("./my-run", base=tmp_path / "configs") == tmp_path / "configs" / "my-run"
+    # names also resolve in $LLMREC_HOME/adapters
+    mine = tmp_path / "home" / "adapters" / "my-adapter"
+    mine.mkdir(parents=True)
+    (mine / "adapter_config.json").write_text("{}")
+    assert resolve_adapter("my-adapter") == mine and "my-adapter" in adapter_names()
+    with pytest.raises(AdapterError, match="does not exist.*known adapter names: .*smollm2-ml100k-listwise-kg"):
+        resolve_adapter("smollm2-ml100k-listwsie-kg")
+
+
+def test_default_adapter_per_base_model_and_mode():
+    assert default_adapter("smollm2") == default_adapter("smollm2", "listwise") == "smollm2-ml100k-listwise-kg"
+    assert default_adapter("smollm2", "pointwise") == "smollm2-ml100k-pointwise-kg"
+    assert default_adapter("smollm2", "generative") == "smollm2-ml100k-listwise-kg"
+    assert default_adapter("my-org/other-model", "pointwise") is None
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_adapters_are_complete_and_record_their_training_split(name: str):
+    folder = resolve_adapter(name)
+    card = read_adapter_card(folder)
+    assert card.name == name and card.base_model == "smollm2" and card.base_model_fingerprint
+    assert card.mode in ("listwise", "pointwise") and card.template
+    train_cfg = yaml.safe_load((folder / "train_config.yaml").read_text())
+    data = train_cfg["data"]
+    assert card.split is not None
+    assert (card.split.kind, card.split.positive_min_rating, card.split.min_history) == (
+        data["split"],
+        data["min_rating"],
+        data["min_history"],
+    )
+    assert card.split.dataset == "ml-100k" and card.split.dataset_fingerprint
+    assert train_cfg["output"] == f"llmrec/adapters/{name}"
+    assert (folder / "README.md").read_text() == render_readme(card, ref=name)
+    assert set(SHIPPED) <= set(adapter_names())
+
+
+def test_default_adapters_are_shipped():
+    for mode, name in DEFAULT_ADAPTERS.items():
+        assert read_adapter_card(resolve_adapter(name)).mode == mode
