@@ -11,7 +11,7 @@ from llmrec.data.tables import ColumnMap, ItemColumnMap, load_table
 from llmrec.errors import LlmrecError
 
 # Datasets that `load_dataset` can fetch by name (each is an asset in llmrec.assets).
-DATASET_ASSETS = ("ml-100k",)
+DATASET_ASSETS = ("ml-100k", "ml-1m")
 
 __all__ = [
     "ColumnMap",
