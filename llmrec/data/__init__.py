@@ -6,6 +6,7 @@ from pathlib import Path
 
 from llmrec.data.atomic import load_atomic
 from llmrec.data.dataset import Dataset, PositivePolicy
+from llmrec.data.raw_movielens import raw_movielens_error
 from llmrec.data.splits import Split, leave_one_out, time_split
 from llmrec.data.tables import ColumnMap, ItemColumnMap, load_table
 from llmrec.errors import LlmrecError
@@ -38,6 +39,9 @@ def resolve_dataset_dir(name_or_path: str | Path) -> Path:
         from llmrec.assets import ensure_asset
 
         return ensure_asset(str(name_or_path))
+    raw = raw_movielens_error(path)
+    if raw is not None:
+        raise raw
     raise LlmrecError(
         f"dataset {str(name_or_path)!r} is neither a folder nor a known dataset name "
         f"(known: {', '.join(DATASET_ASSETS)})"
