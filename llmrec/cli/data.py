@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats = actions.add_parser(
         "stats",
         help="print counts of users, items, interactions and KG triples",
-        description="Load a dataset and print its statistics. DATASET is a known name (ml-100k, fetched on "
+        description="Load a dataset and print its statistics. DATASET is a known name (ml-100k, ml-1m, fetched on "
         "first use), a folder of RecBole atomic files, or a CSV/JSONL/Parquet interaction table.",
     )
     stats.add_argument("dataset", metavar="DATASET")

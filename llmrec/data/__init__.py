@@ -6,6 +6,7 @@ from pathlib import Path
 
 from llmrec.data.atomic import load_atomic
 from llmrec.data.dataset import Dataset, PositivePolicy
+from llmrec.data.raw_movielens import raw_movielens_error
 from llmrec.data.splits import (
     Split,
     SplitLeakError,
@@ -18,7 +19,7 @@ from llmrec.data.tables import ColumnMap, ItemColumnMap, load_table
 from llmrec.errors import LlmrecError
 
 # Datasets that `load_dataset` can fetch by name (each is an asset in llmrec.assets).
-DATASET_ASSETS = ("ml-100k",)
+DATASET_ASSETS = ("ml-100k", "ml-1m")
 
 __all__ = [
     "ColumnMap",
@@ -48,6 +49,9 @@ def resolve_dataset_dir(name_or_path: str | Path) -> Path:
         from llmrec.assets import ensure_asset
 
         return ensure_asset(str(name_or_path))
+    raw = raw_movielens_error(path)
+    if raw is not None:
+        raise raw
     raise LlmrecError(
         f"dataset {str(name_or_path)!r} is neither a folder nor a known dataset name "
         f"(known: {', '.join(DATASET_ASSETS)})"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.data.dataset import Dataset
+from llmrec.data.raw_movielens import raw_movielens_error
 from llmrec.errors import DataFormatError, LlmrecError
 from llmrec.types import Interaction, Item, Triple, User
 
@@ -87,6 +88,9 @@ def find_atomic_files(folder: Path) -> tuple[str, dict[str, Path]]:
         raise LlmrecError(f"dataset folder {folder} does not exist")
     inters = sorted(folder.glob("*.inter"))
     if not inters:
+        raw = raw_movielens_error(folder)
+        if raw is not None:
+            raise raw
         raise LlmrecError(f"{folder} holds no RecBole '.inter' file (expected <name>.inter with a 'field:type' header)")
     if len(inters) > 1:
         raise LlmrecError(f"{folder} holds several .inter files ({', '.join(p.name for p in inters)}); keep one")

