@@ -38,7 +38,9 @@ def register(subparsers: Any) -> None:
         "(the config must evaluate validation targets: split.target: valid)",
     )
     parser.add_argument(
-        "--fusion-members", default="sasrec,ease", help="retrievers fused with the LLM (default: sasrec,ease)"
+        "--fusion-members",
+        default="sasrec,ease,dense",
+        help="first-stage retrievers fused with the LLM (default: sasrec,ease,dense)",
     )
     parser.add_argument(
         "--write-card", action="store_true", help="store the fitted fusion in the arm's adapter card (key fusion)"

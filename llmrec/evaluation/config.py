@@ -37,6 +37,7 @@ RETRIEVER_ARM_KINDS = ("popularity", "cooc", "dense", "ease", "als", "sasrec", "
 BASELINE_KINDS = ("random", *RETRIEVER_ARM_KINDS, "candidate_order")
 ARM_KINDS = (*BASELINE_KINDS, "llm")
 PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise")
+NEGATIVE_SOURCES = ("unseen", "disliked")
 MODES = ("listwise", "pointwise", "generative")
 SPLIT_KINDS = ("leave_one_out",)
 #: Rows a fused LLM arm adds to the report: its LLM score alone, and the fusion without the LLM.
@@ -94,16 +95,22 @@ class ProtocolConfig:
             `k`, LlamaRec; target may be absent) or ``pointwise`` (target + `negatives` unseen items scored one by
             one; AUC, TALLRec).
         negatives: sampled negatives per user (sampled, pointwise).
-        retriever: retriever name for the retrieved protocol (``dense``, ``popularity``, ``cooc``).
+        retriever: retriever name for the retrieved protocol (default ``fusion``, the default first stage; any
+            name of ``llmrec.retrieval.RETRIEVER_NAMES``).
         k: candidates retrieved (retrieved protocol).
         retriever_options: keyword options passed to ``build_retriever``.
+        negatives_from: sampled and pointwise: ``unseen`` (items the user never interacted with) or ``disliked``
+            (TALLRec's liked-vs-disliked setting: items the user rated below ``split.positive_min_rating``
+            *after* the target, so they are neither in the training data nor in the history shown; users with
+            fewer than `negatives` such items are left out).
     """
 
     kind: str = "sampled"
     negatives: int = 19
-    retriever: str = "dense"
+    retriever: str = "fusion"
     k: int = 20
     retriever_options: Mapping[str, Any] = field(default_factory=dict)
+    negatives_from: str = "unseen"
 
     def __post_init__(self) -> None:
         if self.kind not in PROTOCOL_KINDS:
@@ -114,6 +121,12 @@ class ProtocolConfig:
             raise ConfigError(f"protocol.retriever must be a retriever name, got {self.retriever!r}")
         if not isinstance(self.retriever_options, Mapping):
             raise ConfigError("protocol.retriever_options must be a mapping")
+        if self.negatives_from not in NEGATIVE_SOURCES:
+            raise ConfigError(
+                f"protocol.negatives_from must be one of {NEGATIVE_SOURCES}, got {self.negatives_from!r}"
+            )
+        if self.kind == "retrieved" and self.negatives_from != "unseen":
+            raise ConfigError("protocol.negatives_from applies to the sampled and pointwise protocols")
 
 
 @dataclass(frozen=True)

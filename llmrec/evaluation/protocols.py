@@ -20,6 +20,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from llmrec.data.dataset import Dataset, PositivePolicy
 from llmrec.data.splits import Split, leave_one_out
@@ -82,8 +83,23 @@ def user_order(split: Split, config: ExperimentConfig) -> list[str]:
     """
     targets = split.test if config.split.target == "test" else split.valid
     users = sorted({x.user_id for x in targets})
+    if config.protocol.negatives_from == "disliked":
+        by_user = {x.user_id: x for x in targets}
+        policy = PositivePolicy(config.split.positive_min_rating)
+        kept = [u for u in users if len(_disliked_after(split.dataset, by_user[u], policy)) >= config.protocol.negatives]
+        log.info("negatives_from: disliked: %d of %d users rated enough items low after their target", len(kept), len(users))
+        users = kept
     random.Random(f"llmrec-eval-users:{config.seed}").shuffle(users)
     return users
+
+
+def _disliked_after(dataset: Dataset, target: Any, policy: PositivePolicy) -> list[str]:
+    """Items the user rated below the positive threshold after `target` (never in training or the history)."""
+    history = dataset.history(target.user_id)
+    cut = next(n for n, x in enumerate(history) if x is target or x == target)
+    seen_before = {x.item_id for x in history[: cut + 1]}
+    out = [x.item_id for x in history[cut + 1 :] if not policy.is_positive(x) and x.item_id not in seen_before]
+    return list(dict.fromkeys(out))
 
 
 def build_cases(
@@ -127,6 +143,14 @@ def build_cases(
             found = retriever.retrieve(history, protocol.k)  # type: ignore[attr-defined]
             candidates = tuple(c.item_id for c in found)
             index = candidates.index(target.item_id) if target.item_id in candidates else None
+        elif protocol.negatives_from == "disliked":
+            pool = _disliked_after(dataset, target, PositivePolicy(config.split.positive_min_rating))
+            if len(pool) < protocol.negatives:
+                raise ConfigError(f"user {user!r} rated fewer than {protocol.negatives} items low after the target")
+            rng = random.Random(f"llmrec-eval-negatives:{config.seed}:{user}")
+            shown = [target.item_id, *rng.sample(pool, protocol.negatives)]
+            rng.shuffle(shown)
+            candidates, index = tuple(shown), shown.index(target.item_id)
         else:
             candidates, index = _sampled(
                 dataset, user, target.item_id, all_items, protocol.negatives, config.seed
