@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, cache_dir=args.cache_dir)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
     result = run_experiment(config, users=args.users, arms=arms, progress=not args.no_progress)
+    if not result.arms:  # a non-main process of a data-parallel run: the main process writes the report
+        return 0
     out = args.out if args.out is not None else result.config.results_path()
     summary = write_report(result, out, plots=not args.no_plots)
     if args.json:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,46 @@ def arm_fingerprint(
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def read_records(path: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
+    """The per-user records of a cache file made with `fingerprint` ({} for a missing file or another
+    fingerprint: a shard of another config or code version is never mixed in)."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").split("\n")
+    header = _parse(lines[0]) if lines else None
+    if header is None or header.get("fingerprint") != fingerprint:
+        log.warning("cache %s was made by a different config version: not reused", path)
+        return {}
+    records = (_parse(line) for line in lines[1:])
+    return {r["user"]: r for r in records if r is not None and "user" in r}
+
+
+def shard_path(path: Path, rank: int) -> Path:
+    """Where process `rank` of a data-parallel run appends its results of the arm cached at `path`."""
+    return path.with_name(f"{path.stem}.shard{rank}{path.suffix}")
+
+
+def merge_shards(path: Path, fingerprint: str) -> int:
+    """Fold every shard of `path` (made with `fingerprint`) into `path`, rewritten atomically; shards are removed
+    once merged, shards of another fingerprint are moved aside (``.stale``). Returns the number of records."""
+    from llmrec.io import atomic_write_text
+
+    records = read_records(path, fingerprint)
+    shards = sorted(path.parent.glob(f"{path.stem}.shard*{path.suffix}"))
+    for shard in shards:
+        found = read_records(shard, fingerprint)
+        if not found and shard.stat().st_size:
+            os.replace(shard, shard.with_name(shard.name + ".stale"))
+            continue
+        records.update(found)
+    header = json.dumps({"fingerprint": fingerprint, "version": CACHE_VERSION})
+    atomic_write_text(path, "\n".join([header, *(json.dumps(r) for r in records.values())]) + "\n")
+    for shard in shards:
+        shard.unlink(missing_ok=True)
+        shard.with_name(shard.name + ".lock").unlink(missing_ok=True)
+    return len(records)
+
+
 class CacheBusyError(LlmrecError):
     """Another run is writing the same arm's cache."""
 
@@ -109,12 +149,16 @@ class ArmCache:
         True
     """
 
-    def __init__(self, path: str | os.PathLike[str], fingerprint: str) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], fingerprint: str, *, also_read: Sequence[Path] = ()
+    ) -> None:
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.stale_replaced = False
         self._records: dict[str, dict[str, Any]] = {}
         self._needs_newline = False
+        for other in also_read:  # read-only: results other processes (or earlier runs) made
+            self._records.update(read_records(other, fingerprint))
         self._load()
 
     def _load(self) -> None:

@@ -133,6 +133,9 @@ def run_experiment(
         progress: show a tqdm progress bar per arm with the running NDCG@10 and an ETA.
         dataset: an already loaded dataset (default: load ``config.dataset``).
 
+    Under ``accelerate launch --num_processes N`` the users of each arm are sharded over the processes (see
+    `ProcessGroup`); only the main process returns results (the others return an empty ``arms``).
+
     Raises:
         ConfigError / EmptySplitError: bad config or nothing to evaluate, before any arm runs.
     """
@@ -159,7 +162,9 @@ def run_experiment(
     if config.users is not None and config.users > len(order):
         log.warning("asked for %d users but only %d have a target: using all", config.users, len(order))
     pool = RetrieverPool(split.train_dataset)
-    cases = build_cases(split, config, sample, pool)
+    procs = ProcessGroup.current()
+    with procs.main_first():  # the main process fits (and caches) slow retrievers such as SASRec first
+        cases = build_cases(split, config, sample, pool)
     case_fp = {**config.case_fingerprint(), "dataset_content": dataset_fingerprint(dataset)}
 
     results: dict[str, ArmResult] = {}
@@ -170,13 +175,17 @@ def run_experiment(
         resolved.pop("fusion", None)  # applied after scoring, from the cached LLM scores
         if adapter_dir is not None:
             resolved["adapter"] = str(adapter_dir)
-        cache = ArmCache(
-            config.cache_path() / f"{arm.name}.jsonl", arm_fingerprint(resolved, case_fp, adapter_dir)
-        )
+        path = config.cache_path() / f"{arm.name}.jsonl"
+        fingerprint = arm_fingerprint(resolved, case_fp, adapter_dir)
         runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir is not None else arm
         scorer = build_arm(runnable, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
+        if procs.size > 1:
+            _run_shard(arm, arm_cases, scorer, path, fingerprint, config, progress, procs)
+            if not procs.is_main:
+                continue  # the main process reads the merged cache and reports
+        cache = ArmCache(path, fingerprint)
         with cache.locked():
-            results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress)
+            results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress and procs.is_main)
         retriever = getattr(scorer, "retriever", None)
         if retriever is not None:
             results[arm.name].full_catalogue_ranks = full_catalogue_ranks(retriever, arm_cases)
@@ -191,6 +200,75 @@ def run_experiment(
         cases={c.user_id: c for c in cases},
         retrievers=pool,
     )
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place in a data-parallel run (``accelerate launch --num_processes N -m llmrec eval``).
+
+    A single process is a group of one. Under accelerate (GPUs, or CPU processes on the gloo backend) each process
+    scores every N-th user of each arm into its own cache shard; the main process merges the shards and writes the
+    one report.
+    """
+
+    rank: int = 0
+    size: int = 1
+    state: Any = None
+
+    @classmethod
+    def current(cls) -> ProcessGroup:
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        import torch
+        from accelerate import PartialState
+
+        # Without a GPU, accelerate only sees the processes when told to run on the CPU (the gloo backend).
+        state = PartialState(cpu=not torch.cuda.is_available())
+        return cls(state.process_index, state.num_processes, state)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wait(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def main_first(self) -> Any:
+        import contextlib
+
+        return self.state.main_process_first() if self.state is not None else contextlib.nullcontext()
+
+
+def _run_shard(
+    arm: ArmConfig,
+    cases: Sequence[EvalCase],
+    scorer: Any,
+    path: Path,
+    fingerprint: str,
+    config: ExperimentConfig,
+    progress: bool,
+    procs: ProcessGroup,
+) -> None:
+    """Score this process's share of `cases` (every `size`-th user) into its shard, then merge on the main process.
+
+    Users already in the arm's cache or in any shard (an interrupted run, another process count) are not redone.
+    """
+    from llmrec.evaluation.cache import merge_shards, shard_path
+
+    own = shard_path(path, procs.rank)
+    others = [path] + [shard_path(path, r) for r in range(procs.size) if r != procs.rank]
+    shard = ArmCache(own, fingerprint, also_read=[p for p in others if p.exists()])
+    mine = list(cases[procs.rank :: procs.size])
+    with shard.locked():
+        _run_arm(arm, mine, scorer, shard, config, progress and procs.is_main)
+    procs.wait()
+    if procs.is_main:
+        merged = merge_shards(path, fingerprint)
+        log.info("arm %s: merged %d process shards into %s (%d users)", arm.name, procs.size, path, merged)
+    procs.wait()
 
 
 def fit_arm_fusion(result: ExperimentResult, arm_name: str, members: Sequence[str]) -> Any:
