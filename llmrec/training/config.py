@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from llmrec.config import check_known_keys
 from llmrec.errors import ConfigError
+from llmrec.prompts import DEFAULT_SETTINGS, PromptSettings, load_template
 from llmrec.ranking.order import check_candidate_order
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -111,7 +112,8 @@ class PromptSection:
 
     Attributes:
         template: template name ("listwise_kg", "listwise", "pointwise_kg", "pointwise") or a .jinja path.
-        knowledge: build a knowledge graph for KG facts; "auto" = when the template name ends in "_kg".
+        knowledge: show KG facts (triples) when the template shows facts; "auto" = when its header says
+            ``knowledge: true``.
         history_budget: token budget of the history block (None: the builder's default).
         fact_budget: token budget of the KG facts (None: the builder's default).
         facts_per_candidate: most KG facts per candidate (None: the builder's default).
@@ -130,8 +132,12 @@ class PromptSection:
     history_budget: int | None = None
     fact_budget: int | None = None
     facts_per_candidate: int | None = None
-    candidate_order: str = "given"
-    cf_evidence: bool = False
+    candidate_order: str = DEFAULT_SETTINGS.candidate_order
+    cf_evidence: bool = DEFAULT_SETTINGS.cf_evidence
+
+    def settings(self) -> PromptSettings:
+        """The `PromptSettings` of these options (None: the defaults)."""
+        return PromptSettings.resolve(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)
@@ -284,8 +290,9 @@ class TrainConfig:
 
     @property
     def use_knowledge(self) -> bool:
+        """Whether training prompts show KG facts: "auto" = as the template's header says (``knowledge``)."""
         if self.prompt.knowledge == "auto":
-            return Path(self.prompt.template).stem.endswith("_kg")
+            return load_template(self.prompt.template).knowledge
         return self.prompt.knowledge == "on"
 
 

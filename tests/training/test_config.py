@@ -107,3 +107,23 @@ def test_shipped_recipe_parses():
     recipe = Path(__file__).parents[2] / "adapters" / "smollm2-ml100k-listwise-kg.yaml"
     cfg = TrainConfig.from_file(recipe)
     assert cfg.mode == "listwise" and cfg.prompt.template == "listwise_kg" and cfg.use_knowledge
+
+
+def test_knowledge_auto_reads_the_template_header_not_its_name(tmp_path):
+    from llmrec.prompts import builtin_template_dir
+
+    shipped = (builtin_template_dir() / "listwise_kg.jinja").read_text(encoding="utf-8")
+    (tmp_path / "with_facts.jinja").write_text(shipped, encoding="utf-8")
+    no_facts = (builtin_template_dir() / "listwise.jinja").read_text(encoding="utf-8")
+    (tmp_path / "plain_kg.jinja").write_text(no_facts, encoding="utf-8")
+    assert TrainConfig.from_dict({"prompt": {"template": str(tmp_path / "with_facts.jinja")}}).use_knowledge
+    assert not TrainConfig.from_dict({"prompt": {"template": str(tmp_path / "plain_kg.jinja")}}).use_knowledge
+
+
+def test_prompt_section_settings_fill_the_defaults():
+    from llmrec.prompts import DEFAULT_SETTINGS
+
+    cfg = TrainConfig.from_dict({"prompt": {"fact_budget": 300, "cf_evidence": True}})
+    settings = cfg.prompt.settings()
+    assert settings.fact_budget == 300 and settings.cf_evidence
+    assert settings.history_budget == DEFAULT_SETTINGS.history_budget
