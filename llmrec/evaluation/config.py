@@ -31,6 +31,8 @@ from typing import Any
 
 from llmrec.config import check_known_keys, from_mapping
 from llmrec.errors import ConfigError
+from llmrec.models.config import QUANTIZATIONS
+from llmrec.prompts.templates import MODES
 
 #: Baseline arm kinds that score candidates with the retriever of the same name (``build_retriever``).
 RETRIEVER_ARM_KINDS = ("popularity", "cooc", "dense", "ease", "als", "sasrec", "fusion")
@@ -38,7 +40,6 @@ BASELINE_KINDS = ("random", *RETRIEVER_ARM_KINDS, "candidate_order")
 ARM_KINDS = (*BASELINE_KINDS, "llm")
 PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise")
 NEGATIVE_SOURCES = ("unseen", "disliked")
-MODES = ("listwise", "pointwise", "generative")
 SPLIT_KINDS = ("leave_one_out",)
 #: Rows a fused LLM arm adds to the report: its LLM score alone, and the fusion without the LLM.
 FUSION_SUFFIXES = (".llm-only", ".no-llm")
@@ -213,10 +214,9 @@ class ArmConfig:
             if not isinstance(self.knowledge, bool):
                 raise ConfigError(f"{where}: knowledge must be true or false, got {self.knowledge!r}")
             _check_int(self.bootstrap, f"{where}: bootstrap", 1)
-            if self.quantization not in ("none", "4bit", "8bit"):
-                raise ConfigError(
-                    f"{where}: quantization must be none, 4bit or 8bit, got {self.quantization!r}"
-                )
+            if self.quantization not in QUANTIZATIONS:
+                choices = ", ".join(QUANTIZATIONS[:-1]) + " or " + QUANTIZATIONS[-1]
+                raise ConfigError(f"{where}: quantization must be {choices}, got {self.quantization!r}")
             if not isinstance(self.options, Mapping):
                 raise ConfigError(f"{where}: options must be a mapping")
             if self.retriever_options:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from llmrec.errors import ConfigError
+from llmrec.prompts.templates import MODES
 from llmrec.ranking.base import Scorer
 from llmrec.ranking.generative import GenerativeScorer
 from llmrec.ranking.listwise import ListwiseScorer
@@ -18,9 +19,6 @@ from llmrec.ranking.pointwise import PointwiseScorer
 
 if TYPE_CHECKING:
     from llmrec.models import LoadedModel
-
-#: The scoring modes, one scorer each.
-SCORER_MODES = ("listwise", "pointwise", "generative")
 
 
 def make_scorer(
@@ -52,4 +50,4 @@ def make_scorer(
         return PointwiseScorer(lm, batch_size=batch_size, use_prefix_cache=prefix_cache)
     if mode == "generative":
         return GenerativeScorer(lm, max_new_tokens=max_new_tokens, titles=titles)
-    raise ConfigError(f"scoring mode must be one of {', '.join(SCORER_MODES)}, got {mode!r}")
+    raise ConfigError(f"scoring mode must be one of {', '.join(MODES)}, got {mode!r}")

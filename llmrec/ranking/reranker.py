@@ -22,7 +22,7 @@ from llmrec.config import from_mapping
 from llmrec.errors import ConfigError, LlmrecWarning
 from llmrec.models import ModelConfig, load_model
 from llmrec.models.adapters import AdapterCard, card_of, default_adapter, resolve_adapter
-from llmrec.prompts import PromptBuilder, PromptSettings, load_template, make_builder
+from llmrec.prompts import MODES, PromptBuilder, PromptSettings, load_template, make_builder
 from llmrec.ranking.base import RankingError, Scorer, ScoreResult
 from llmrec.ranking.factory import make_scorer
 from llmrec.ranking.fusion import ScoreFusion
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 #: Template used for each mode when only the mode is given (and no adapter card names one).
 DEFAULT_TEMPLATES = {"listwise": "listwise_kg", "pointwise": "pointwise_kg", "generative": "generative"}
-MODES = tuple(DEFAULT_TEMPLATES)
 _DEFAULT = "default"
 
 

@@ -127,3 +127,37 @@ def test_prompt_section_settings_fill_the_defaults():
     settings = cfg.prompt.settings()
     assert settings.fact_budget == 300 and settings.cf_evidence
     assert settings.history_budget == DEFAULT_SETTINGS.history_budget
+
+
+@pytest.mark.parametrize(
+    ("section", "kwargs", "message"),
+    [
+        ("LoraSection", {"r": 0}, "lora.r: must be >= 1, got 0"),
+        ("LoraSection", {"dropout": 1.0}, "lora.dropout: must be in [0, 1), got 1.0"),
+        ("OptimSection", {"learning_rate": 0}, "optim.learning_rate: must be > 0, got 0"),
+        ("DataSection", {"min_history": 0}, "data.min_history: must be >= 1, got 0"),
+        ("NegativesSection", {"source": "random", "pool": 5}, "negatives.pool: applies to retriever sources"),
+        ("ValidationSection", {"metric": "hr@10"}, "validation.metric: expected 'ndcg@K'"),
+        ("ModelSection", {"quantization": "2bit"}, "model.quantization: expected one of 'none' | '4bit' | '8bit'"),
+        ("PromptSection", {"candidate_order": "random"}, "prompt.candidate_order must be one of"),
+        ("LoraSection", {"r": "8"}, "lora.r: expected an integer, got str '8'"),
+    ],
+)
+def test_sections_validate_on_their_own_with_the_dotted_key(section, kwargs, message):
+    import llmrec.training.config as config
+
+    with pytest.raises(ConfigError) as built_directly:
+        getattr(config, section)(**kwargs)
+    assert str(built_directly.value).startswith(message)
+    key = message.split(":")[0].split(" ")[0].split(".")[0]
+    with pytest.raises(ConfigError) as from_dict:
+        TrainConfig.from_dict({key: kwargs})
+    assert str(from_dict.value) == str(built_directly.value)
+
+
+def test_sections_built_directly_are_coerced_like_ones_from_a_file():
+    from llmrec.training.config import LoraSection, OptimSection
+
+    assert LoraSection(target_modules=["q_proj"]).target_modules == ("q_proj",)  # type: ignore[arg-type]
+    assert OptimSection(learning_rate="1e-3").learning_rate == 0.001  # type: ignore[arg-type]
+    assert LoraSection(dropout=0).dropout == 0.0 and isinstance(LoraSection(dropout=0).dropout, float)
