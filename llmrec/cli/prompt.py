@@ -54,27 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--plain", action="store_true", help="plain text even if the tokenizer has a chat template"
     )
     defaults = PromptSettings()
-    parser.add_argument(
-        "--history-budget",
-        type=int,
-        default=defaults.history_budget,
-        metavar="TOKENS",
-        help=f"default {defaults.history_budget}",
-    )
-    parser.add_argument(
-        "--fact-budget",
-        type=int,
-        default=defaults.fact_budget,
-        metavar="TOKENS",
-        help=f"default {defaults.fact_budget}",
-    )
-    parser.add_argument(
-        "--facts-per-candidate",
-        type=int,
-        default=defaults.facts_per_candidate,
-        metavar="N",
-        help=f"default {defaults.facts_per_candidate}",
-    )
+    for name, metavar in (("history_budget", "TOKENS"), ("fact_budget", "TOKENS"), ("facts_per_candidate", "N")):
+        default = getattr(defaults, name)
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=int, default=default, metavar=metavar, help=f"default {default}"
+        )
     parser.add_argument("--ratings", action="store_true", help="show the user's ratings in the history")
     parser.add_argument("--no-kg", action="store_true", help="do not use the knowledge graph")
     kg = parser.add_argument_group("extra knowledge source (fused into the dataset's KG)")
