@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.errors import ConfigError
+from llmrec.prompts.settings import PromptSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,9 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="plain text even if the tokenizer has a chat template"
     )
-    parser.add_argument("--history-budget", type=int, default=400, metavar="TOKENS", help="default 400")
-    parser.add_argument("--fact-budget", type=int, default=600, metavar="TOKENS", help="default 600")
-    parser.add_argument("--facts-per-candidate", type=int, default=3, metavar="N", help="default 3")
+    defaults = PromptSettings()
+    for name, metavar in (("history_budget", "TOKENS"), ("fact_budget", "TOKENS"), ("facts_per_candidate", "N")):
+        default = getattr(defaults, name)
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=int, default=default, metavar=metavar, help=f"default {default}"
+        )
     parser.add_argument("--ratings", action="store_true", help="show the user's ratings in the history")
     parser.add_argument("--no-kg", action="store_true", help="do not use the knowledge graph")
     kg = parser.add_argument_group("extra knowledge source (fused into the dataset's KG)")
@@ -107,7 +111,7 @@ def _candidates(args: argparse.Namespace, dataset: Any) -> tuple[list[str], str]
 def run(args: argparse.Namespace) -> int:
     from llmrec.cli.data import load_any
     from llmrec.knowledge import KnowledgeGraph, KnowledgeSource
-    from llmrec.prompts import PromptBuilder, load_template
+    from llmrec.prompts import load_template, make_builder
 
     started = time.perf_counter()
     if args.candidates < 1:
@@ -133,15 +137,19 @@ def run(args: argparse.Namespace) -> int:
         )
         knowledge = KnowledgeGraph.from_dataset(dataset, extra, on_misaligned=args.on_misaligned)
     # Cheap checks first (KG files, tokenizer, labels), then the possibly slow retrieval.
-    builder = PromptBuilder(
-        dataset,
-        load_tokenizer(args.model),
-        template,
-        knowledge=knowledge,
+    settings = PromptSettings(
         history_budget=args.history_budget,
         fact_budget=args.fact_budget,
         facts_per_candidate=args.facts_per_candidate,
         show_ratings=args.ratings,
+    )
+    builder = make_builder(
+        dataset,
+        load_tokenizer(args.model),
+        template,
+        settings,
+        knowledge=knowledge,
+        triples=knowledge is not None,
         chat=False if args.plain else None,
     )
     candidates, source = _candidates(args, dataset)

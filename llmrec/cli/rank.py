@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmrec.errors import LlmrecWarning
 from llmrec.models.adapters import DEFAULT_ADAPTERS
+from llmrec.models.config import QUANTIZATIONS
 from llmrec.ranking.order import ORDER_SOURCES
 from llmrec.ranking.reranker import DEFAULT_TEMPLATES, MODES
 
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", default="smollm2", help="smollm2 (asset), a local model folder or a hub id"
     )
     parser.add_argument(
-        "--quantization", default="none", choices=["none", "4bit", "8bit"], help="default: none"
+        "--quantization", default="none", choices=QUANTIZATIONS, help="default: none"
     )
     parser.add_argument(
         "-k",

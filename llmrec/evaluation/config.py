@@ -24,13 +24,16 @@ import dataclasses
 import hashlib
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmrec.config import check_known_keys, from_mapping
-from llmrec.errors import ConfigError
+from llmrec.errors import ConfigError, LlmrecWarning
+from llmrec.models.config import QUANTIZATIONS
+from llmrec.prompts.templates import MODES
 
 #: Baseline arm kinds that score candidates with the retriever of the same name (``build_retriever``).
 RETRIEVER_ARM_KINDS = ("popularity", "cooc", "dense", "ease", "als", "sasrec", "fusion")
@@ -38,11 +41,31 @@ BASELINE_KINDS = ("random", *RETRIEVER_ARM_KINDS, "candidate_order")
 ARM_KINDS = (*BASELINE_KINDS, "llm")
 PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise")
 NEGATIVE_SOURCES = ("unseen", "disliked")
-MODES = ("listwise", "pointwise", "generative")
 SPLIT_KINDS = ("leave_one_out",)
 #: Rows a fused LLM arm adds to the report: its LLM score alone, and the fusion without the LLM.
 FUSION_SUFFIXES = (".llm-only", ".no-llm")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+#: Arm keys renamed to the `RerankerConfig` option they set: old name -> new name (still read, with a warning).
+_RENAMED_ARM_KEYS = {"bootstrap": "permutations"}
+
+
+def _renamed_arm_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """`raw` with deprecated arm keys renamed (a warning names the new key; both names at once raise)."""
+    out = dict(raw)
+    for old, new in _RENAMED_ARM_KEYS.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"arm {raw['name']!r}: {old!r} is the old name of {new!r}; set only {new!r}")
+        warnings.warn(
+            f"arm {raw['name']!r}: {old!r} is deprecated, use {new!r} (the RerankerConfig option it sets)",
+            LlmrecWarning,
+            stacklevel=3,
+        )
+        out[new] = out.pop(old)
+    return out
 
 
 def _check_name(value: object, where: str) -> str:
@@ -161,7 +184,9 @@ class ArmConfig:
         template: LLM arms: prompt template name.
         mode: LLM arms: ``listwise``, ``pointwise`` or ``generative``.
         knowledge: LLM arms: show knowledge-graph facts in the prompt.
-        bootstrap: LLM arms: passes over shuffled candidate orders (position-bias bootstrapping).
+        permutations: LLM arms: candidate orders scored and averaged (position-bias bootstrapping), the
+            `RerankerConfig` option of that name (default 1). The old name ``bootstrap`` is still read from
+            config files, with a deprecation warning.
         quantization: LLM arms: ``none``, ``4bit`` or ``8bit``.
         options: LLM arms: further ``RerankerConfig`` fields, passed through.
         fusion: LLM arms: score fusion with first-stage retrievers (`llmrec.ranking.fusion`). None (default):
@@ -180,13 +205,13 @@ class ArmConfig:
     template: str | None = None
     mode: str | None = None
     knowledge: bool | None = None
-    bootstrap: int | None = None
+    permutations: int | None = None
     quantization: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     users: int | None = None
     fusion: Any = None
 
-    _LLM_FIELDS = ("model", "adapter", "template", "mode", "knowledge", "bootstrap", "quantization")
+    _LLM_FIELDS = ("model", "adapter", "template", "mode", "knowledge", "permutations", "quantization")
 
     def __post_init__(self) -> None:
         where = f"arm {self.name!r}"
@@ -200,7 +225,7 @@ class ArmConfig:
                 "model": "smollm2",
                 "mode": "listwise",
                 "knowledge": False,
-                "bootstrap": 1,
+                "permutations": 1,
                 "quantization": "none",
             }
             for key, value in set_defaults.items():
@@ -212,11 +237,10 @@ class ArmConfig:
                 raise ConfigError(f"{where}: mode must be one of {MODES}, got {self.mode!r}")
             if not isinstance(self.knowledge, bool):
                 raise ConfigError(f"{where}: knowledge must be true or false, got {self.knowledge!r}")
-            _check_int(self.bootstrap, f"{where}: bootstrap", 1)
-            if self.quantization not in ("none", "4bit", "8bit"):
-                raise ConfigError(
-                    f"{where}: quantization must be none, 4bit or 8bit, got {self.quantization!r}"
-                )
+            _check_int(self.permutations, f"{where}: permutations", 1)
+            if self.quantization not in QUANTIZATIONS:
+                choices = ", ".join(QUANTIZATIONS[:-1]) + " or " + QUANTIZATIONS[-1]
+                raise ConfigError(f"{where}: quantization must be {choices}, got {self.quantization!r}")
             if not isinstance(self.options, Mapping):
                 raise ConfigError(f"{where}: options must be a mapping")
             if self.retriever_options:
@@ -348,7 +372,7 @@ class ExperimentConfig:
         for n, raw in enumerate(raw_arms):
             if not isinstance(raw, Mapping) or "name" not in raw or "kind" not in raw:
                 raise ConfigError(f"arm #{n + 1} must be a mapping with at least 'name' and 'kind'")
-            arms.append(from_mapping(ArmConfig, raw, f"arm {raw['name']!r}"))
+            arms.append(from_mapping(ArmConfig, _renamed_arm_keys(raw), f"arm {raw['name']!r}"))
         data["split"] = from_mapping(SplitConfig, data.get("split"), "split")
         data["protocol"] = from_mapping(ProtocolConfig, data.get("protocol"), "protocol")
         data["slices"] = from_mapping(SliceConfig, data.get("slices"), "slices")

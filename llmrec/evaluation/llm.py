@@ -17,7 +17,7 @@ _ARM_OWNED = {
     "mode": "mode",
     "template": "template",
     "knowledge": "knowledge",
-    "permutations": "bootstrap",
+    "permutations": "permutations",
     "fusion": "fusion",
 }
 
@@ -41,7 +41,7 @@ def reranker_config(arm: ArmConfig) -> Any:
             "mode": arm.mode,
             "template": arm.template,
             "knowledge": bool(arm.knowledge),
-            "permutations": int(arm.bootstrap or 1),
+            "permutations": int(arm.permutations or 1),
             "fusion": False,  # the harness fuses the cached LLM scores itself (runner.fused_results)
             **options,
         }

@@ -9,7 +9,9 @@ Example:
 from __future__ import annotations
 
 from llmrec.prompts.builder import PromptBuilder, RenderedPrompt
+from llmrec.prompts.factory import make_builder
 from llmrec.prompts.labels import LabelTokenError, choose_labels, label_token_ids
+from llmrec.prompts.settings import DEFAULT_SETTINGS, PromptSettings
 from llmrec.prompts.templates import (
     MODES,
     PromptTemplate,
@@ -20,9 +22,11 @@ from llmrec.prompts.templates import (
 )
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "MODES",
     "LabelTokenError",
     "PromptBuilder",
+    "PromptSettings",
     "PromptTemplate",
     "RenderedPrompt",
     "TemplateError",
@@ -31,4 +35,5 @@ __all__ = [
     "label_token_ids",
     "list_templates",
     "load_template",
+    "make_builder",
 ]

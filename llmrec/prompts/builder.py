@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmrec.errors import ConfigError
 from llmrec.prompts.labels import choose_labels, label_token_ids
+from llmrec.prompts.settings import DEFAULT_SETTINGS
 from llmrec.prompts.templates import PromptTemplate, load_template
 from llmrec.types import Candidate, Interaction
 
@@ -90,11 +91,11 @@ class PromptBuilder:
     tokenizer: Any
     template: PromptTemplate | str
     knowledge: KnowledgeGraph | None = None
-    history_budget: int = 400
-    fact_budget: int = 600
-    facts_per_candidate: int = 3
-    max_history: int = 50
-    show_ratings: bool = False
+    history_budget: int = DEFAULT_SETTINGS.history_budget
+    fact_budget: int = DEFAULT_SETTINGS.fact_budget
+    facts_per_candidate: int = DEFAULT_SETTINGS.facts_per_candidate
+    max_history: int = DEFAULT_SETTINGS.max_history
+    show_ratings: bool = DEFAULT_SETTINGS.show_ratings
     chat: bool | None = None
     search_dirs: Sequence[str | Path] = ()
     _labels: tuple[str, ...] = field(init=False, repr=False, default=())

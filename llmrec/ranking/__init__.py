@@ -17,6 +17,7 @@ from llmrec.ranking.base import (
     Scorer,
     ScoreResult,
 )
+from llmrec.ranking.factory import make_scorer
 from llmrec.ranking.generative import GenerativeScorer, ParsedRanking, parse_ranking
 from llmrec.ranking.listwise import ListwiseScorer
 from llmrec.ranking.pointwise import PointwiseScorer
@@ -40,5 +41,6 @@ __all__ = [
     "RerankerConfig",
     "ScoreResult",
     "Scorer",
+    "make_scorer",
     "parse_ranking",
 ]

@@ -22,7 +22,9 @@ from llmrec.config import from_mapping
 from llmrec.errors import ConfigError, LlmrecWarning
 from llmrec.models import ModelConfig, load_model
 from llmrec.models.adapters import AdapterCard, card_of, default_adapter, resolve_adapter
+from llmrec.prompts import MODES, PromptBuilder, PromptSettings, load_template, make_builder
 from llmrec.ranking.base import RankingError, Scorer, ScoreResult
+from llmrec.ranking.factory import make_scorer
 from llmrec.ranking.fusion import ScoreFusion
 from llmrec.ranking.order import GIVEN, check_candidate_order, order_candidates
 from llmrec.ranking.windows import aggregate, permutations, sliding_window_order
@@ -32,14 +34,12 @@ from llmrec.types import Candidate, Interaction
 if TYPE_CHECKING:
     from llmrec.data.dataset import Dataset
     from llmrec.models import LoadedModel
-    from llmrec.prompts import PromptBuilder
     from llmrec.retrieval import Retriever
 
 log = logging.getLogger(__name__)
 
 #: Template used for each mode when only the mode is given (and no adapter card names one).
 DEFAULT_TEMPLATES = {"listwise": "listwise_kg", "pointwise": "pointwise_kg", "generative": "generative"}
-MODES = tuple(DEFAULT_TEMPLATES)
 _DEFAULT = "default"
 
 
@@ -251,8 +251,6 @@ class Reranker:
         knowledge: Any = None,
         lm: LoadedModel | None = None,
     ) -> None:
-        from llmrec.prompts import PromptBuilder, load_template
-
         self.dataset = dataset
         self.config = config = config or RerankerConfig()
         self.adapter_name: str | None = None
@@ -311,33 +309,22 @@ class Reranker:
             if lm.merged_adapter != self.adapter_name:
                 raise ConfigError(f"the given model has no adapter {self.adapter_name!r} loaded")
         trained = card.prompt_settings() if card is not None else {}
+        asked = {
+            "history_budget": config.history_budget,
+            "fact_budget": config.fact_budget,
+            "candidate_order": config.candidate_order,
+            "cf_evidence": config.cf_evidence,
+        }
+        # The options asked for, else the ones the adapter was trained with (its card), else the defaults.
+        settings = PromptSettings.resolve(asked, trained)
+        #: The prompt settings in use (`RerankerConfig` options over the adapter card's over the defaults).
+        self.prompt_settings: PromptSettings = settings
         #: Whether prompts show collaborative evidence from `dataset`'s interactions (the card's setting by default).
-        self.cf_evidence: bool = bool(
-            config.cf_evidence if config.cf_evidence is not None else trained.get("cf_evidence", False)
-        )
-        shows_facts = config.knowledge or self.cf_evidence
-        if knowledge is None and shows_facts and template.knowledge:
-            from llmrec.knowledge import KnowledgeGraph
-
-            knowledge = KnowledgeGraph.from_dataset(
-                dataset, triples=config.knowledge, interactions=self.cf_evidence
-            )
-        elif knowledge is not None and self.cf_evidence and getattr(knowledge, "evidence", None) is None:
-            knowledge.add_interaction_evidence(dataset)
+        self.cf_evidence: bool = settings.cf_evidence
         #: How candidates are listed in prompts ("given" or a retriever name; see `RerankerConfig`).
-        self.candidate_order: str = config.candidate_order or str(trained.get("candidate_order") or GIVEN)
-        builder_opts: dict[str, Any] = {}
-        for name in ("history_budget", "fact_budget", "facts_per_candidate"):
-            value = getattr(config, name, None)
-            value = value if value is not None else trained.get(name)
-            if value is not None:
-                builder_opts[name] = value
-        self.builder: PromptBuilder = PromptBuilder(
-            dataset,
-            self.lm.tokenizer,
-            template,
-            knowledge=knowledge if shows_facts else None,
-            **builder_opts,
+        self.candidate_order: str = settings.candidate_order
+        self.builder: PromptBuilder = make_builder(
+            dataset, self.lm.tokenizer, template, settings, knowledge=knowledge, triples=config.knowledge
         )
         self.template = template
         max_labels = template.max_candidates or 0
@@ -481,17 +468,18 @@ class Reranker:
         )
 
     def _make_scorer(self) -> Scorer:
-        from llmrec.ranking.generative import GenerativeScorer
-        from llmrec.ranking.listwise import ListwiseScorer
-        from llmrec.ranking.pointwise import PointwiseScorer
-
         cfg = self.config
-        if self.mode == "listwise":
-            return ListwiseScorer(self.lm, batch_size=cfg.batch_size)
-        if self.mode == "pointwise":
-            return PointwiseScorer(self.lm, batch_size=cfg.batch_size, use_prefix_cache=cfg.prefix_cache)
-        titles = {i: item.title for i, item in self.dataset.items.items()}
-        return GenerativeScorer(self.lm, max_new_tokens=cfg.max_new_tokens, titles=titles)
+        titles = (
+            {i: item.title for i, item in self.dataset.items.items()} if self.mode == "generative" else None
+        )
+        return make_scorer(
+            self.mode,
+            self.lm,
+            batch_size=cfg.batch_size,
+            prefix_cache=cfg.prefix_cache,
+            max_new_tokens=cfg.max_new_tokens,
+            titles=titles,
+        )
 
     def _candidate_orderer(self) -> Any:
         """The retriever that orders candidates in prompts (None: keep the given order)."""

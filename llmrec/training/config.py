@@ -17,19 +17,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-from llmrec.config import check_known_keys
+from llmrec.config import build, check_fields, plain, require
 from llmrec.errors import ConfigError
+from llmrec.models.config import QUANTIZATIONS
+from llmrec.prompts import DEFAULT_SETTINGS, PromptSettings, load_template
 from llmrec.ranking.order import check_candidate_order
-
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 Mode = Literal["listwise", "pointwise"]
 NegativeSource = Literal["random", "popularity", "cooc", "dense", "ease", "als", "sasrec", "fusion"]
@@ -48,9 +45,15 @@ class ModelSection:
     """
 
     name_or_path: str = "smollm2"
-    quantization: Literal["none", "4bit", "8bit"] = "none"
+    quantization: str = "none"
     dtype: str = "auto"
     gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self, "model.")
+        choices = " | ".join(repr(q) for q in QUANTIZATIONS)
+        require(self.quantization in QUANTIZATIONS, "model.quantization",
+                f"expected one of {choices}, got {self.quantization!r}")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,14 @@ class DataSection:
     max_examples: int | None = None
     max_history: int = 20
 
+    def __post_init__(self) -> None:
+        check_fields(self, "data.")
+        require(self.min_history >= 1, "data.min_history", f"must be >= 1, got {self.min_history}")
+        require(self.max_history >= 1, "data.max_history", f"must be >= 1, got {self.max_history}")
+        for key, value in (("data.max_users", self.max_users), ("data.positions_per_user", self.positions_per_user),
+                           ("data.max_examples", self.max_examples)):
+            require(value is None or value >= 1, key, f"must be >= 1 or null, got {value}")
+
 
 @dataclass(frozen=True)
 class NegativesSection:
@@ -98,6 +109,14 @@ class NegativesSection:
     pool: int | None = None
     hard: int | None = None
 
+    def __post_init__(self) -> None:
+        check_fields(self, "negatives.")
+        require(self.n is None or self.n >= 1, "negatives.n", f"must be >= 1, got {self.n}")
+        for key, value in (("negatives.pool", self.pool), ("negatives.hard", self.hard)):
+            require(value is None or value >= 0, key, f"must be >= 0 or null, got {value}")
+            require(value is None or self.source not in ("random", "popularity"), key,
+                    f"applies to retriever sources (hard negatives), not to source {self.source!r}")
+
     def count(self, mode: str) -> int:
         """`n`, or its default for `mode` (19 listwise, 1 pointwise)."""
         if self.n is not None:
@@ -111,7 +130,8 @@ class PromptSection:
 
     Attributes:
         template: template name ("listwise_kg", "listwise", "pointwise_kg", "pointwise") or a .jinja path.
-        knowledge: build a knowledge graph for KG facts; "auto" = when the template name ends in "_kg".
+        knowledge: show KG facts (triples) when the template shows facts; "auto" = when its header says
+            ``knowledge: true``.
         history_budget: token budget of the history block (None: the builder's default).
         fact_budget: token budget of the KG facts (None: the builder's default).
         facts_per_candidate: most KG facts per candidate (None: the builder's default).
@@ -130,8 +150,19 @@ class PromptSection:
     history_budget: int | None = None
     fact_budget: int | None = None
     facts_per_candidate: int | None = None
-    candidate_order: str = "given"
-    cf_evidence: bool = False
+    candidate_order: str = DEFAULT_SETTINGS.candidate_order
+    cf_evidence: bool = DEFAULT_SETTINGS.cf_evidence
+
+    def __post_init__(self) -> None:
+        check_fields(self, "prompt.")
+        for key in ("history_budget", "fact_budget", "facts_per_candidate"):
+            value = getattr(self, key)
+            require(value is None or value >= 0, f"prompt.{key}", f"must be >= 0 or null, got {value}")
+        check_candidate_order(self.candidate_order, "prompt.candidate_order")
+
+    def settings(self) -> PromptSettings:
+        """The `PromptSettings` of these options (None: the defaults)."""
+        return PromptSettings.resolve(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)
@@ -142,6 +173,13 @@ class LoraSection:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+
+    def __post_init__(self) -> None:
+        check_fields(self, "lora.")
+        require(self.r >= 1, "lora.r", f"must be >= 1, got {self.r}")
+        require(self.alpha >= 1, "lora.alpha", f"must be >= 1, got {self.alpha}")
+        require(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
+        require(len(self.target_modules) >= 1, "lora.target_modules", "must name at least one module")
 
 
 @dataclass(frozen=True)
@@ -167,6 +205,18 @@ class OptimSection:
     loss: Literal["vocab", "choices"] = "vocab"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_fields(self, "optim.")
+        o = self
+        require(o.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {o.learning_rate}")
+        require(0.0 <= o.warmup_ratio < 1.0, "optim.warmup_ratio", f"must be in [0, 1), got {o.warmup_ratio}")
+        require(o.epochs > 0, "optim.epochs", f"must be > 0, got {o.epochs}")
+        require(o.max_steps is None or o.max_steps >= 1, "optim.max_steps",
+                f"must be >= 1 or null, got {o.max_steps}")
+        require(o.batch_size >= 1, "optim.batch_size", f"must be >= 1, got {o.batch_size}")
+        require(o.grad_accum >= 1, "optim.grad_accum", f"must be >= 1, got {o.grad_accum}")
+        require(o.max_grad_norm > 0, "optim.max_grad_norm", f"must be > 0, got {o.max_grad_norm}")
+
 
 @dataclass(frozen=True)
 class ValidationSection:
@@ -186,6 +236,14 @@ class ValidationSection:
     every: int | None = 50
     metric: str = "ndcg@10"
     at_start: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self, "validation.")
+        require(self.users >= 0, "validation.users", f"must be >= 0, got {self.users}")
+        require(self.negatives >= 1, "validation.negatives", f"must be >= 1, got {self.negatives}")
+        require(self.every is None or self.every >= 1, "validation.every",
+                f"must be >= 1 or null, got {self.every}")
+        metric_name(self.metric)
 
 
 @dataclass(frozen=True)
@@ -217,13 +275,14 @@ class TrainConfig:
     resume: bool = True
 
     def __post_init__(self) -> None:
-        _check_values(self)
+        check_fields(self)
+        _check_across_sections(self)
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build a config from nested mappings; unknown keys and wrong types raise `ConfigError`."""
-        return _build(cls, data, "")
+        return build(cls, data)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
@@ -265,7 +324,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists for tuples), suitable for YAML/JSON and for `from_dict`."""
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
     @property
     def adapter_name(self) -> str:
@@ -284,135 +343,24 @@ class TrainConfig:
 
     @property
     def use_knowledge(self) -> bool:
+        """Whether training prompts show KG facts: "auto" = as the template's header says (``knowledge``)."""
         if self.prompt.knowledge == "auto":
-            return Path(self.prompt.template).stem.endswith("_kg")
+            return load_template(self.prompt.template).knowledge
         return self.prompt.knowledge == "on"
 
 
-# ---- validation helpers ---------------------------------------------------------------------------------------
+# ---- checks across sections (each section checks its own values in its __post_init__) -------------------------
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in get_args(tp))
-    if origin is tuple:
-        return "list of " + _type_name(get_args(tp)[0])
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; return it (tuples from lists). Raise naming `key`."""
-    origin = get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for arg in get_args(tp):
-            try:
-                return _coerce(arg, value, key)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value in get_args(tp):
-            return value
-        raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {value!r}")
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
-        (inner, _ellipsis) = get_args(tp)
-        return tuple(_coerce(inner, v, f"{key}[{n}]") for n, v in enumerate(value))
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{key}: expected null, got {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {type(value).__name__} {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-            return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
-        raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping of keys, got {type(value).__name__} {value!r}")
-        return _build(tp, value, f"{key}.")
-    raise ConfigError(f"{key}: unsupported config type {tp!r}")  # pragma: no cover - programming error
-
-
-def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    check_known_keys(cls, data, prefix=prefix)
-    kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        if prefix and not str(exc).startswith(prefix):
-            raise ConfigError(f"{prefix}{exc}") from None
-        raise
-
-
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
-
-
-def _check_values(cfg: TrainConfig) -> None:
-    d, n, lo, o, v = cfg.data, cfg.negatives, cfg.lora, cfg.optim, cfg.validation
-    _require(bool(cfg.output), "output", "must name a folder")
-    _require(d.min_history >= 1, "data.min_history", f"must be >= 1, got {d.min_history}")
-    _require(d.max_history >= 1, "data.max_history", f"must be >= 1, got {d.max_history}")
-    for key, value in (("data.max_users", d.max_users), ("data.positions_per_user", d.positions_per_user),
-                       ("data.max_examples", d.max_examples)):
-        _require(value is None or value >= 1, key, f"must be >= 1 or null, got {value}")
-    _require(n.count(cfg.mode) >= 1, "negatives.n", f"must be >= 1, got {n.n}")
-    for key, value in (("negatives.pool", n.pool), ("negatives.hard", n.hard)):
-        _require(value is None or value >= 0, key, f"must be >= 0 or null, got {value}")
-        _require(value is None or n.source not in ("random", "popularity"), key,
-                 f"applies to retriever sources (hard negatives), not to source {n.source!r}")
+def _check_across_sections(cfg: TrainConfig) -> None:
+    n, v = cfg.negatives, cfg.validation
+    require(bool(cfg.output), "output", "must name a folder")
+    require(n.count(cfg.mode) >= 1, "negatives.n", f"must be >= 1, got {n.n}")
     if cfg.mode == "listwise":
-        _require(n.count(cfg.mode) <= 25, "negatives.n", f"listwise shows target + n candidates labelled A..Z: n <= 25, got {n.n}")
-    _require(lo.r >= 1, "lora.r", f"must be >= 1, got {lo.r}")
-    _require(lo.alpha >= 1, "lora.alpha", f"must be >= 1, got {lo.alpha}")
-    _require(0.0 <= lo.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {lo.dropout}")
-    _require(len(lo.target_modules) >= 1, "lora.target_modules", "must name at least one module")
-    _require(o.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {o.learning_rate}")
-    _require(0.0 <= o.warmup_ratio < 1.0, "optim.warmup_ratio", f"must be in [0, 1), got {o.warmup_ratio}")
-    _require(o.epochs > 0, "optim.epochs", f"must be > 0, got {o.epochs}")
-    _require(o.max_steps is None or o.max_steps >= 1, "optim.max_steps", f"must be >= 1 or null, got {o.max_steps}")
-    _require(o.batch_size >= 1, "optim.batch_size", f"must be >= 1, got {o.batch_size}")
-    _require(o.grad_accum >= 1, "optim.grad_accum", f"must be >= 1, got {o.grad_accum}")
-    _require(o.max_grad_norm > 0, "optim.max_grad_norm", f"must be > 0, got {o.max_grad_norm}")
-    _require(v.users >= 0, "validation.users", f"must be >= 0, got {v.users}")
-    _require(v.negatives >= 1, "validation.negatives", f"must be >= 1, got {v.negatives}")
-    if cfg.mode == "listwise":
-        _require(v.negatives <= 25, "validation.negatives", f"listwise: must be <= 25, got {v.negatives}")
-    _require(v.every is None or v.every >= 1, "validation.every", f"must be >= 1 or null, got {v.every}")
-    metric_name(v.metric)
-    check_candidate_order(cfg.prompt.candidate_order, "prompt.candidate_order")
-    _require(cfg.save_every >= 1, "save_every", f"must be >= 1, got {cfg.save_every}")
+        require(n.count(cfg.mode) <= 25, "negatives.n",
+                f"listwise shows target + n candidates labelled A..Z: n <= 25, got {n.n}")
+        require(v.negatives <= 25, "validation.negatives", f"listwise: must be <= 25, got {v.negatives}")
+    require(cfg.save_every >= 1, "save_every", f"must be >= 1, got {cfg.save_every}")
 
 
 def metric_name(metric: str) -> tuple[str, int | None]:

@@ -52,6 +52,8 @@ from llmrec.models.adapters import (
     read_base_model_info,
     write_card,
 )
+from llmrec.prompts import load_template
+from llmrec.prompts import make_builder as make_prompt_builder
 from llmrec.training.config import TrainConfig
 from llmrec.training.examples import (
     NegativeSampler,
@@ -145,29 +147,16 @@ def load_trainable_base(cfg: TrainConfig, accelerator: Any) -> Any:
 
 
 def make_builder(cfg: TrainConfig, split: Split, tokenizer: Any) -> Any:
-    """The rankers' `PromptBuilder` for the configured template (and knowledge graph when the template uses it)."""
-    from llmrec.prompts import PromptBuilder, load_template
-
+    """The rankers' `PromptBuilder` for the configured template and prompt settings (`llmrec.prompts.make_builder`),
+    with a knowledge graph of the training split when the template shows facts."""
     template = load_template(cfg.prompt.template)
     if template.mode != cfg.mode:
         raise ConfigError(
             f"prompt.template: {template.name!r} is a {template.mode} template, but mode is {cfg.mode!r}"
         )
-    knowledge = None
-    if cfg.use_knowledge or cfg.prompt.cf_evidence:
-        from llmrec.knowledge import KnowledgeGraph
-
-        knowledge = KnowledgeGraph.from_dataset(
-            split.train_dataset, triples=cfg.use_knowledge, interactions=cfg.prompt.cf_evidence
-        )
-    kwargs: dict[str, Any] = {"knowledge": knowledge}
-    if cfg.prompt.history_budget is not None:
-        kwargs["history_budget"] = cfg.prompt.history_budget
-    if cfg.prompt.fact_budget is not None:
-        kwargs["fact_budget"] = cfg.prompt.fact_budget
-    if cfg.prompt.facts_per_candidate is not None:
-        kwargs["facts_per_candidate"] = cfg.prompt.facts_per_candidate
-    return PromptBuilder(split.train_dataset, tokenizer, template, **kwargs)
+    return make_prompt_builder(
+        split.train_dataset, tokenizer, template, cfg.prompt.settings(), triples=cfg.use_knowledge
+    )
 
 
 def wrap_lora(model: Any, cfg: TrainConfig) -> Any:

@@ -10,21 +10,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from llmrec.ranking.factory import make_scorer
 from llmrec.training.config import metric_name
 from llmrec.training.examples import ExampleSpec
 
 log = logging.getLogger(__name__)
-
-
-def make_scorer(mode: str, lm: Any, batch_size: int = 4) -> Any:
-    """The ranking scorer for `mode` over a loaded model."""
-    if mode == "listwise":
-        from llmrec.ranking.listwise import ListwiseScorer
-
-        return ListwiseScorer(lm, batch_size=batch_size)
-    from llmrec.ranking.pointwise import PointwiseScorer
-
-    return PointwiseScorer(lm, batch_size=max(batch_size, 8))
 
 
 class Validator:
@@ -62,7 +52,9 @@ class Validator:
         from llmrec.models import LoadedModel
 
         lm = LoadedModel(model=model, tokenizer=self.loaded.tokenizer, config=self.loaded.config)
-        scorer = make_scorer(self.mode, lm, self.batch_size)
+        # Pointwise validation scores at least 8 candidate suffixes per pass, whatever the training batch size.
+        batch = self.batch_size if self.mode == "listwise" else max(self.batch_size, 8)
+        scorer = make_scorer(self.mode, lm, batch_size=batch)
         was_training = bool(getattr(model, "training", False))
         model.eval()
         try:

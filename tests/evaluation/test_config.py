@@ -25,7 +25,7 @@ def test_defaults_and_baseline():
     assert cfg.baseline == "pop"
     assert cfg.protocol.kind == "sampled" and cfg.protocol.negatives == 19
     llm = ExperimentConfig.from_dict(base(arms=[{"name": "l", "kind": "llm", "knowledge": True}])).arms[0]
-    assert (llm.model, llm.mode, llm.template, llm.bootstrap) == ("smollm2", "listwise", "listwise_kg", 1)
+    assert (llm.model, llm.mode, llm.template, llm.permutations) == ("smollm2", "listwise", "listwise_kg", 1)
 
 
 def test_unknown_arm_field_is_named():
@@ -115,7 +115,7 @@ def test_llm_arm_maps_onto_reranker_config():
                     "kind": "llm",
                     "mode": "pointwise",
                     "knowledge": True,
-                    "bootstrap": 1,
+                    "permutations": 1,
                     "options": {"history_budget": 123},
                 }
             ]
@@ -130,3 +130,13 @@ def test_llm_arm_maps_onto_reranker_config():
     )
     with pytest.raises(ConfigError, match="histry_budget"):
         check_arm(bad.arms[0])
+
+
+def test_old_bootstrap_key_is_read_as_permutations_with_a_warning():
+    from llmrec.errors import LlmrecWarning
+
+    with pytest.warns(LlmrecWarning, match="'bootstrap' is deprecated, use 'permutations'"):
+        cfg = ExperimentConfig.from_dict(base(arms=[{"name": "l", "kind": "llm", "bootstrap": 3}]))
+    assert cfg.arms[0].permutations == 3 and cfg.arms[0].resolved()["permutations"] == 3
+    with pytest.raises(ConfigError, match="set only 'permutations'"):
+        ExperimentConfig.from_dict(base(arms=[{"name": "l", "kind": "llm", "bootstrap": 3, "permutations": 3}]))

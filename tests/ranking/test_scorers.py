@@ -123,3 +123,17 @@ def test_scorers_refuse_malformed_prompt_sets(builder_for, tiny_lm):
         ListwiseScorer(tiny_lm).score(listwise + listwise)
     with pytest.raises(RankingError, match="duplicate candidate"):
         PointwiseScorer(tiny_lm).score(pointwise + pointwise[:1])
+
+
+def test_make_scorer_maps_modes_to_scorers_with_the_options_given(tiny_lm):
+    from llmrec.errors import ConfigError
+    from llmrec.ranking.factory import make_scorer
+
+    listwise = make_scorer("listwise", tiny_lm, batch_size=3)
+    assert isinstance(listwise, ListwiseScorer) and listwise.batch_size == 3
+    pointwise = make_scorer("pointwise", tiny_lm, batch_size=5, prefix_cache=False)
+    assert isinstance(pointwise, PointwiseScorer) and pointwise.batch_size == 5 and not pointwise.use_prefix_cache
+    generative = make_scorer("generative", tiny_lm, batch_size=1, max_new_tokens=7, titles={"1": "x"})
+    assert isinstance(generative, GenerativeScorer) and generative.max_new_tokens == 7
+    with pytest.raises(ConfigError, match="listwise, pointwise, generative"):
+        make_scorer("pairwise", tiny_lm, batch_size=1)

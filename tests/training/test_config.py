@@ -107,3 +107,57 @@ def test_shipped_recipe_parses():
     recipe = Path(__file__).parents[2] / "adapters" / "smollm2-ml100k-listwise-kg.yaml"
     cfg = TrainConfig.from_file(recipe)
     assert cfg.mode == "listwise" and cfg.prompt.template == "listwise_kg" and cfg.use_knowledge
+
+
+def test_knowledge_auto_reads_the_template_header_not_its_name(tmp_path):
+    from llmrec.prompts import builtin_template_dir
+
+    shipped = (builtin_template_dir() / "listwise_kg.jinja").read_text(encoding="utf-8")
+    (tmp_path / "with_facts.jinja").write_text(shipped, encoding="utf-8")
+    no_facts = (builtin_template_dir() / "listwise.jinja").read_text(encoding="utf-8")
+    (tmp_path / "plain_kg.jinja").write_text(no_facts, encoding="utf-8")
+    assert TrainConfig.from_dict({"prompt": {"template": str(tmp_path / "with_facts.jinja")}}).use_knowledge
+    assert not TrainConfig.from_dict({"prompt": {"template": str(tmp_path / "plain_kg.jinja")}}).use_knowledge
+
+
+def test_prompt_section_settings_fill_the_defaults():
+    from llmrec.prompts import DEFAULT_SETTINGS
+
+    cfg = TrainConfig.from_dict({"prompt": {"fact_budget": 300, "cf_evidence": True}})
+    settings = cfg.prompt.settings()
+    assert settings.fact_budget == 300 and settings.cf_evidence
+    assert settings.history_budget == DEFAULT_SETTINGS.history_budget
+
+
+@pytest.mark.parametrize(
+    ("section", "kwargs", "message"),
+    [
+        ("LoraSection", {"r": 0}, "lora.r: must be >= 1, got 0"),
+        ("LoraSection", {"dropout": 1.0}, "lora.dropout: must be in [0, 1), got 1.0"),
+        ("OptimSection", {"learning_rate": 0}, "optim.learning_rate: must be > 0, got 0"),
+        ("DataSection", {"min_history": 0}, "data.min_history: must be >= 1, got 0"),
+        ("NegativesSection", {"source": "random", "pool": 5}, "negatives.pool: applies to retriever sources"),
+        ("ValidationSection", {"metric": "hr@10"}, "validation.metric: expected 'ndcg@K'"),
+        ("ModelSection", {"quantization": "2bit"}, "model.quantization: expected one of 'none' | '4bit' | '8bit'"),
+        ("PromptSection", {"candidate_order": "random"}, "prompt.candidate_order must be one of"),
+        ("LoraSection", {"r": "8"}, "lora.r: expected an integer, got str '8'"),
+    ],
+)
+def test_sections_validate_on_their_own_with_the_dotted_key(section, kwargs, message):
+    import llmrec.training.config as config
+
+    with pytest.raises(ConfigError) as built_directly:
+        getattr(config, section)(**kwargs)
+    assert str(built_directly.value).startswith(message)
+    key = message.split(":")[0].split(" ")[0].split(".")[0]
+    with pytest.raises(ConfigError) as from_dict:
+        TrainConfig.from_dict({key: kwargs})
+    assert str(from_dict.value) == str(built_directly.value)
+
+
+def test_sections_built_directly_are_coerced_like_ones_from_a_file():
+    from llmrec.training.config import LoraSection, OptimSection
+
+    assert LoraSection(target_modules=["q_proj"]).target_modules == ("q_proj",)  # type: ignore[arg-type]
+    assert OptimSection(learning_rate="1e-3").learning_rate == 0.001  # type: ignore[arg-type]
+    assert LoraSection(dropout=0).dropout == 0.0 and isinstance(LoraSection(dropout=0).dropout, float)
