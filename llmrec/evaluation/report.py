@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.evaluation.cache import code_version
-from llmrec.evaluation.metrics import ndcg_at, pairwise_auc, user_metrics
 from llmrec.evaluation.runner import ArmResult, ExperimentResult, UserResult
 from llmrec.evaluation.significance import bootstrap_interval, bootstrap_pooled_auc, paired_bootstrap
+from llmrec.metrics import ndcg_at, pairwise_auc, user_metrics
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import pytest
 
 from llmrec.cli import main
 from llmrec.evaluation import load_config, run_experiment, write_report
-from llmrec.evaluation.metrics import ndcg_at
+from llmrec.metrics import ndcg_at
 
 CONFIG = """
 name: tiny-exp
@@ -122,7 +122,7 @@ def test_pointwise_protocol_reports_pooled_auc(config_path: Path):
     config_path.write_text(text)
     result = run_experiment(load_config(config_path), progress=False)
     from llmrec.evaluation import summarize
-    from llmrec.evaluation.metrics import pairwise_auc
+    from llmrec.metrics import pairwise_auc
 
     summary = summarize(result)
     assert summary["headline_metric"] == "pooled_auc"
