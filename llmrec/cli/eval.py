@@ -51,7 +51,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from llmrec.errors import ConfigError
     from llmrec.evaluation import load_config, metrics_table, run_experiment, write_report
-    from llmrec.evaluation.report import DELTA_TITLES, delta_metric, jsonable
+    from llmrec.evaluation.report import jsonable
+    from llmrec.evaluation.summary import DELTA_TITLES, delta_metric
 
     if args.users is not None and args.users < 1:
         raise ConfigError(f"--users must be >= 1, got {args.users}")

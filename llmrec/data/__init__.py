@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmrec.assets import ensure_asset
 from llmrec.data.atomic import load_atomic
 from llmrec.data.dataset import Dataset, PositivePolicy
 from llmrec.data.raw_movielens import raw_movielens_error
@@ -46,8 +47,6 @@ def resolve_dataset_dir(name_or_path: str | Path) -> Path:
     if path.is_dir():
         return path
     if str(name_or_path) in DATASET_ASSETS:
-        from llmrec.assets import ensure_asset
-
         return ensure_asset(str(name_or_path))
     raw = raw_movielens_error(path)
     if raw is not None:

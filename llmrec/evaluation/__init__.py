@@ -18,7 +18,13 @@ from llmrec.evaluation.config import (
     SplitConfig,
     load_config,
 )
-from llmrec.evaluation.metrics import (
+from llmrec.evaluation.markdown import render_markdown
+from llmrec.evaluation.protocols import EmptySplitError, EvalCase, build_cases, make_split, user_order
+from llmrec.evaluation.report import write_report
+from llmrec.evaluation.runner import ArmResult, ExperimentResult, UserResult, run_experiment
+from llmrec.evaluation.significance import bootstrap_interval, paired_bootstrap
+from llmrec.evaluation.summary import Summary, metrics_table, summarize
+from llmrec.metrics import (
     hit_at,
     ndcg_at,
     pairwise_auc,
@@ -27,10 +33,6 @@ from llmrec.evaluation.metrics import (
     target_rank,
     user_metrics,
 )
-from llmrec.evaluation.protocols import EmptySplitError, EvalCase, build_cases, make_split, user_order
-from llmrec.evaluation.report import metrics_table, render_markdown, summarize, write_report
-from llmrec.evaluation.runner import ArmResult, ExperimentResult, UserResult, run_experiment
-from llmrec.evaluation.significance import bootstrap_interval, paired_bootstrap
 
 __all__ = [
     "ArmCache",
@@ -43,6 +45,7 @@ __all__ = [
     "ProtocolConfig",
     "SliceConfig",
     "SplitConfig",
+    "Summary",
     "UserResult",
     "arm_fingerprint",
     "bootstrap_interval",

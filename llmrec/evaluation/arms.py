@@ -12,29 +12,17 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from llmrec.data.splits import Split
 from llmrec.errors import ConfigError
 from llmrec.evaluation.config import RETRIEVER_ARM_KINDS, ArmConfig
-from llmrec.evaluation.protocols import EvalCase
+from llmrec.evaluation.llm import build_reranker, rank_case, reranker_config
+from llmrec.evaluation.protocols import ArmOutput, EvalCase
 from llmrec.models.adapters import AdapterError, adapter_base_model, card_of, resolve_adapter
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass(frozen=True)
-class ArmOutput:
-    """What an arm returns for one case: one score per candidate (candidate order) and its costs."""
-
-    scores: tuple[float, ...]
-    prompt_tokens: int = 0
-    forward_passes: int = 0
-    parse_failures: int = 0
-    latency_s: float = 0.0
 
 
 class ArmScorer(Protocol):
@@ -107,8 +95,6 @@ def check_arm(arm: ArmConfig, *, root: Path | None = None) -> None:
     """
     if not arm.is_llm:
         return
-    from llmrec.evaluation.llm import reranker_config
-
     reranker_config(arm)  # validates `options` against RerankerConfig before anything runs
     if arm.adapter is None:
         return
@@ -162,13 +148,9 @@ class _LlmArm:
         self._reranker: Any = None
 
     def _build(self) -> Any:
-        from llmrec.evaluation.llm import build_reranker
-
         return build_reranker(self.arm, self.dataset)
 
     def __call__(self, case: EvalCase) -> ArmOutput:
         if self._reranker is None:
             self._reranker = self._build()
-        from llmrec.evaluation.llm import rank_case
-
         return rank_case(self._reranker, case)

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.errors import LlmrecError
-from llmrec.evaluation.arms import ArmOutput
-from llmrec.evaluation.protocols import EvalCase
+from llmrec.evaluation.protocols import ArmOutput, EvalCase
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,8 @@ import time
 from typing import Any
 
 from llmrec.errors import ConfigError
-from llmrec.evaluation.arms import ArmOutput
 from llmrec.evaluation.config import ArmConfig
-from llmrec.evaluation.protocols import EvalCase
+from llmrec.evaluation.protocols import ArmOutput, EvalCase
 
 #: Reranker settings an arm sets with its own fields; `options` may not set them a second time.
 _ARM_OWNED = {

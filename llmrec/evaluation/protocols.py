@@ -1,4 +1,5 @@
-"""Evaluation cases: for each user, the history an arm sees, the held-out target and the candidates to rank.
+"""Evaluation cases: for each user, the history an arm sees, the held-out target and the candidates to rank; and
+what an arm returns for a case (`ArmOutput`), the contract between the cases, the arms, the cache and the runner.
 
 Data discipline (leave-one-out): each evaluated user's last positive interaction is the test target and the one
 before it the validation target. Retrievers and baselines are fit on the *train* interactions only. The history an
@@ -57,6 +58,17 @@ class EvalCase:
     @property
     def target_present(self) -> bool:
         return self.target_index is not None
+
+
+@dataclass(frozen=True)
+class ArmOutput:
+    """What an arm returns for one case: one score per candidate (candidate order) and its costs."""
+
+    scores: tuple[float, ...]
+    prompt_tokens: int = 0
+    forward_passes: int = 0
+    parse_failures: int = 0
+    latency_s: float = 0.0
 
 
 RetrieverFactory = Callable[[str, dict], object]

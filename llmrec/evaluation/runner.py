@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.errors import ConfigError
-from llmrec.evaluation.arms import ArmOutput, build_arm, check_arm, check_arm_split
+from llmrec.evaluation.arms import build_arm, check_arm, check_arm_split
 from llmrec.evaluation.cache import ArmCache, arm_fingerprint
 from llmrec.evaluation.config import FUSION_SUFFIXES, ArmConfig, ExperimentConfig
-from llmrec.evaluation.metrics import ndcg_at, target_rank
-from llmrec.evaluation.protocols import EvalCase, build_cases, make_split, slice_membership, user_order
+from llmrec.evaluation.protocols import (
+    ArmOutput,
+    EvalCase,
+    build_cases,
+    make_split,
+    slice_membership,
+    user_order,
+)
+from llmrec.metrics import ndcg_at, target_rank
 from llmrec.models.adapters import resolve_adapter
 
 log = logging.getLogger(__name__)

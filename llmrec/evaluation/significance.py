@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmrec.errors import ConfigError
+from llmrec.metrics import clean_score, pairwise_auc
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,9 @@ def pooled_auc_resamples(
     """
     import numpy as np
 
-    from llmrec.evaluation.metrics import _clean
-
-    pos = np.asarray([_clean(s) for s in positives], dtype=float)
+    pos = np.asarray([clean_score(s) for s in positives], dtype=float)
     owner = np.repeat(np.arange(len(pos)), [len(n) for n in negatives])
-    neg = np.asarray([_clean(s) for n in negatives for s in n], dtype=float)
+    neg = np.asarray([clean_score(s) for n in negatives for s in n], dtype=float)
     order = np.argsort(neg, kind="stable")
     neg, owner = neg[order], owner[order]
     below = np.searchsorted(neg, pos, side="left")  # negatives strictly below each positive
@@ -152,8 +151,6 @@ def bootstrap_pooled_auc(
         ConfigError: no user, or no negative score at all (AUC is undefined).
     """
     import numpy as np
-
-    from llmrec.evaluation.metrics import pairwise_auc
 
     if len(positives) != len(negatives):
         raise ConfigError(f"{len(positives)} positive scores but {len(negatives)} users' negatives")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llmrec.data.dataset import Dataset
-    from llmrec.knowledge.graph import KnowledgeGraph
+    from llmrec.knowledge.store import TripleStore
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class AlignmentReport:
         return self.sequel_pairs >= 10 and self.title_overlap is not None and self.title_overlap < 1 / 3
 
 
-def check_alignment(kg: KnowledgeGraph, dataset: Dataset) -> AlignmentReport:
+def check_alignment(kg: TripleStore, dataset: Dataset) -> AlignmentReport:
     """Check the item -> entity links through sequel/prequel pairs (see the module docstring)."""
     pairs: set[tuple[str, str]] = set()
     for item_id in dataset.items:

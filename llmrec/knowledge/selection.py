@@ -19,7 +19,7 @@ from llmrec.knowledge.relations import Kind
 from llmrec.types import Item
 
 if TYPE_CHECKING:
-    from llmrec.knowledge.graph import Attribute, KnowledgeGraph
+    from llmrec.knowledge.store import Attribute, TripleStore
 
 MAX_NAMED_ITEMS = 2  # history items named in one sentence
 MAX_NAMED_ENTITIES = 3
@@ -69,7 +69,7 @@ def _items_phrase(hs: Sequence[str], items: Mapping[str, Item] | None) -> str:
     return " and ".join(shown)
 
 
-def _entity_phrase(kg: KnowledgeGraph, kind: Kind, entities: Sequence[str]) -> str | None:
+def _entity_phrase(kg: TripleStore, kind: Kind, entities: Sequence[str]) -> str | None:
     """ "director Joel Coen" style text when every entity has a name, else None."""
     names = [kg.name_of(e) for e in entities]
     if not all(names):
@@ -81,7 +81,7 @@ def _entity_phrase(kg: KnowledgeGraph, kind: Kind, entities: Sequence[str]) -> s
 
 
 def verbalise_shared(
-    kg: KnowledgeGraph,
+    kg: TripleStore,
     kind: Kind,
     entities: Sequence[str],
     hs: Sequence[str],
@@ -104,7 +104,7 @@ def verbalise_link(kind: Kind, h: str, items: Mapping[str, Item] | None) -> str:
 
 
 def verbalise_aggregate(
-    kg: KnowledgeGraph, kind: Kind, entities: Sequence[str], n_items: int, n_history: int
+    kg: TripleStore, kind: Kind, entities: Sequence[str], n_items: int, n_history: int
 ) -> str:
     """A sentence for common attributes (genres, decade) shared with `n_items` of the history."""
     named = _entity_phrase(kg, kind, entities)
@@ -117,7 +117,7 @@ def verbalise_aggregate(
 
 
 def select_facts(
-    kg: KnowledgeGraph,
+    kg: TripleStore,
     history: Sequence[str],
     candidates: Sequence[str],
     *,
@@ -226,7 +226,7 @@ def _with_tokens(fact: Fact, tokens: int) -> Fact:
 
 
 def _candidate_facts(
-    kg: KnowledgeGraph,
+    kg: TripleStore,
     c: str,
     held: Mapping[tuple[str, str], list[str]],
     history_entity: Mapping[str, str],

@@ -22,7 +22,7 @@ from llmrec.types import Triple
 
 if TYPE_CHECKING:
     from llmrec.data.dataset import Dataset
-    from llmrec.knowledge.graph import KnowledgeGraph
+    from llmrec.knowledge.store import TripleStore
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class KnowledgeSource:
         names = read_pairs(self.names) if isinstance(self.names, (str, Path)) else dict(self.names or {})
         return triples, links, names
 
-    def add_to(self, kg: KnowledgeGraph, dataset: Dataset | None = None) -> int:
+    def add_to(self, kg: TripleStore, dataset: Dataset | None = None) -> int:
         """Load this source into `kg`. Returns the triples added.
 
         Raises:

@@ -247,6 +247,105 @@ def _read_checkpoint(ckpt: Path, fp: str) -> dict[str, Any] | None:
 # ---- the run ----------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class TrainState:
+    """A run's progress: what the stages read and advance, and what a checkpoint's ``state.json`` holds.
+
+    Attributes:
+        fingerprint: `fingerprint` of the config; a checkpoint resumes only a run with the same one.
+        step: optimizer steps done.
+        losses: each step's loss (rounded to 6 digits).
+        validation: validation rows ``{"step": step, metric: value, ...}``, in step order.
+        best: the best validation row after step 0 (its weights are in ``checkpoint_path/best``), or None.
+        seconds: wall time of the run over all its invocations, as of the last step (None before the first).
+    """
+
+    fingerprint: str
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``state.json`` form."""
+        data: dict[str, Any] = {
+            "fingerprint": self.fingerprint,
+            "step": self.step,
+            "losses": self.losses,
+            "validation": self.validation,
+            "best": self.best,
+        }
+        if self.seconds is not None:
+            data["seconds"] = self.seconds
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainState:
+        return cls(
+            fingerprint=str(data["fingerprint"]),
+            step=int(data["step"]),
+            losses=list(data["losses"]),
+            validation=list(data["validation"]),
+            best=data.get("best"),
+            seconds=data.get("seconds"),
+        )
+
+
+@dataclass
+class _Run:
+    """What the stages of one run share: set up once by `_set_up`; `_resume` fills in where it starts from, and
+    `_distribute` swaps `model` and `optimizer` for accelerate's wrappers."""
+
+    cfg: TrainConfig
+    accelerator: Any
+    out: Path
+    ckpt: Path
+    started: float  # time.perf_counter() at the start of this invocation
+    split: Split
+    loaded: Any  # the base `LoadedModel` (tokenizer, config, device)
+    builder: Any
+    specs: list[Any]  # training positions
+    examples: list[TrainExample]
+    val_specs: list[Any]  # validation groups
+    model: Any  # the PEFT model being trained
+    params: list[Any]
+    optimizer: Any
+    scheduler: Any
+    micro: list[list[int]]  # the run's micro-batches (example indices), in training order
+    total: int  # optimizer steps
+    per_step: int  # micro-batches per optimizer step, over all processes
+    resumed_from: int = 0
+    prior_seconds: float = 0.0  # wall time of the interrupted invocations
+    validator: Any = None
+
+    @property
+    def is_main(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+    @property
+    def nproc(self) -> int:
+        return int(self.accelerator.num_processes)
+
+    @property
+    def device(self) -> Any:
+        return self.accelerator.device if self.nproc > 1 else self.loaded.device
+
+    @property
+    def base_name(self) -> str:
+        return self.cfg.model.name_or_path
+
+    @property
+    def metric_key(self) -> str:
+        return self.cfg.validation.metric.lower()
+
+    def elapsed(self) -> float:
+        return self.prior_seconds + time.perf_counter() - self.started
+
+    def unwrapped(self) -> Any:
+        return self.accelerator.unwrap_model(self.model)
+
+
 def _check_output(cfg: TrainConfig) -> Path:
     out = Path(cfg.output)
     if out.exists() and not cfg.overwrite:
@@ -265,6 +364,10 @@ def train(
 ) -> TrainResult:
     """Train a LoRA adapter as `cfg` says and write it to ``cfg.output`` (see the module docstring).
 
+    The stages: set up (split, base model, examples, LoRA model and schedule), resume (or start fresh), distribute
+    over processes, validate the zero-shot model, train step by step, finish (final validation, best weights,
+    adapter folder and card). They share a `_Run` and advance a `TrainState`.
+
     Args:
         cfg: the run's config.
         dataset: an already loaded dataset (default: ``load_dataset(cfg.data.dataset)``).
@@ -281,33 +384,81 @@ def train(
     """
     import torch
     from accelerate import Accelerator
-    from transformers import get_scheduler
 
     started = time.perf_counter()
     out = _check_output(cfg)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    is_main = accelerator.is_main_process
     random.seed(cfg.optim.seed)
     torch.manual_seed(cfg.optim.seed)
+
+    run = _set_up(cfg, accelerator, out, started, dataset=dataset, progress=progress)
+    state = _resume(run)
+    _distribute(run)
+    if run.resumed_from == 0 and run.validator is not None and cfg.validation.at_start:
+        _validate(run, state, 0)  # LoRA starts as the identity (B = 0): this is the zero-shot base model
+    _train_steps(run, state, progress=progress, on_step=on_step)
+    return _finish(run, state)
+
+
+def _set_up(
+    cfg: TrainConfig, accelerator: Any, out: Path, started: float, *, dataset: Dataset | None, progress: bool
+) -> _Run:
+    """The split, the trainable base model, the rendered training examples and validation groups, and the LoRA
+    model with its optimizer, micro-batch order and learning-rate schedule."""
+    import torch
+    from transformers import get_scheduler
 
     if dataset is None:
         from llmrec.data import load_dataset
 
         dataset = load_dataset(cfg.data.dataset)
     split = make_split(dataset, cfg)
-    policy = PositivePolicy(cfg.data.min_rating)
-
     loaded = load_trainable_base(cfg, accelerator)
-    tokenizer = loaded.tokenizer
-    builder = make_builder(cfg, split, tokenizer)
+    builder = make_builder(cfg, split, loaded.tokenizer)
+    specs, examples, val_specs = _examples(
+        cfg, split, builder, loaded, progress=progress and accelerator.is_main_process
+    )
 
-    n_neg = cfg.negatives.count(cfg.mode)
+    model = wrap_lora(loaded.model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay)
+    micro, total, per_step = _step_plan(cfg, len(examples), accelerator.num_processes)
+    warmup = int(round(cfg.optim.warmup_ratio * total))
+    scheduler = get_scheduler(
+        cfg.optim.scheduler, optimizer=optimizer, num_warmup_steps=warmup, num_training_steps=total
+    )
+    return _Run(
+        cfg=cfg,
+        accelerator=accelerator,
+        out=out,
+        ckpt=cfg.checkpoint_path,
+        started=started,
+        split=split,
+        loaded=loaded,
+        builder=builder,
+        specs=specs,
+        examples=examples,
+        val_specs=val_specs,
+        model=model,
+        params=params,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        micro=micro,
+        total=total,
+        per_step=per_step,
+    )
+
+
+def _examples(
+    cfg: TrainConfig, split: Split, builder: Any, loaded: Any, *, progress: bool
+) -> tuple[list[Any], list[TrainExample], list[Any]]:
+    """(training positions, their rendered examples, validation groups), in the configured candidate order."""
     specs = sample_training_specs(
         split,
         mode=cfg.mode,
-        n_negatives=n_neg,
+        n_negatives=cfg.negatives.count(cfg.mode),
         negatives=NegativeSampler(split, cfg.negatives.source, pool=cfg.negatives.pool, hard=cfg.negatives.hard),
-        policy=policy,
+        policy=PositivePolicy(cfg.data.min_rating),
         min_history=cfg.data.min_history,
         max_history=cfg.data.max_history,
         max_users=cfg.data.max_users,
@@ -319,7 +470,7 @@ def train(
     if leaks:  # a bug guard: sampling is built never to do this
         raise LlmrecError(f"training examples would show held-out items, e.g. user {leaks[0][0]} item {leaks[0][1]}")
     specs = order_specs(specs, split, cfg.prompt.candidate_order)
-    examples = render_examples(specs, builder, loaded, mode=cfg.mode, progress=progress and is_main)
+    examples = render_examples(specs, builder, loaded, mode=cfg.mode, progress=progress)
     val_specs = sample_validation_specs(
         split,
         users=cfg.validation.users,
@@ -337,184 +488,193 @@ def train(
         sum(e.n_tokens for e in examples) / len(examples),
         len(val_specs),
     )
+    return specs, examples, val_specs
 
-    model = wrap_lora(loaded.model, cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay)
 
-    nproc = accelerator.num_processes
-    ga = cfg.optim.grad_accum
-    per_step = ga * nproc
+def _step_plan(cfg: TrainConfig, n_examples: int, nproc: int) -> tuple[list[list[int]], int, int]:
+    """(micro-batches in training order, optimizer steps, micro-batches per step over all processes)."""
+    per_step = cfg.optim.grad_accum * nproc
     bs = cfg.optim.batch_size
     if cfg.optim.max_steps is not None:
-        per_epoch = math.ceil(len(examples) / bs)
+        per_epoch = math.ceil(n_examples / bs)
         epochs = float(math.ceil(cfg.optim.max_steps * per_step / per_epoch))
-        micro = micro_batch_order(len(examples), bs, epochs, cfg.optim.seed)
-        total = cfg.optim.max_steps
-    else:
-        micro = micro_batch_order(len(examples), bs, cfg.optim.epochs, cfg.optim.seed)
-        total = max(1, math.ceil(len(micro) / per_step))
-    warmup = int(round(cfg.optim.warmup_ratio * total))
-    scheduler = get_scheduler(
-        cfg.optim.scheduler, optimizer=optimizer, num_warmup_steps=warmup, num_training_steps=total
-    )
+        return micro_batch_order(n_examples, bs, epochs, cfg.optim.seed), cfg.optim.max_steps, per_step
+    micro = micro_batch_order(n_examples, bs, cfg.optim.epochs, cfg.optim.seed)
+    return micro, max(1, math.ceil(len(micro) / per_step)), per_step
 
-    ckpt = cfg.checkpoint_path
+
+def _resume(run: _Run) -> TrainState:
+    """Where the run starts: this config's checkpoint (weights, optimizer, scheduler and RNG restored) when
+    resuming and one exists, else step 0 (and a stale checkpoint is removed when not resuming)."""
+    import torch
+
+    cfg, ckpt = run.cfg, run.ckpt
     fp = fingerprint(cfg)
-    state: dict[str, Any] = {"fingerprint": fp, "step": 0, "losses": [], "validation": [], "best": None}
+    state = TrainState(fp)
     if cfg.resume:
         previous = _read_checkpoint(ckpt, fp)
         if previous is not None:
-            _load_adapter_weights(model, ckpt / "last")
-            optimizer.load_state_dict(torch.load(ckpt / "last" / "optimizer.pt", weights_only=False))
-            scheduler.load_state_dict(torch.load(ckpt / "last" / "scheduler.pt", weights_only=False))
+            _load_adapter_weights(run.model, ckpt / "last")
+            run.optimizer.load_state_dict(torch.load(ckpt / "last" / "optimizer.pt", weights_only=False))
+            run.scheduler.load_state_dict(torch.load(ckpt / "last" / "scheduler.pt", weights_only=False))
             rng = torch.load(ckpt / "last" / "rng.pt", weights_only=False)
             torch.set_rng_state(rng["torch"])
             random.setstate(rng["python"])
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
-            state = previous
-            log.info("resuming from %s at step %d of %d", ckpt, state["step"], total)
-    elif ckpt.exists() and is_main:
+            state = TrainState.from_dict(previous)
+            log.info("resuming from %s at step %d of %d", ckpt, state.step, run.total)
+    elif ckpt.exists() and run.is_main:
         shutil.rmtree(ckpt)
-    resumed_from = int(state["step"])
-    prior_seconds = float(state.get("seconds", 0.0))  # wall time of the interrupted invocations
+    run.resumed_from = state.step
+    run.prior_seconds = float(state.seconds or 0.0)
+    return state
 
-    def elapsed() -> float:
-        return prior_seconds + time.perf_counter() - started
 
-    if nproc > 1:
-        model, optimizer = accelerator.prepare(model, optimizer)
-    device = accelerator.device if nproc > 1 else loaded.device
-    base_name = cfg.model.name_or_path
-
+def _distribute(run: _Run) -> None:
+    """Wrap the model and optimizer for data parallelism (several processes), then set up validation."""
     from llmrec.training.validation import Validator
 
-    metric_key = cfg.validation.metric.lower()
-    validator = (
-        Validator(val_specs, builder, loaded, mode=cfg.mode, metric=metric_key, batch_size=cfg.optim.batch_size)
-        if val_specs
-        else None
-    )
+    if run.nproc > 1:
+        run.model, run.optimizer = run.accelerator.prepare(run.model, run.optimizer)
+    if run.val_specs:
+        run.validator = Validator(
+            run.val_specs,
+            run.builder,
+            run.loaded,
+            mode=run.cfg.mode,
+            metric=run.metric_key,
+            batch_size=run.cfg.optim.batch_size,
+        )
 
-    def validate(step: int) -> None:
-        if validator is None:
-            return
-        if is_main:
-            row = {"step": step, **validator.evaluate(accelerator.unwrap_model(model))}
-            state["validation"].append(row)
-            log.info("validation at step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
-            best = state.get("best")
-            if step > 0 and (best is None or row[metric_key] > best[metric_key]):
-                state["best"] = row
-                _write_best(ckpt, accelerator.unwrap_model(model), row, base_name)
-        accelerator.wait_for_everyone()
 
-    if resumed_from == 0 and validator is not None and cfg.validation.at_start:
-        validate(0)  # LoRA starts as the identity (B = 0): this is the zero-shot base model
+def _validate(run: _Run, state: TrainState, step: int) -> None:
+    """Score the validation groups (main process) and keep the best weights so far; every process waits."""
+    if run.validator is None:
+        return
+    if run.is_main:
+        key = run.metric_key
+        row = {"step": step, **run.validator.evaluate(run.unwrapped())}
+        state.validation.append(row)
+        log.info("validation at step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
+        if step > 0 and (state.best is None or row[key] > state.best[key]):
+            state.best = row
+            _write_best(run.ckpt, run.unwrapped(), row, run.base_name)
+    run.accelerator.wait_for_everyone()
 
-    bar = tqdm(total=total, initial=resumed_from, desc="training", disable=not (progress and is_main), unit="step")
-    step = resumed_from
+
+def _train_steps(
+    run: _Run, state: TrainState, *, progress: bool, on_step: Callable[[int, float], None] | None
+) -> None:
+    """Optimizer steps up to ``run.total``: validation every ``validation.every`` steps and at the end,
+    checkpoints every ``save_every`` steps, and one for the finished steps on an interruption."""
+    cfg, total, key = run.cfg, run.total, run.metric_key
+    bar = tqdm(total=total, initial=run.resumed_from, desc="training", disable=not (progress and run.is_main), unit="step")
     ema: float | None = None
     try:
-        while step < total:
-            group = micro[step * per_step : (step + 1) * per_step]
+        while state.step < total:
+            group = run.micro[state.step * run.per_step : (state.step + 1) * run.per_step]
             if not group:  # max_steps beyond the generated order cannot happen; guard anyway
                 break
-            mine = group[accelerator.process_index :: nproc]
-            n_mine = sum(len(g) for g in mine)
-            model.train()
-            step_loss = 0.0
-            for j, idxs in enumerate(mine):
-                batch = collate([examples[i] for i in idxs], tokenizer, device)
-                sync = j == len(mine) - 1 or nproc == 1
-                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                    loss = answer_loss(answer_logits(model, batch), batch, cfg.optim.loss) * (len(idxs) / n_mine)
-                    accelerator.backward(loss)
-                step_loss += float(loss.detach())
-            if not math.isfinite(step_loss):
-                raise LlmrecError(f"training loss is {step_loss} at step {step + 1}; lower optim.learning_rate")
-            if nproc > 1:
-                step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=device), reduction="mean"))
-            accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            state["losses"].append(round(step_loss, 6))
-            state["step"] = step
+            step_loss = _optimizer_step(run, group, state.step + 1)
+            state.step += 1
+            state.losses.append(round(step_loss, 6))
             ema = step_loss if ema is None else 0.9 * ema + 0.1 * step_loss
             bar.update(1)
-            postfix = {"loss": f"{step_loss:.3f}", "avg": f"{ema:.3f}", "lr": f"{scheduler.get_last_lr()[0]:.1e}"}
-            if state["validation"]:
-                postfix[metric_key] = f"{state['validation'][-1][metric_key]:.3f}"
+            postfix = {"loss": f"{step_loss:.3f}", "avg": f"{ema:.3f}", "lr": f"{run.scheduler.get_last_lr()[0]:.1e}"}
+            if state.validation:
+                postfix[key] = f"{state.validation[-1][key]:.3f}"
             bar.set_postfix(postfix)
             every = cfg.validation.every
-            if step == total or (every is not None and step % every == 0):
-                validate(step)
-            state["seconds"] = round(elapsed(), 1)
-            if step < total and step % cfg.save_every == 0 and is_main:
-                _write_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, state, base_name)
+            if state.step == total or (every is not None and state.step % every == 0):
+                _validate(run, state, state.step)
+            state.seconds = round(run.elapsed(), 1)
+            if state.step < total and state.step % cfg.save_every == 0 and run.is_main:
+                _write_checkpoint(run.ckpt, run.unwrapped(), run.optimizer, run.scheduler, state.to_dict(), run.base_name)
             if on_step is not None:
-                on_step(step, step_loss)
+                on_step(state.step, step_loss)
     except KeyboardInterrupt:
         # Ctrl-C / SIGTERM (the CLI turns it into KeyboardInterrupt): keep every finished step for --resume.
-        if is_main and step > resumed_from and step % cfg.save_every != 0:
-            _write_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, state, base_name)
-            log.warning("interrupted at step %d of %d; checkpoint saved in %s (rerun to resume)", step, total, ckpt)
+        if run.is_main and state.step > run.resumed_from and state.step % cfg.save_every != 0:
+            _write_checkpoint(run.ckpt, run.unwrapped(), run.optimizer, run.scheduler, state.to_dict(), run.base_name)
+            log.warning(
+                "interrupted at step %d of %d; checkpoint saved in %s (rerun to resume)", state.step, total, run.ckpt
+            )
         raise
     finally:
         bar.close()
-    if validator is not None and (not state["validation"] or state["validation"][-1]["step"] != step):
-        validate(step)  # e.g. resumed with --max-steps equal to the checkpoint's step
 
-    final_model = accelerator.unwrap_model(model)
-    best = state.get("best")
-    if best is not None and is_main:
-        _load_adapter_weights(final_model, ckpt / "best")  # keep the best validated weights
-    card = _card(cfg, state, examples, specs, split, val_specs, elapsed(), device, resumed_from)
-    if is_main:
-        card = _write_output(out, cfg, final_model, card, base_name, loaded)
-        shutil.rmtree(ckpt, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    losses = state["losses"]
+
+def _optimizer_step(run: _Run, group: list[list[int]], step: int) -> float:
+    """One optimizer step (number `step`) over this process's share of `group`'s micro-batches; returns its loss
+    (averaged over processes)."""
+    import torch
+
+    accelerator, nproc = run.accelerator, run.nproc
+    mine = group[accelerator.process_index :: nproc]
+    n_mine = sum(len(g) for g in mine)
+    run.model.train()
+    step_loss = 0.0
+    for j, idxs in enumerate(mine):
+        batch = collate([run.examples[i] for i in idxs], run.loaded.tokenizer, run.device)
+        sync = j == len(mine) - 1 or nproc == 1
+        with contextlib.nullcontext() if sync else accelerator.no_sync(run.model):
+            loss = answer_loss(answer_logits(run.model, batch), batch, run.cfg.optim.loss) * (len(idxs) / n_mine)
+            accelerator.backward(loss)
+        step_loss += float(loss.detach())
+    if not math.isfinite(step_loss):
+        raise LlmrecError(f"training loss is {step_loss} at step {step}; lower optim.learning_rate")
+    if nproc > 1:
+        step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=run.device), reduction="mean"))
+    accelerator.clip_grad_norm_(run.params, run.cfg.optim.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return step_loss
+
+
+def _finish(run: _Run, state: TrainState) -> TrainResult:
+    """Validate the final step if that has not happened, restore the best validated weights, write the adapter
+    folder with its card, and remove the checkpoints."""
+    if run.validator is not None and (not state.validation or state.validation[-1]["step"] != state.step):
+        _validate(run, state, state.step)  # e.g. resumed with --max-steps equal to the checkpoint's step
+    final_model = run.unwrapped()
+    best = state.best
+    if best is not None and run.is_main:
+        _load_adapter_weights(final_model, run.ckpt / "best")  # keep the best validated weights
+    card = _card(run, state)
+    if run.is_main:
+        card = _write_output(run.out, run.cfg, final_model, card, run.base_name, run.loaded)
+        shutil.rmtree(run.ckpt, ignore_errors=True)
+    run.accelerator.wait_for_everyone()
     return TrainResult(
-        output=out,
-        steps=step,
-        final_loss=losses[-1] if losses else float("nan"),
-        losses=losses,
-        validation=state["validation"],
+        output=run.out,
+        steps=state.step,
+        final_loss=state.losses[-1] if state.losses else float("nan"),
+        losses=state.losses,
+        validation=state.validation,
         best=best,
         card=card,
-        resumed_from=resumed_from,
+        resumed_from=run.resumed_from,
     )
 
 
-def _card(
-    cfg: TrainConfig,
-    state: dict[str, Any],
-    examples: list[TrainExample],
-    specs: list[Any],
-    split: Split,
-    val_specs: list[Any],
-    seconds: float,
-    device: Any,
-    resumed_from: int,
-) -> dict[str, Any]:
-    losses = state["losses"]
+def _card(run: _Run, state: TrainState) -> dict[str, Any]:
+    cfg, examples, specs = run.cfg, run.examples, run.specs
+    losses = state.losses
     tail = losses[-10:]
     validation: dict[str, Any] = {}
-    if state["validation"]:
-        rows = state["validation"]
+    if state.validation:
+        rows = state.validation
         names = [k for k in rows[0] if k != "step"]
         validation = {
             "metric": cfg.validation.metric.lower(),
             "metric_names": names,
-            "users": len(val_specs),
+            "users": len(run.val_specs),
             "negatives": cfg.validation.negatives,
             "zero_shot": next((r for r in rows if r["step"] == 0), None),
-            "best": state.get("best") or rows[-1],
-            "best_step": (state.get("best") or rows[-1])["step"],
+            "best": state.best or rows[-1],
+            "best_step": (state.best or rows[-1])["step"],
             "history": rows,
         }
     d = cfg.to_dict()
@@ -529,10 +689,10 @@ def _card(
         "template": cfg.prompt.template,
         "knowledge": cfg.use_knowledge,
         "prompt": d["prompt"],
-        "dataset": split.dataset.name,
-        "split": split.kind,
+        "dataset": run.split.dataset.name,
+        "split": run.split.kind,
         # What the leak check compares with an evaluation's split (the dataset content fingerprint included).
-        "training_split": split.settings.to_dict(),
+        "training_split": run.split.settings.to_dict(),
         "data": d["data"],
         "negatives": {"source": cfg.negatives.source, "n": cfg.negatives.count(cfg.mode)},
         "lora": d["lora"],
@@ -542,13 +702,13 @@ def _card(
             "positions": len({(s.user_id, s.target, s.history) for s in specs}),
             "users": len({s.user_id for s in specs}),
             "mean_prompt_tokens": round(sum(e.n_tokens for e in examples) / max(1, len(examples)), 1),
-            "steps": state["step"],
-            "epochs": round(state["step"] * cfg.optim.batch_size * cfg.optim.grad_accum / max(1, len(examples)), 3),
+            "steps": state.step,
+            "epochs": round(state.step * cfg.optim.batch_size * cfg.optim.grad_accum / max(1, len(examples)), 3),
             "final_loss": round(sum(tail) / len(tail), 6) if tail else None,
             "first_loss": losses[0] if losses else None,
-            "seconds": round(seconds, 1),
-            "resumed_from_step": resumed_from,
-            "device": str(device),
+            "seconds": round(run.elapsed(), 1),
+            "resumed_from_step": run.resumed_from,
+            "device": str(run.device),
         },
         "validation": validation,
     }
@@ -583,6 +743,7 @@ __all__ = [
     "CheckpointMismatchError",
     "OutputExistsError",
     "TrainResult",
+    "TrainState",
     "fingerprint",
     "make_split",
     "train",

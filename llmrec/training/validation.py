@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from llmrec.metrics import mean_metrics, ndcg_at, target_rank, user_metrics
 from llmrec.ranking.factory import make_scorer
 from llmrec.training.config import metric_name
 from llmrec.training.examples import ExampleSpec
@@ -48,7 +49,6 @@ class Validator:
 
     def evaluate(self, model: Any) -> dict[str, float]:
         """Metrics of `model` (e.g. the PEFT model being trained) on the validation groups, averaged over users."""
-        from llmrec.evaluation.metrics import mean_metrics, ndcg_at, target_rank, user_metrics
         from llmrec.models import LoadedModel
 
         lm = LoadedModel(model=model, tokenizer=self.loaded.tokenizer, config=self.loaded.config)

@@ -48,7 +48,7 @@ def _config(tmp_path, tiny_dir, model, target="test"):
 
 def test_harness_reports_fused_llm_only_and_no_llm_from_one_llm_run(tmp_path, tiny_dir, tiny_model_dir):
     from llmrec.evaluation import run_experiment
-    from llmrec.evaluation.report import summarize
+    from llmrec.evaluation.summary import summarize
     from llmrec.retrieval import build_retriever
 
     config = _config(tmp_path, tiny_dir, tiny_model_dir)

@@ -7,7 +7,7 @@ import pytest
 
 from llmrec.cli import main
 from llmrec.evaluation import load_config, run_experiment, write_report
-from llmrec.evaluation.metrics import ndcg_at
+from llmrec.metrics import ndcg_at
 
 CONFIG = """
 name: tiny-exp
@@ -122,7 +122,7 @@ def test_pointwise_protocol_reports_pooled_auc(config_path: Path):
     config_path.write_text(text)
     result = run_experiment(load_config(config_path), progress=False)
     from llmrec.evaluation import summarize
-    from llmrec.evaluation.metrics import pairwise_auc
+    from llmrec.metrics import pairwise_auc
 
     summary = summarize(result)
     assert summary["headline_metric"] == "pooled_auc"
@@ -133,7 +133,7 @@ def test_pointwise_protocol_reports_pooled_auc(config_path: Path):
     assert all(u.n_candidates == 2 for u in users)
     ci = summary["arms"]["cooc"]["ci"]["pooled_auc"]
     assert ci["low"] <= ci["mean"] <= ci["high"] and ci["mean"] == pytest.approx(pairwise_auc(pos, neg))
-    from llmrec.evaluation.report import render_markdown
+    from llmrec.evaluation.markdown import render_markdown
 
     text = render_markdown(summary)
     assert "ΔAUC vs" in text and "ΔNDCG@10 vs" not in text  # per-user AUC is what two candidates can differ in
@@ -186,7 +186,7 @@ def test_changed_dataset_content_is_not_reused(config_path: Path, tiny_dir: Path
 def test_retriever_arms_report_full_catalogue_hit_rates(config_path: Path, tmp_path: Path):
     from llmrec.data import load_dataset
     from llmrec.evaluation.protocols import make_split
-    from llmrec.evaluation.report import summarize
+    from llmrec.evaluation.summary import summarize
     from llmrec.retrieval import build_retriever
 
     config = load_config(config_path)

@@ -5,13 +5,13 @@ import random
 import pytest
 
 from llmrec.errors import ConfigError
-from llmrec.evaluation.metrics import pairwise_auc
 from llmrec.evaluation.significance import (
     bootstrap_interval,
     bootstrap_pooled_auc,
     paired_bootstrap,
     pooled_auc_resamples,
 )
+from llmrec.metrics import pairwise_auc
 
 
 def test_identical_arms_are_not_different():

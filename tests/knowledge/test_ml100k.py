@@ -31,7 +31,7 @@ def test_fused_counts(ml100k, kg100k):
 
 def test_the_realigned_link_table_passes_the_alignment_check(ml100k, kg100k):
     """RecBole's ml-100k.link is keyed by ML-1M movie ids; the ml-100k asset realigns it through titles
-    (llmrec.data.ml100k_links). Sequel pairs then mostly share a title word (raw RecBole table: 1 of 57)."""
+    (llmrec.assets.ml100k_links). Sequel pairs then mostly share a title word (raw RecBole table: 1 of 57)."""
     report = check_alignment(kg100k, ml100k)
     assert report.sequel_pairs >= 50
     assert not report.suspicious and report.title_overlap is not None and report.title_overlap > 0.6

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from llmrec.data.ml100k_links import ML1M_MISSING_IDS, ml1m_titles_by_id, normalise_title, realign_links
+from llmrec.assets.ml100k_links import ML1M_MISSING_IDS, ml1m_titles_by_id, normalise_title, realign_links
 
 
 def test_normalise_title_moves_articles_and_drops_years() -> None:

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from llmrec.errors import ConfigError
-from llmrec.evaluation.metrics import (
+from llmrec.metrics import (
     hit_at,
     mean_metrics,
     ndcg_at,

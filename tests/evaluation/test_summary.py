@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from llmrec.evaluation.config import ExperimentConfig
-from llmrec.evaluation.report import summarize
 from llmrec.evaluation.runner import ArmResult, ExperimentResult, UserResult
+from llmrec.evaluation.summary import summarize
 
 
 def _result(latency_a: float, latency_b: float) -> ExperimentResult:

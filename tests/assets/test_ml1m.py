@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from llmrec.assets.ml1m import ML1M_KNOWN_IDS, ML1M_ROWS, convert_ml1m
+from llmrec.assets.ml100k_links import MAX_LINK_ID, ML1M_MAX_ID, ML1M_MISSING_IDS, ml1m_movie_ids
 from llmrec.data import load_atomic, load_dataset
-from llmrec.data.ml1m import ML1M_KNOWN_IDS, ML1M_ROWS, convert_ml1m
-from llmrec.data.ml100k_links import MAX_LINK_ID, ML1M_MAX_ID, ML1M_MISSING_IDS, ml1m_movie_ids
 from llmrec.errors import DataFormatError
 
 RAW = Path(__file__).parent.parent / "data" / "ml1m_raw"
