@@ -90,6 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-knowledge", action="store_true", help="do not show KG facts")
+    parser.add_argument(
+        "--no-fusion",
+        action="store_true",
+        help="rank by the LLM score alone (default: fused with the first stage when the adapter card has weights)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--columns", default="", help="for a table: column mapping (see `llmrec data stats`)")
     parser.set_defaults(func=run)
@@ -147,6 +152,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         seed=args.seed,
         knowledge=not args.no_knowledge,
         candidate_order=args.candidate_order,
+        fusion=not args.no_fusion,
     )
     loaded = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -185,6 +191,12 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         f"adapter: {ranked.adapter or 'none'}, candidates: {ranked.candidate_source}, "
         f"shown in {reranker.candidate_order} order"
     )
+    if ranked.fusion:
+        members = "+".join(ranked.fusion["members"])
+        print(
+            f"scores: the LLM's z-scored per user and fused with {members} (LLM weight "
+            f"{ranked.fusion['llm_weight']:g}, fit on validation users; --no-fusion for the LLM alone)"
+        )
     for entry in out["ranked"]:
         item = dataset.item(entry["item_id"])
         print(f"{entry['rank']:>3}. {entry['score']:>9.4f}  {entry['item_id']:>6}  {item.display_name}")

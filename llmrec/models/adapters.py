@@ -484,6 +484,21 @@ def render_readme(card: Mapping[str, Any] | AdapterCard, *, ref: str | None = No
         ]
     else:
         lines.append("No validation was run.")
+    fusion = card.get("fusion")
+    if isinstance(fusion, Mapping):
+        fitted = fusion.get("fitted") or {}
+        weights = ", ".join(
+            f"{m} {_fmt(w)}" for m, w in zip(fusion.get("members", []), fusion.get("weights", []), strict=False)
+        )
+        lines += [
+            "",
+            "## Score fusion",
+            "",
+            f"Rankers add this adapter's score to first-stage scores, each z-scored per user: LLM weight "
+            f"{_fmt(fusion.get('llm_weight'))}, {weights}. Fit on {fitted.get('users')} validation users "
+            f"(NDCG@10: {', '.join(f'{k} {_fmt(x)}' for k, x in (fitted.get('ndcg@10') or {}).items())}); "
+            "`fusion=False` ranks by the adapter's score alone.",
+        ]
     notes = card.get("notes")
     if notes:
         lines += ["", "## Notes", "", str(notes)]
