@@ -32,9 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_any(dataset: str, *, strict: bool = False, columns: str = "") -> Dataset:
-    """A dataset from a name, a folder of atomic files, or a table file (with a column mapping)."""
+    """A dataset from a name, a folder of atomic files, a table file or a saved Hugging Face dataset folder (the
+    last two with a column mapping)."""
     path = Path(dataset)
-    if path.suffix.lower() in FORMATS and not path.is_dir():
+    saved_hf = path.is_dir() and (path / "dataset_info.json").is_file()  # a datasets save_to_disk folder
+    if saved_hf or (path.suffix.lower() in FORMATS and not path.is_dir()):
         return load_table(path, ColumnMap.parse(columns) if columns else ColumnMap(), strict=strict)
     return load_dataset(dataset, strict=strict)
 

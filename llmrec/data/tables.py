@@ -59,6 +59,10 @@ class ItemColumnMap:
 
 
 def _read_table(path: Path) -> Any:
+    if path.is_dir() and (path / "dataset_info.json").is_file():  # a Hugging Face dataset saved with save_to_disk
+        import datasets
+
+        return _one_split(datasets.load_from_disk(str(path)), str(path))
     if not path.is_file():
         raise LlmrecError(f"table {path} does not exist")
     fmt = FORMATS.get(path.suffix.lower())
@@ -75,6 +79,21 @@ def _read_table(path: Path) -> Any:
         return datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
     except Exception as exc:  # datasets raises many types for unreadable files; name the file instead
         raise DataFormatError(path, None, f"could not be read as {fmt}: {exc}") from exc
+
+
+def _one_split(table: Any, where: str) -> Any:
+    """A `datasets.Dataset` as is; a `DatasetDict` must hold one split, or a ``train`` split."""
+    import datasets
+
+    if isinstance(table, datasets.DatasetDict):
+        if "train" in table:
+            return table["train"]
+        if len(table) == 1:
+            return next(iter(table.values()))
+        raise LlmrecError(f"{where}: a DatasetDict with splits {sorted(table)}; pass one of them (e.g. ds['train'])")
+    if not isinstance(table, datasets.Dataset):
+        raise LlmrecError(f"{where}: expected a datasets.Dataset or DatasetDict, got {type(table).__name__}")
+    return table
 
 
 def _require_columns(path: Path, table: Any, wanted: Mapping[str, str | None]) -> None:
@@ -96,7 +115,7 @@ def _number(path: Path, row_number: int, column: str, value: object) -> float:
 
 
 def load_table(
-    path: str | Path,
+    path: str | Path | Any,
     columns: ColumnMap = ColumnMap(),
     *,
     items_path: str | Path | None = None,
@@ -106,11 +125,23 @@ def load_table(
 ) -> Dataset:
     """Load an interaction table (and optionally an item table) into a `Dataset`.
 
-    Row numbers in errors count the header as row 1, as a spreadsheet shows them. Without a timestamp column,
-    the row order is the time order.
+    `path` is a CSV/TSV/JSONL/Parquet file, a Hugging Face dataset folder written by ``save_to_disk``, or an
+    in-memory ``datasets.Dataset`` / ``DatasetDict`` (its ``train`` split), all read through the same column
+    mapping. Row numbers in errors count the header as row 1, as a spreadsheet shows them. Without a timestamp
+    column, the row order is the time order.
+
+    Example:
+        >>> hf = datasets.Dataset.from_dict({"user_id": ["1"], "item_id": ["50"], "rating": [5], "timestamp": [0]})
+        >>> load_table(hf, name="mine").stats()["interactions"]  # doctest: +SKIP
+        1
     """
-    path = Path(path)
-    table = _read_table(path)
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+        table = _read_table(path)
+    else:
+        table = _one_split(path, "load_table")
+        name = name or "dataset"
+        path = Path(name)
     _require_columns(path, table, {"user": columns.user, "item": columns.item, "rating": columns.rating,
                                    "timestamp": columns.timestamp})
     items = _load_item_table(Path(items_path), item_columns) if items_path is not None else None

@@ -61,3 +61,23 @@ def test_column_map_parse() -> None:
     assert ColumnMap.parse("user=uid,item=movie,rating=stars") == ColumnMap("uid", "movie", "stars", None)
     with pytest.raises(ConfigError, match="bad column mapping 'score=s'"):
         ColumnMap.parse("score=s")
+
+
+def test_hugging_face_datasets_in_memory_and_saved(tmp_path: Path) -> None:
+    import datasets
+
+    rows = {"uid": ["a", "a", "b"], "movie": ["1", "2", "1"], "stars": [5, 3, 4], "ts": [2, 1, 3]}
+    columns = ColumnMap(user="uid", item="movie", rating="stars", timestamp="ts")
+    hf = datasets.Dataset.from_dict(rows)
+    ds = load_table(hf, columns, name="hf")
+    assert ds.name == "hf" and [x.item_id for x in ds.history("a")] == ["2", "1"]  # time order from ts
+    assert load_table(datasets.DatasetDict({"train": hf}), columns).stats()["interactions"] == 3
+    hf.save_to_disk(str(tmp_path / "saved"))
+    saved = load_table(tmp_path / "saved", columns)
+    assert [(x.user_id, x.item_id, x.rating) for x in saved.interactions] == [
+        (x.user_id, x.item_id, x.rating) for x in ds.interactions
+    ]
+    with pytest.raises(LlmrecError, match="splits"):
+        load_table(datasets.DatasetDict({"a": hf, "b": hf}), columns)
+    with pytest.raises(DataFormatError, match="missing column"):
+        load_table(hf)  # default columns user_id/item_id are not in this table
