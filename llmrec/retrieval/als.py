@@ -102,6 +102,16 @@ class AlsRetriever(CatalogueRetriever):
             return np.zeros(len(self.item_ids))
         return self.item_factors @ self.user_factors(history_idx)
 
+    def _scores_as_new(self, history_idx: np.ndarray, wanted: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Not available: a fitted ALS model cannot forget one user's interactions without a refit, so scoring a
+        training target as new would leak it; cooc, popularity and ease can (use one of them)."""
+        from llmrec.errors import ConfigError
+
+        raise ConfigError(
+            "als cannot score items as new to a user whose interactions it was fitted on (a training "
+            "target would leak); order or score training candidates with cooc, popularity or ease instead"
+        )
+
     def _tiebreak(self) -> np.ndarray | None:
         assert self.fallback is not None
         return self.fallback._scores(np.empty(0, dtype=np.int64))

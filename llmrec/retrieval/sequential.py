@@ -191,6 +191,16 @@ class SasrecRetriever(CatalogueRetriever):
             hidden = self.module(seq)[:, -1]
             return self.module.logits(hidden).double().numpy()
 
+    def _scores_as_new(self, history_idx: np.ndarray, wanted: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Not available: a fitted SASRec model cannot forget one user's interactions without a refit, so scoring a
+        training target as new would leak it; cooc, popularity and ease can (use one of them)."""
+        from llmrec.errors import ConfigError
+
+        raise ConfigError(
+            "sasrec cannot score items as new to a user whose interactions it was fitted on (a training "
+            "target would leak); order or score training candidates with cooc, popularity or ease instead"
+        )
+
     def _tiebreak(self) -> np.ndarray | None:
         assert self.fallback is not None
         return self.fallback._scores(np.empty(0, dtype=np.int64))

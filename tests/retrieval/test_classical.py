@@ -129,3 +129,14 @@ def test_default_fusion_members_are_the_strong_first_stage(tiny, tmp_path, monke
     assert fused.name == "fusion(sasrec+ease)"
     assert len(fused.retrieve(["a"], k=5)) == 5
     assert list((tmp_path / "retrievers").glob("sasrec-*.pt"))
+
+
+def test_models_that_cannot_forget_a_user_refuse_leave_user_out_scores(tiny, tmp_path):
+    als = AlsRetriever.fit(tiny, factors=2, iterations=2)
+    with pytest.raises(ConfigError, match="als cannot score items as new"):
+        als.score(["a"], ["b"], user_items=["a", "b"])
+    settings = {"max_len": 4, "dim": 8, "heads": 1, "blocks": 1, "max_epochs": 1}
+    sasrec = SasrecRetriever.fit(_sequential_dataset(), settings=settings, cache_dir=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="sasrec cannot score items as new"):
+        sasrec.score(["a"], ["b"], user_items=["a", "b"])
+    assert len(als.score(["a"], ["b"])) == 1  # plain scores are fine
