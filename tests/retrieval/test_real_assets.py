@@ -94,10 +94,19 @@ def test_fusion_and_all_users_fast(ml100k):
 def test_cli_dense_json(capsys):
     from llmrec.cli import main
 
-    assert main(["retrieve", "ml-100k", "--user", "196", "-k", "20", "--json"]) == 0
+    assert main(["retrieve", "ml-100k", "--user", "196", "-k", "20", "--retriever", "dense", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     ids = [c["item_id"] for c in out["candidates"]]
     assert len(set(ids)) == 20 and out["retriever"] == "dense" and out["history_length"] > 0
+
+
+def test_cli_default_first_stage_is_the_fusion(capsys):
+    from llmrec.cli import main
+
+    assert main(["retrieve", "ml-100k", "--user", "196", "-k", "50", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["retriever"] == "fusion(sasrec+ease+dense)" and len({c["item_id"] for c in out["candidates"]}) == 50
+    assert not out["fallback"]
 
 
 def test_text_query_mode_embeds_the_history_text(ml100k, built):
