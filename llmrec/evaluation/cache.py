@@ -95,18 +95,36 @@ def arm_fingerprint(
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def _split(text: str) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    """A cache file's header and its per-user records (unparseable lines, e.g. a half-written last one, skipped)."""
+    lines = text.split("\n")
+    records = (_parse(line) for line in lines[1:])
+    return _parse(lines[0]), {r["user"]: r for r in records if r is not None and "user" in r}
+
+
+def _header_line(fingerprint: str) -> str:
+    return json.dumps({"fingerprint": fingerprint, "version": CACHE_VERSION})
+
+
+def _read_if_made_by(path: Path, fingerprint: str) -> dict[str, dict[str, Any]] | None:
+    """The records of a cache file made with `fingerprint`; None for a file made with another one."""
+    text = path.read_text(encoding="utf-8")
+    if not text:  # created, nothing written yet
+        return {}
+    header, records = _split(text)
+    return records if header is not None and header.get("fingerprint") == fingerprint else None
+
+
 def read_records(path: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
     """The per-user records of a cache file made with `fingerprint` ({} for a missing file or another
     fingerprint: a shard of another config or code version is never mixed in)."""
     if not path.is_file():
         return {}
-    lines = path.read_text(encoding="utf-8").split("\n")
-    header = _parse(lines[0]) if lines else None
-    if header is None or header.get("fingerprint") != fingerprint:
+    records = _read_if_made_by(path, fingerprint)
+    if records is None:
         log.warning("cache %s was made by a different config version: not reused", path)
         return {}
-    records = (_parse(line) for line in lines[1:])
-    return {r["user"]: r for r in records if r is not None and "user" in r}
+    return records
 
 
 def shard_path(path: Path, rank: int) -> Path:
@@ -122,13 +140,13 @@ def merge_shards(path: Path, fingerprint: str) -> int:
     records = read_records(path, fingerprint)
     shards = sorted(path.parent.glob(f"{path.stem}.shard*{path.suffix}"))
     for shard in shards:
-        found = read_records(shard, fingerprint)
-        if not found and shard.stat().st_size:
+        found = _read_if_made_by(shard, fingerprint)
+        if found is None:
             os.replace(shard, shard.with_name(shard.name + ".stale"))
             continue
         records.update(found)
-    header = json.dumps({"fingerprint": fingerprint, "version": CACHE_VERSION})
-    atomic_write_text(path, "\n".join([header, *(json.dumps(r) for r in records.values())]) + "\n")
+    lines = [_header_line(fingerprint), *(json.dumps(r) for r in records.values())]
+    atomic_write_text(path, "\n".join(lines) + "\n")
     for shard in shards:
         shard.unlink(missing_ok=True)
         shard.with_name(shard.name + ".lock").unlink(missing_ok=True)
@@ -163,12 +181,10 @@ class ArmCache:
     def _load(self) -> None:
         if not self.path.exists():
             return
-        with self.path.open(encoding="utf-8") as handle:
-            text = handle.read()
-        lines = text.split("\n")
+        text = self.path.read_text(encoding="utf-8")
         # A crash mid-append leaves a partial last line: start the next record on a fresh line.
         self._needs_newline = bool(text) and not text.endswith("\n")
-        header = _parse(lines[0]) if lines else None
+        header, records = _split(text)
         if header is None or header.get("fingerprint") != self.fingerprint:
             found = None if header is None else header.get("fingerprint")
             stale = self.path.with_name(self.path.name + ".stale")
@@ -182,10 +198,7 @@ class ArmCache:
             os.replace(self.path, stale)
             self.stale_replaced = True
             return
-        for line in lines[1:]:
-            record = _parse(line)
-            if record is not None and "user" in record:
-                self._records[record["user"]] = record
+        self._records.update(records)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -233,7 +246,7 @@ class ArmCache:
         new = not self.path.exists()
         with self.path.open("a", encoding="utf-8") as handle:
             if new:
-                handle.write(json.dumps({"fingerprint": self.fingerprint, "version": CACHE_VERSION}) + "\n")
+                handle.write(_header_line(self.fingerprint) + "\n")
             elif self._needs_newline:
                 handle.write("\n")
                 self._needs_newline = False
