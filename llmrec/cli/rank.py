@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmrec.errors import LlmrecWarning
 from llmrec.models.adapters import DEFAULT_ADAPTERS
-from llmrec.models.config import QUANTIZATIONS
+from llmrec.models.config import DTYPES, QUANTIZATIONS
 from llmrec.ranking.order import ORDER_SOURCES
 from llmrec.ranking.reranker import DEFAULT_TEMPLATES, MODES
 
@@ -57,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--quantization", default="none", choices=QUANTIZATIONS, help="default: none"
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="weights of unquantised layers (default auto: float32 on CPU, bfloat16 on GPU); bfloat16 is about "
+        "1.8x faster on CPUs with native bfloat16 (AVX512-BF16, AMX), at slightly perturbed scores",
     )
     parser.add_argument(
         "-k",
@@ -140,7 +147,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
     elif args.retriever == "fusion":
         retriever_opts = {"member_opts": {"dense": {"progress": False}}}
     config = RerankerConfig(
-        model=ModelConfig(args.model, quantization=args.quantization),
+        model=ModelConfig(args.model, quantization=args.quantization, dtype=args.dtype),
         adapter=adapter,
         mode=args.mode,
         template=args.template,

@@ -35,7 +35,7 @@ def reranker_config(arm: ArmConfig) -> Any:
         )
     return RerankerConfig.from_dict(
         {
-            "model": ModelConfig(str(arm.model), quantization=str(arm.quantization)),
+            "model": ModelConfig(str(arm.model), quantization=str(arm.quantization), dtype=str(arm.dtype)),
             "adapter": arm.adapter,
             "mode": arm.mode,
             "template": arm.template,

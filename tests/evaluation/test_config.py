@@ -28,6 +28,18 @@ def test_defaults_and_baseline():
     assert (llm.model, llm.mode, llm.template, llm.permutations) == ("smollm2", "listwise", "listwise_kg", 1)
 
 
+def test_dtype_reaches_the_model_and_is_recorded_only_when_set():
+    from llmrec.evaluation.llm import reranker_config
+
+    plain, bf16 = ExperimentConfig.from_dict(
+        base(arms=[{"name": "a", "kind": "llm"}, {"name": "b", "kind": "llm", "dtype": "bfloat16"}])
+    ).arms
+    assert "dtype" not in plain.resolved()  # the cache fingerprint of arms written before the field is unchanged
+    assert bf16.resolved()["dtype"] == "bfloat16"
+    assert reranker_config(plain).model.dtype == "auto"
+    assert reranker_config(bf16).model.dtype == "bfloat16"
+
+
 def test_unknown_arm_field_is_named():
     with pytest.raises(ConfigError, match="'temprature'.*arm 'pop'"):
         ExperimentConfig.from_dict(base(arms=[{"name": "pop", "kind": "popularity", "temprature": 1}]))
@@ -52,6 +64,9 @@ def test_llm_field_on_baseline_arm_is_refused():
         ({"comparisons": [["pop", "nope"]]}, "names 'nope'"),
         ({"arms": [{"name": "l", "kind": "llm", "options": {"mode": "pointwise"}}]}, None),
         ({"arms": [{"name": "l", "kind": "llm", "mode": "chat"}]}, "mode must be"),
+        ({"arms": [{"name": "l", "kind": "llm", "dtype": "bf16"}]}, "arm 'l': dtype must be auto, .* or float16, got 'bf16'"),
+        ({"arms": [{"name": "l", "kind": "llm", "quantization": "3bit"}]}, "arm 'l': quantization must be none, 4bit or 8bit"),
+        ({"arms": [{"name": "pop", "kind": "popularity", "dtype": "bfloat16"}]}, "'dtype'.*llm arms"),
     ],
 )
 def test_bad_fields(over, pattern):
