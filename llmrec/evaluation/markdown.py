@@ -157,6 +157,20 @@ def _paired_comparisons(summary: Summary) -> list[str]:
     for c in summary["comparisons"]:
         cells = [_delta(c["metrics"][m]) for m in PAIRED_METRICS]
         lines.append(f"| `{c['arm']}` | `{c['versus']}` | {c['users']} | " + " | ".join(cells) + " |")
+    slice_names = [sn for sn in SLICE_TITLES if any(sn in c.get("slices", {}) for c in summary["comparisons"])]
+    if slice_names:
+        lines += [
+            "",
+            "Within slices (ΔNDCG@10, users):",
+            "",
+            *_table_head(["arm", "versus", *(SLICE_TITLES[sn] for sn in slice_names)]),
+        ]
+        for c in summary["comparisons"]:
+            cells = [f"`{c['arm']}`", f"`{c['versus']}`"]
+            for sn in slice_names:
+                info = c.get("slices", {}).get(sn)
+                cells.append(f"{_delta(info['metrics']['ndcg@10'])} ({info['users']})" if info else "—")
+            lines.append(_row(cells))
     return lines + [""]
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,10 +107,15 @@ def dataset_fingerprint(dataset: Any) -> str:
 
 
 class RetrieverPool:
-    """Retrievers fit on the train split, built once per (name, options) and shared by protocol and arms."""
+    """Retrievers fit on the train split, built once per (name, options) and shared by protocol and arms.
 
-    def __init__(self, train_dataset: Any) -> None:
+    With ``progress=False`` the retrievers that draw progress bars while fitting (SASRec's epochs, dense
+    embeddings), alone or as fusion members, draw none.
+    """
+
+    def __init__(self, train_dataset: Any, progress: bool = True) -> None:
         self.train_dataset = train_dataset
+        self.progress = progress
         self._built: dict[str, Any] = {}
 
     def __call__(self, name: str, options: dict) -> Any:
@@ -119,8 +124,29 @@ class RetrieverPool:
             from llmrec.retrieval import build_retriever
 
             log.info("fitting retriever %s %s on the train split", name, options or "")
-            self._built[key] = build_retriever(name, self.train_dataset, **options)
+            built_with = options if self.progress else _without_progress(name, options)
+            self._built[key] = build_retriever(name, self.train_dataset, **built_with)
         return self._built[key]
+
+
+#: Retrievers whose builders take a ``progress`` option.
+_WITH_PROGRESS = ("sasrec", "dense")
+
+
+def _without_progress(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` with ``progress=False`` for `name`, or for its members when `name` is a fusion."""
+    opts = dict(options)
+    if name in _WITH_PROGRESS:
+        opts.setdefault("progress", False)
+    elif name == "fusion":
+        from llmrec.retrieval.factory import DEFAULT_FUSION
+
+        member_opts = {m: dict(o) for m, o in opts.get("member_opts", {}).items()}
+        for member in opts.get("members", DEFAULT_FUSION):
+            if member in _WITH_PROGRESS:
+                member_opts.setdefault(member, {}).setdefault("progress", False)
+        opts["member_opts"] = member_opts
+    return opts
 
 
 def run_experiment(
@@ -168,7 +194,7 @@ def run_experiment(
     sample = order[: config.users] if config.users is not None else order
     if config.users is not None and config.users > len(order):
         log.warning("asked for %d users but only %d have a target: using all", config.users, len(order))
-    pool = RetrieverPool(split.train_dataset)
+    pool = RetrieverPool(split.train_dataset, progress=progress)
     procs = ProcessGroup.current()
     with procs.main_first():  # the main process fits (and caches) slow retrievers such as SASRec first
         cases = build_cases(split, config, sample, pool)

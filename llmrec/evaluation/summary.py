@@ -90,6 +90,15 @@ class PairedSummary(TypedDict):
     versus: str
     users: int
     metrics: dict[str, ComparisonDict]
+    #: per slice (cold items, short histories, target retrieved): users in it and NDCG@10 difference.
+    slices: dict[str, SlicePairedSummary]
+
+
+class SlicePairedSummary(TypedDict):
+    """A configured comparison within one slice of the users both arms evaluated."""
+
+    users: int
+    metrics: dict[str, ComparisonDict]
 
 
 class Recommendation(TypedDict):
@@ -221,16 +230,7 @@ def _vs_baseline(
         pairs = [(r, base_rows[u.user_id]) for u, r in with_base if u.slices.get(s, False)]
         if not pairs:
             continue
-        comparisons = {
-            m: paired_bootstrap(
-                [a[m] for a, _ in pairs],
-                [b[m] for _, b in pairs],
-                samples=cfg.bootstrap_samples,
-                confidence=cfg.confidence,
-                seed=cfg.seed,
-            ).as_dict()
-            for m in (RANKING_METRICS if s == "all" else SLICE_COMPARED_METRICS)
-        }
+        comparisons = _paired(pairs, RANKING_METRICS if s == "all" else SLICE_COMPARED_METRICS, cfg)
         if s == "all":
             overall = comparisons
         else:
@@ -266,17 +266,30 @@ def paired_comparisons(result: ExperimentResult) -> list[PairedSummary]:
         user_pairs = [(u, other[u.user_id]) for u in result.arms[a].users if u.user_id in other]
         if not user_pairs:
             continue
-        entry: PairedSummary = {"arm": a, "versus": b, "users": len(user_pairs), "metrics": {}}
-        for metric in PAIRED_METRICS:
-            entry["metrics"][metric] = paired_bootstrap(
-                [user_metrics(x.rank, x.n_candidates)[metric] for x, _ in user_pairs],
-                [user_metrics(y.rank, y.n_candidates)[metric] for _, y in user_pairs],
-                samples=cfg.bootstrap_samples,
-                confidence=cfg.confidence,
-                seed=cfg.seed,
-            ).as_dict()
+        rows = [(user_metrics(x.rank, x.n_candidates), user_metrics(y.rank, y.n_candidates)) for x, y in user_pairs]
+        entry: PairedSummary = {
+            "arm": a, "versus": b, "users": len(user_pairs), "metrics": _paired(rows, PAIRED_METRICS, cfg),
+            "slices": {},
+        }  # fmt: skip
+        for s in (x for x in _slice_names(result.arms[a]) if x != "all"):
+            members = [r for (x, _), r in zip(user_pairs, rows) if x.slices.get(s, False)]
+            if members:
+                entry["slices"][s] = {"users": len(members), "metrics": _paired(members, SLICE_COMPARED_METRICS, cfg)}
         out.append(entry)
     return out
+
+
+def _paired(
+    rows: Sequence[tuple[Mapping[str, float], Mapping[str, float]]], metrics: Sequence[str], cfg: ExperimentConfig
+) -> dict[str, ComparisonDict]:
+    """Paired bootstrap differences (first minus second) of each metric over per-user metric pairs."""
+    return {
+        m: paired_bootstrap(
+            [x[m] for x, _ in rows], [y[m] for _, y in rows],
+            samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=cfg.seed,
+        ).as_dict()
+        for m in metrics
+    }  # fmt: skip
 
 
 def recommend(result: ExperimentResult, shared: SharedUsers) -> Recommendation:

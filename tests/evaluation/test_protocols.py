@@ -70,3 +70,19 @@ def test_retrieved_cases_use_the_retriever_order(tiny):
         assert case.candidates == tuple(c.item_id for c in retriever.retrieve(list(case.history), 5))
         assert case.target_present == (case.target in case.candidates)
         assert slice_membership(case, config)["target_retrieved"] == case.target_present
+
+
+def test_a_quiet_pool_builds_retrievers_without_progress_bars(tiny, tmp_path, capsys):
+    from llmrec.evaluation.runner import _without_progress
+
+    assert _without_progress("sasrec", {"dim": 8}) == {"dim": 8, "progress": False}
+    assert _without_progress("ease", {"l2": 5.0}) == {"l2": 5.0}
+    fused = _without_progress("fusion", {"members": ["cooc", "dense"], "member_opts": {"dense": {"x": 1}}})
+    assert fused["member_opts"] == {"dense": {"x": 1, "progress": False}}
+    assert _without_progress("fusion", {})["member_opts"] == {"sasrec": {"progress": False}, "dense": {"progress": False}}
+    split = make_split(tiny, cfg())
+    pool = RetrieverPool(split.train_dataset, progress=False)
+    options = {"cache_dir": str(tmp_path), "settings": {"dim": 8, "heads": 1, "blocks": 1, "max_epochs": 2}}
+    first = pool("sasrec", options)
+    assert pool("sasrec", options) is first  # keyed on the options as given
+    assert "sasrec" not in capsys.readouterr().err

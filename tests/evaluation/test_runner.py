@@ -97,7 +97,14 @@ def test_report_files_and_numbers(config_path: Path, tmp_path: Path):
     assert cmp["metrics"]["ndcg@10"]["diff"] == pytest.approx(
         saved["arms"]["cooc"]["metrics"]["ndcg@10"] - saved["arms"]["random"]["metrics"]["ndcg@10"]
     )
+    for name, within in cmp["slices"].items():  # each slice's difference is over that slice's users only
+        members = [u for u in users if u.slices[name]]
+        by_user = {u.user_id: u for u in result.arms["random"].users}
+        expected = sum(ndcg_at(u.rank, 10) - ndcg_at(by_user[u.user_id].rank, 10) for u in members) / len(members)
+        assert within["users"] == len(members) and within["metrics"]["ndcg@10"]["diff"] == pytest.approx(expected)
+    assert cmp["slices"] and "all" not in cmp["slices"]
     text = (folder / "report.md").read_text()
+    assert "Within slices (ΔNDCG@10, users)" in text
     assert "| `cooc` |" in text and "Which arm to pick" in text
     assert "on the 5 users every arm evaluated" in text and saved["shared_users"]["users"] == 5
     assert summary["arms"]["random"]["users"] == result.users_sampled
