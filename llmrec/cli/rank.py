@@ -168,7 +168,16 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
     _report(caught)
     ready = time.perf_counter()
     items = [x.strip() for x in args.items.split(",") if x.strip()] or None
-    ranked = reranker.rank(history, items, k=args.top)
+    every = reranker.rank(history, items)
+    ranked = every.top(args.top) if args.top else every
+    for note in _card_notes(reranker):
+        print(f"note: {note}", file=sys.stderr)
+    if items is None and len(every) < args.n_candidates:
+        print(
+            f"note: the first stage ({every.candidate_source}) found {len(every)} of the {args.n_candidates} "
+            "candidates asked for (the user has seen the rest of what it can rank); ranked those",
+            file=sys.stderr,
+        )
     if ranked.parse_failures:
         print(
             f"warning: the generated ranking did not name every candidate exactly once in {ranked.parse_failures} "
@@ -181,6 +190,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         "dataset": dataset.name,
         "user": args.user,
         "history_length": len(history),
+        "candidates_ranked": len(every),
         **out,
         "candidate_order": reranker.candidate_order,
         "timings": {
@@ -215,3 +225,24 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         f"{ranked.parse_failures}; score {t['score']:.2f} s, model load {t['load_model']:.2f} s, wall {t['wall']:.2f} s"
     )
     return 0
+
+
+def _card_notes(reranker: Any) -> list[str]:
+    """What an older adapter card lacks that this run would have used: fusion weights, evidence settings."""
+    card = reranker.adapter_card
+    if card is None:
+        return []
+    name = f"adapter {reranker.adapter_name!r} ({reranker.adapter_path})"
+    notes = []
+    if reranker.config.fusion and card.fusion is None:
+        notes.append(
+            f"{name}: its card has no score-fusion weights (made before score fusion), so scores are the LLM's "
+            "alone. Fit them on validation users: llmrec eval CONFIG --fit-fusion ARM --write-card, with CONFIG "
+            "evaluating split.target: valid and ARM this adapter's arm (example: eval/ml100k-fusion-fit.yaml)"
+        )
+    if "cf_evidence" not in card.prompt:
+        notes.append(
+            f"{name}: its card records no cf_evidence setting (made before collaborative evidence), so prompts show "
+            "none, as in its training; retrain with prompt.cf_evidence: true in the recipe to use it"
+        )
+    return notes

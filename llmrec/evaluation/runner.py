@@ -401,7 +401,15 @@ def arm_fusion(arm: ArmConfig, adapter_dir: Path | None) -> Any:
     from llmrec.models.adapters import card_of
     from llmrec.ranking.reranker import card_fusion
 
-    return card_fusion(card_of(adapter_dir))
+    card = card_of(adapter_dir)
+    if card is not None and card.fusion is None:
+        log.warning(
+            "arm %r: the card of adapter %s has no score-fusion weights (made before score fusion), so the arm "
+            "reports the LLM score alone; fit them on validation users with `llmrec eval CONFIG --fit-fusion %s "
+            "--write-card` (CONFIG evaluating split.target: valid), or set fusion: false to silence this",
+            arm.name, adapter_dir, arm.name,
+        )  # fmt: skip
+    return card_fusion(card)
 
 
 def fused_results(

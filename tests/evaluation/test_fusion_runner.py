@@ -79,3 +79,26 @@ def test_fit_fusion_refuses_test_targets_and_writes_nothing(tmp_path, tiny_dir, 
     valid = run_experiment(_config(tmp_path, tiny_dir, tiny_model_dir, "valid"), progress=False)
     fusion = fit_arm_fusion(valid, "tiny-llm", ["cooc"])
     assert fusion.members == ("cooc",) and fusion.fitted["split"]["target"] == "valid"
+
+
+def test_an_adapter_card_without_fusion_weights_is_named_with_the_command(tmp_path, caplog):
+    import logging
+
+    from llmrec.evaluation.config import ArmConfig
+    from llmrec.evaluation.runner import arm_fusion
+    from llmrec.models.adapters import AdapterCard, write_card
+
+    folder = tmp_path / "old-adapter"
+    folder.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "train_config.yaml"):
+        (folder / name).write_text("{}")  # only the card is read here
+    write_card(folder, AdapterCard(base_model="tiny", name="old", mode="pointwise", template="pointwise"))
+    arm = ArmConfig(name="old-llm", kind="llm", mode="pointwise")
+    with caplog.at_level(logging.WARNING, logger="llmrec.evaluation.runner"):
+        assert arm_fusion(arm, folder) is None
+    assert f"adapter {folder} has no score-fusion weights" in caplog.text
+    assert "--fit-fusion old-llm --write-card" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="llmrec.evaluation.runner"):
+        assert arm_fusion(ArmConfig(name="off", kind="llm", mode="pointwise", fusion=False), folder) is None
+    assert caplog.text == ""

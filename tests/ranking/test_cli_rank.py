@@ -79,3 +79,31 @@ def test_rank_bad_input_is_one_line(capsys, model_dir, extra, message):
     code, _, err = _rank(capsys, model_dir, *extra)
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+def test_fewer_candidates_than_asked_are_ranked_and_counted(capsys, model_dir):
+    code, out, err = _rank(capsys, model_dir, "--user", "u1", "--no-adapter", "-k", "10", "--json")
+    data = json.loads(out)
+    n = data["candidates_ranked"]
+    assert code == 0 and 0 < n < 10 and len(data["ranked"]) == n
+    assert f"found {n} of the 10 candidates asked for" in err
+
+
+def test_an_older_card_without_fusion_or_evidence_settings_is_named_with_the_fix(capsys, model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.models.adapters import AdapterCard, write_card
+
+    folder = tmp_path / "old-adapter"
+    get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])
+    ).save_pretrained(folder)
+    (folder / "train_config.yaml").write_text("mode: pointwise\n")
+    write_card(folder, AdapterCard(base_model=str(model_dir), name="old", mode="pointwise", template="pointwise"))
+    code, _, err = _rank(capsys, model_dir, "--user", "u1", "--adapter", str(folder))
+    assert code == 0
+    assert f"adapter 'old-adapter' ({folder}): its card has no score-fusion weights" in err
+    assert "--fit-fusion ARM --write-card" in err and "no cf_evidence setting" in err
+    code, _, err = _rank(capsys, model_dir, "--user", "u1", "--adapter", str(folder), "--no-fusion")
+    assert code == 0 and "score-fusion" not in err and "no cf_evidence setting" in err
