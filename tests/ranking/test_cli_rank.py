@@ -107,3 +107,13 @@ def test_an_older_card_without_fusion_or_evidence_settings_is_named_with_the_fix
     assert "--fit-fusion ARM --write-card" in err and "no cf_evidence setting" in err
     code, _, err = _rank(capsys, model_dir, "--user", "u1", "--adapter", str(folder), "--no-fusion")
     assert code == 0 and "score-fusion" not in err and "no cf_evidence setting" in err
+
+
+def test_rank_in_bfloat16(capsys, model_dir):
+    from llmrec.models import ModelConfig, load_model
+
+    code, out, _ = _rank(capsys, model_dir, "--user", "u1", "--no-adapter", "--mode", "pointwise", "--dtype",
+                         "bfloat16", "--json")  # fmt: skip
+    assert code == 0 and len(json.loads(out)["ranked"]) == 5
+    # the model the command loaded (cached per config) holds bfloat16 weights
+    assert str(load_model(ModelConfig(str(model_dir), dtype="bfloat16")).model.dtype) == "torch.bfloat16"
