@@ -30,8 +30,9 @@ DTYPES = ("float32", "bfloat16")
 
 
 def ndcg_at_10(ranked: tuple[str, ...], target: str) -> float:
-    rank = ranked.index(target) if target in ranked else 10**9
-    return 1.0 / float(np.log2(rank + 2)) if rank < 10 else 0.0
+    from llmrec.metrics import ndcg_at
+
+    return ndcg_at(ranked.index(target) + 1 if target in ranked else None, 10)
 
 
 def spearman(a: list[float], b: list[float]) -> float:

@@ -266,7 +266,7 @@ def paired_comparisons(result: ExperimentResult) -> list[PairedSummary]:
         user_pairs = [(u, other[u.user_id]) for u in result.arms[a].users if u.user_id in other]
         if not user_pairs:
             continue
-        rows = [(user_metrics(x.rank, x.n_candidates), user_metrics(y.rank, y.n_candidates)) for x, y in user_pairs]
+        rows = list(zip(_per_user([x for x, _ in user_pairs]), _per_user([y for _, y in user_pairs]), strict=True))
         entry: PairedSummary = {
             "arm": a, "versus": b, "users": len(user_pairs), "metrics": _paired(rows, PAIRED_METRICS, cfg),
             "slices": {},
