@@ -97,6 +97,10 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
         (inner, _ellipsis) = get_args(tp)
         return tuple(coerce(inner, v, f"{key}[{n}]") for n, v in enumerate(value))
+    if origin in (dict, Mapping):  # free-form keyword arguments (e.g. a retriever's options): str keys
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key}: expected a mapping of option names to values, got {value!r}")
+        return dict(value)
     if tp is type(None):
         if value is None:
             return None

@@ -102,12 +102,15 @@ class NegativesSection:
         pool: retriever sources only: draw the hard negatives uniformly from the retriever's top `pool` unseen
             items instead of taking the top ones.
         hard: retriever sources only: how many of the `n` negatives are hard (default all); the rest are uniform.
+        options: retriever sources only: keyword arguments of the retriever (``build_retriever``), e.g.
+            ``{l2: 2000}`` for EASE, as an eval arm's ``retriever_options``.
     """
 
     source: NegativeSource = "random"
     n: int | None = None
     pool: int | None = None
     hard: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_fields(self, "negatives.")
@@ -116,6 +119,8 @@ class NegativesSection:
             require(value is None or value >= 0, key, f"must be >= 0 or null, got {value}")
             require(value is None or self.source not in ("random", "popularity"), key,
                     f"applies to retriever sources (hard negatives), not to source {self.source!r}")
+        require(not self.options or self.source not in ("random", "popularity"), "negatives.options",
+                f"applies to retriever sources (hard negatives), not to source {self.source!r}")
 
     def count(self, mode: str) -> int:
         """`n`, or its default for `mode` (19 listwise, 1 pointwise)."""

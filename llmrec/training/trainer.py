@@ -457,7 +457,9 @@ def _examples(
         split,
         mode=cfg.mode,
         n_negatives=cfg.negatives.count(cfg.mode),
-        negatives=NegativeSampler(split, cfg.negatives.source, pool=cfg.negatives.pool, hard=cfg.negatives.hard),
+        negatives=NegativeSampler(
+            split, cfg.negatives.source, pool=cfg.negatives.pool, hard=cfg.negatives.hard, **cfg.negatives.options
+        ),
         policy=PositivePolicy(cfg.data.min_rating),
         min_history=cfg.data.min_history,
         max_history=cfg.data.max_history,

@@ -137,6 +137,8 @@ def test_prompt_section_settings_fill_the_defaults():
         ("OptimSection", {"learning_rate": 0}, "optim.learning_rate: must be > 0, got 0"),
         ("DataSection", {"min_history": 0}, "data.min_history: must be >= 1, got 0"),
         ("NegativesSection", {"source": "random", "pool": 5}, "negatives.pool: applies to retriever sources"),
+        ("NegativesSection", {"source": "random", "options": {"l2": 5}}, "negatives.options: applies to retriever"),
+        ("NegativesSection", {"source": "ease", "options": [1]}, "negatives.options: expected a mapping"),
         ("ValidationSection", {"metric": "hr@10"}, "validation.metric: expected 'ndcg@K'"),
         ("ModelSection", {"quantization": "2bit"}, "model.quantization: expected one of 'none' | '4bit' | '8bit'"),
         ("PromptSection", {"candidate_order": "random"}, "prompt.candidate_order must be one of"),

@@ -274,3 +274,11 @@ def test_adapter_card_carries_prompt_settings_that_the_reranker_reuses(tmp_path,
 def test_unknown_candidate_order_is_named(tmp_path, tiny_model_dir, synth_dir):
     with pytest.raises(ConfigError, match="prompt.candidate_order must be one of"):
         make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"prompt.candidate_order": "fusion"})
+
+
+def test_negative_retriever_options_reach_the_retriever(tmp_path, tiny_model_dir, synth_dir):
+    over = {"negatives.source": "ease", "negatives.options": {"l3": 100.0}}
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **over)
+    with pytest.raises(ConfigError, match="l3"):  # EASE has no option l3: the options are passed, not dropped
+        train(cfg, progress=False)
+    assert not (tmp_path / "adapter").exists()
