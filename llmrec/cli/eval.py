@@ -27,6 +27,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache-dir", default=None, help="per-(arm, user) result cache folder (overrides the config)"
     )
+    parser.add_argument(
+        "--no-score-memo",
+        action="store_true",
+        help="score every prompt with the model, even one whose scores are in the score memo "
+        "(score-memo/ in the cache folder: scores keyed on the prompts, model, adapter and scoring code)",
+    )
+    parser.add_argument(
+        "--seed-score-memo",
+        action="store_true",
+        help="first fill the score memo from the LLM arms' result caches (caches made before the memo existed)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--json", action="store_true", help='print {"arms": {NAME: {METRIC: value}}} as JSON')
@@ -60,7 +71,14 @@ def run(args: argparse.Namespace) -> int:
     if args.cache_dir is not None:
         config = dataclasses.replace(config, cache_dir=args.cache_dir)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
-    result = run_experiment(config, users=args.users, arms=arms, progress=not args.no_progress)
+    result = run_experiment(
+        config,
+        users=args.users,
+        arms=arms,
+        progress=not args.no_progress,
+        score_memo=not args.no_score_memo,
+        seed_memo=args.seed_score_memo,
+    )
     if not result.arms:  # a non-main process of a data-parallel run: the main process writes the report
         return 0
     out = args.out if args.out is not None else result.config.results_path()

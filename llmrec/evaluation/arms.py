@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,8 +33,18 @@ class ArmScorer(Protocol):
 RetrieverFactory = Callable[[str, dict], Any]
 
 
-def build_arm(arm: ArmConfig, *, seed: int, retriever_factory: RetrieverFactory, dataset: Any) -> ArmScorer:
-    """The scorer of `arm`. Retrievers come from `retriever_factory` (fit on the train split, shared)."""
+def build_arm(
+    arm: ArmConfig,
+    *,
+    seed: int,
+    retriever_factory: RetrieverFactory,
+    dataset: Any,
+    score_memo: Path | None = None,
+    memo_writer: str = "main",
+) -> ArmScorer:
+    """The scorer of `arm`. Retrievers come from `retriever_factory` (fit on the train split, shared). An LLM arm
+    answers prompts it has scored before from the score memo under `score_memo` (None: no memo; see
+    `llmrec.evaluation.score_memo`), appending what it scores to ``<memo_writer>.jsonl``."""
     if arm.kind == "random":
         return _RandomArm(arm.name, seed)
     if arm.kind == "candidate_order":
@@ -41,7 +52,7 @@ def build_arm(arm: ArmConfig, *, seed: int, retriever_factory: RetrieverFactory,
     if arm.kind in RETRIEVER_ARM_KINDS:
         return _RetrieverArm(retriever_factory(arm.kind, dict(arm.retriever_options)))
     if arm.kind == "llm":
-        return _LlmArm(arm, dataset)
+        return _LlmArm(arm, dataset, score_memo, memo_writer)
     raise ConfigError(f"arm {arm.name!r}: unknown kind {arm.kind!r}")
 
 
@@ -140,17 +151,35 @@ def _adapter_folder(arm: ArmConfig, root: Path | None) -> Path:
 
 
 class _LlmArm:
-    """Reranks the case's candidates with llmrec.ranking.Reranker (built on first use)."""
+    """Reranks the case's candidates with llmrec.ranking.Reranker (built on first use), through the score memo
+    when one is given."""
 
-    def __init__(self, arm: ArmConfig, dataset: Any) -> None:
+    def __init__(self, arm: ArmConfig, dataset: Any, memo_root: Path | None = None, writer: str = "main") -> None:
         self.arm = arm
         self.dataset = dataset
+        self.memo_root = memo_root
+        self.writer = writer
+        self.memo: Any = None
         self._reranker: Any = None
 
-    def _build(self) -> Any:
-        return build_reranker(self.arm, self.dataset)
+    @property
+    def reranker(self) -> Any:
+        """The arm's `Reranker` (model loaded on first use)."""
+        if self._reranker is None:
+            self._reranker = build_reranker(self.arm, self.dataset)
+            if self.memo_root is not None:
+                from llmrec.evaluation.cache import adapter_digest
+                from llmrec.evaluation.score_memo import attach_memo
+
+                digest = adapter_digest(resolve_adapter(self.arm.adapter)) if self.arm.adapter else None
+                self.memo = attach_memo(self._reranker, digest, self.memo_root, writer=self.writer)
+        return self._reranker
 
     def __call__(self, case: EvalCase) -> ArmOutput:
-        if self._reranker is None:
-            self._reranker = self._build()
-        return rank_case(self._reranker, case)
+        reranker = self.reranker
+        replayed = self.memo.replayed_seconds if self.memo is not None else 0.0
+        output = rank_case(reranker, case)
+        if self.memo is not None and self.memo.replayed_seconds > replayed:
+            # a memo hit costs no model time: report the scoring time it took when it was scored
+            output = replace(output, latency_s=output.latency_s + self.memo.replayed_seconds - replayed)
+        return output

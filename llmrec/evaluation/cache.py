@@ -73,6 +73,17 @@ def _adapter_file_bytes(path: Path) -> bytes:
     return json.dumps(card, sort_keys=True).encode()
 
 
+def adapter_digest(adapter_dir: Path) -> str:
+    """Hash of what of an adapter folder shapes the LLM's scores (weights, configs, the card without fusion)."""
+    digest = hashlib.sha256()
+    for f in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
+        if f.name == "README.md":  # rendered from the card: says nothing the card does not
+            continue
+        digest.update(str(f.relative_to(adapter_dir)).encode())
+        digest.update(_adapter_file_bytes(f))
+    return digest.hexdigest()
+
+
 def arm_fingerprint(
     arm_config: Mapping[str, Any], case_config: Mapping[str, Any], adapter_dir: Path | None = None
 ) -> str:
@@ -85,21 +96,15 @@ def arm_fingerprint(
         "code": code_version(),
     }
     if adapter_dir is not None and adapter_dir.is_dir():
-        digest = hashlib.sha256()
-        for f in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
-            if f.name == "README.md":  # rendered from the card: says nothing the card does not
-                continue
-            digest.update(str(f.relative_to(adapter_dir)).encode())
-            digest.update(_adapter_file_bytes(f))
-        payload["adapter_files"] = digest.hexdigest()
+        payload["adapter_files"] = adapter_digest(adapter_dir)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _split(text: str) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
     """A cache file's header and its per-user records (unparseable lines, e.g. a half-written last one, skipped)."""
     lines = text.split("\n")
-    records = (_parse(line) for line in lines[1:])
-    return _parse(lines[0]), {r["user"]: r for r in records if r is not None and "user" in r}
+    records = (parse_line(line) for line in lines[1:])
+    return parse_line(lines[0]), {r["user"]: r for r in records if r is not None and "user" in r}
 
 
 def _header_line(fingerprint: str) -> str:
@@ -256,7 +261,8 @@ class ArmCache:
         self._records[case.user_id] = record
 
 
-def _parse(line: str) -> dict[str, Any] | None:
+def parse_line(line: str) -> dict[str, Any] | None:
+    """One JSON-lines record (None for a blank, cut-short or non-object line)."""
     if not line.strip():
         return None
     try:

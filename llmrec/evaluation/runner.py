@@ -156,6 +156,8 @@ def run_experiment(
     arms: Sequence[str] | None = None,
     progress: bool = True,
     dataset: Any = None,
+    score_memo: bool = True,
+    seed_memo: bool = False,
 ) -> ExperimentResult:
     """Run every arm (or those named in `arms`) of `config` and return per-user results.
 
@@ -165,6 +167,10 @@ def run_experiment(
         arms: only these arms (the baseline is always added, for the comparisons).
         progress: show a tqdm progress bar per arm with the running NDCG@10 and an ETA.
         dataset: an already loaded dataset (default: load ``config.dataset``).
+        score_memo: LLM arms answer prompts scored before (by any arm or config, same model, adapter and scoring
+            code) from the score memo in the cache folder (``score-memo/``; `llmrec.evaluation.score_memo`).
+        seed_memo: first fill the score memo from the LLM arms' result caches (made by this code, before the
+            memo existed): each cached user's prompts are rendered again and stored with the cached scores.
 
     Under ``accelerate launch --num_processes N`` the users of each arm are sharded over the processes (see
     `ProcessGroup`); only the main process returns results (the others return an empty ``arms``).
@@ -211,13 +217,25 @@ def run_experiment(
         path = config.cache_path() / f"{arm.name}.jsonl"
         fingerprint = arm_fingerprint(resolved, case_fp, adapter_dir)
         runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir is not None else arm
-        scorer = build_arm(runnable, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
+        scorer = build_arm(
+            runnable,
+            seed=config.seed,
+            retriever_factory=pool,
+            dataset=split.train_dataset,
+            score_memo=config.cache_path() / "score-memo" if score_memo or seed_memo else None,
+            memo_writer="main" if procs.size == 1 else f"rank{procs.rank}",
+        )
         if procs.size > 1:
+            if seed_memo:
+                raise ConfigError("seed the score memo in one process (without accelerate launch)")
             _run_shard(arm, arm_cases, scorer, path, fingerprint, config, progress, procs)
             if not procs.is_main:
                 continue  # the main process reads the merged cache and reports
         cache = ArmCache(path, fingerprint)
         with cache.locked():
+            if seed_memo and arm.is_llm:
+                seeded = seed_memo_from_cache(scorer, arm_cases, cache, progress=progress)
+                log.info("arm %s: %d users' scores put into the score memo from its cache", arm.name, seeded)
             results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress and procs.is_main)
         retriever = getattr(scorer, "retriever", None)
         if retriever is not None:
@@ -273,6 +291,50 @@ class ProcessGroup:
         import contextlib
 
         return self.state.main_process_first() if self.state is not None else contextlib.nullcontext()
+
+
+def seed_memo_from_cache(scorer: Any, cases: Sequence[EvalCase], cache: ArmCache, *, progress: bool = True) -> int:
+    """Put the cached LLM scores of `cases` into the score memo of the LLM arm `scorer` (built with a memo).
+
+    The arm's cache was made by the current code (its fingerprint says so), so rendering each cached user's
+    prompts again gives the prompts those scores were computed from. Each user is replayed through the reranker
+    and its output checked against the cache. Returns the number of users put in the memo.
+
+    Raises:
+        ConfigError: the arm does not score one candidate set per user (only pointwise arms can be seeded), or a
+            replayed user's scores differ from its cached ones.
+    """
+    from tqdm.auto import tqdm
+
+    from llmrec.evaluation.llm import rank_case
+    from llmrec.evaluation.score_memo import ReplayScores
+
+    reranker = scorer.reranker
+    memo = scorer.memo
+    if reranker.mode != "pointwise" or reranker.config.permutations != 1:
+        raise ConfigError(
+            f"arm {scorer.arm.name!r}: only pointwise arms (one candidate set per user) can seed the score memo"
+        )
+    replay = ReplayScores()
+    real, memo.inner = memo.inner, replay
+    seeded = 0
+    try:
+        for case in tqdm(cases, desc=f"seeding memo/{scorer.arm.name}", unit="user", disable=not progress):
+            cached = cache.get(case)
+            if cached is None or not cached.scores:
+                continue
+            replay.record = {"candidates": list(case.candidates), "scores": list(cached.scores), **{
+                k: getattr(cached, k) for k in ("prompt_tokens", "forward_passes", "parse_failures", "latency_s")
+            }}
+            replay.started = time.perf_counter()
+            misses = memo.misses
+            output = rank_case(reranker, case)
+            if output.scores != cached.scores:
+                raise ConfigError(f"arm {scorer.arm.name!r}, user {case.user_id}: replayed scores differ from the cache")
+            seeded += memo.misses - misses
+    finally:
+        memo.inner = real
+    return seeded
 
 
 def _run_shard(

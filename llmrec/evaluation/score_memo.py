@@ -1,0 +1,249 @@
+"""A content-addressed memo of LLM scores: the same prompts to the same model are scored once.
+
+The per-arm result cache (:mod:`llmrec.evaluation.cache`) is keyed on the code that shapes an arm's output, so a
+change anywhere in retrieval, knowledge or ranking makes every LLM arm run again. Most such changes leave the
+prompts as they were. The memo is keyed on what decides an LLM score and nothing else:
+
+- the prompts themselves (their text, answer words, candidates shown, special-token setting);
+- the model (its name, base-model fingerprint, dtype, quantization) and the adapter's files (without the card's
+  score-fusion weights, which are applied afterwards);
+- the scorer (its class and settings) and the source of the code that turns prompts into scores
+  (``llmrec/models``, ``llmrec/ranking/base.py`` and the scorer's module), plus the torch and transformers versions.
+
+So after a refactor the harness re-renders every prompt (cheap), finds the unchanged ones in the memo and runs the
+model only where a prompt really changed. A hit replays the stored scores and the stored scoring time, so a
+report's latency column still reports what scoring costs.
+
+Files: ``<the experiment's cache folder>/score-memo/<fingerprint>/<writer>.jsonl`` (the cache folder defaults to
+``$LLMREC_HOME/eval-cache/<experiment>``), one JSON line per scored candidate set, appended and flushed as it is
+made (a line cut short by a crash is skipped on load); each process of a data-parallel run appends to its own file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from llmrec.evaluation.cache import parse_line
+
+log = logging.getLogger(__name__)
+
+#: Bump when the meaning of a memo entry changes.
+MEMO_VERSION = 1
+
+
+def prompts_key(prompts: Sequence[Any]) -> str:
+    """The memo key of one candidate set's rendered prompts."""
+    payload = [
+        [p.text, list(p.answer_tokens), list(p.candidate_ids), bool(p.add_special_tokens)] for p in prompts
+    ]
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+def _source_digest(files: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def scoring_code_version(scorer: Any) -> str:
+    """Hash of the code between a rendered prompt and its scores: the models package, the ranking helpers and
+    the scorer's own module."""
+    import llmrec
+
+    root = Path(llmrec.__file__).resolve().parent
+    files = sorted((root / "models").rglob("*.py")) + [root / "ranking" / "base.py"]
+    own = inspect.getsourcefile(type(scorer))
+    if own is not None:
+        files.append(Path(own))
+    return _source_digest(files)
+
+
+def _scorer_settings(scorer: Any) -> dict[str, Any]:
+    """The scorer's plain settings (batch size, prefix cache ...): they may change float rounding."""
+    return {
+        k: v
+        for k, v in sorted(vars(scorer).items())
+        if not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None)))
+    }
+
+
+def memo_fingerprint(scorer: Any, lm: Any, adapter_digest: str | None) -> str:
+    """The memo folder name for `scorer` on the loaded model `lm` with the adapter whose files hash to
+    `adapter_digest` (None: the bare model)."""
+    import torch
+    import transformers
+
+    from llmrec.models.loading import base_model_fingerprint
+
+    cfg = lm.config
+    payload = {
+        "version": MEMO_VERSION,
+        "model": str(cfg.name_or_path),
+        "base_fingerprint": base_model_fingerprint(lm.model),
+        "dtype": str(cfg.dtype),
+        "quantization": str(cfg.quantization),
+        "adapter": adapter_digest,
+        "scorer": type(scorer).__name__,
+        "settings": _scorer_settings(scorer),
+        "code": scoring_code_version(scorer),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _entry(key: str, result: Any) -> dict[str, Any]:
+    data = asdict(result)
+    data["candidate_ids"] = list(result.candidate_ids)
+    data["scores"] = list(result.scores)
+    return {"key": key, "result": data}
+
+
+def _result_of(data: dict[str, Any]) -> Any:
+    from llmrec.ranking.base import ScoreResult
+
+    return ScoreResult(
+        **{**data, "candidate_ids": tuple(data["candidate_ids"]), "scores": tuple(float(s) for s in data["scores"])}
+    )
+
+
+class ScoreMemo:
+    """A `Scorer` that answers from the memo folder and asks `inner` only for prompts it has not seen.
+
+    Args:
+        inner: the scorer that runs the model.
+        folder: this scorer's memo folder (``<root>/<memo_fingerprint(...)>``).
+        writer: the file this process appends to (``<writer>.jsonl``); other processes' files are read too.
+
+    Attributes:
+        hits / misses: candidate sets answered from the memo / by `inner`.
+        replayed_seconds: the stored scoring time of the hits (added to a replayed user's latency).
+    """
+
+    def __init__(self, inner: Any, folder: str | os.PathLike[str], writer: str = "main") -> None:
+        self.inner = inner
+        self.mode = inner.mode
+        self.folder = Path(folder)
+        self.path = self.folder / f"{writer}.jsonl"
+        self.hits = 0
+        self.misses = 0
+        self.replayed_seconds = 0.0
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._needs_newline = False
+        if self.folder.is_dir():
+            for f in sorted(self.folder.glob("*.jsonl")):
+                text = f.read_text(encoding="utf-8")
+                if f == self.path:
+                    self._needs_newline = bool(text) and not text.endswith("\n")
+                for line in text.split("\n"):
+                    entry = _parse(line)
+                    if entry is not None:
+                        self._entries[entry["key"]] = entry["result"]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, prompts: Sequence[Any]) -> bool:
+        return prompts_key(prompts) in self._entries
+
+    def score(self, prompts: Sequence[Any]) -> Any:
+        return self.score_many([prompts])[0]
+
+    def score_many(self, batch: Sequence[Sequence[Any]]) -> list[Any]:
+        keys = [prompts_key(p) for p in batch]
+        missing = [n for n, k in enumerate(keys) if k not in self._entries]
+        if missing:
+            fresh = self.inner.score_many([batch[n] for n in missing])
+            for n, result in zip(missing, fresh, strict=True):
+                self.put(batch[n], result)
+            self.misses += len(missing)
+        out = []
+        for n, key in enumerate(keys):
+            result = _result_of(self._entries[key])
+            if n not in missing:
+                self.hits += 1
+                self.replayed_seconds += result.seconds
+            out.append(result)
+        return out
+
+    def put(self, prompts: Sequence[Any], result: Any) -> None:
+        """Store `result` as the scores of `prompts` (appended and flushed at once)."""
+        entry = _entry(prompts_key(prompts), result)
+        self._entries[entry["key"]] = entry["result"]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            if self._needs_newline:
+                f.write("\n")
+                self._needs_newline = False
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    entry = parse_line(line)
+    return entry if entry is not None and "key" in entry and "result" in entry else None
+
+
+def attach_memo(reranker: Any, adapter_digest: str | None, root: Path, writer: str = "main") -> ScoreMemo:
+    """Wrap `reranker`'s scorer in a `ScoreMemo` under `root` (its folder named by `memo_fingerprint`) and
+    return the memo."""
+    folder = root / memo_fingerprint(reranker.scorer, reranker.lm, adapter_digest)
+    memo = ScoreMemo(reranker.scorer, folder, writer=writer)
+    reranker.scorer = memo
+    log.info("score memo %s: %d scored candidate sets", folder, len(memo))
+    return memo
+
+
+class ReplayScores:
+    """A stand-in scorer that answers with one cached arm record's scores (to fill a memo from an arm cache made
+    before the memo existed; see `seed_memo`). Set `record` and `started` before each user."""
+
+    mode = "pointwise"  # the harness's LLM arms all score pointwise: one candidate set per user
+
+    def __init__(self) -> None:
+        self.record: dict[str, Any] = {}
+        self.started = 0.0
+
+    def score_many(self, batch: Sequence[Sequence[Any]]) -> list[Any]:
+        return [self.score(p) for p in batch]
+
+    def score(self, prompts: Sequence[Any]) -> Any:
+        from llmrec.ranking.base import ScoreResult
+
+        by_id = dict(zip(self.record["candidates"], self.record["scores"], strict=True))
+        shown = tuple(c for p in prompts for c in p.candidate_ids)
+        outside = time.perf_counter() - self.started  # candidate ordering and prompt building, re-measured now
+        return ScoreResult(
+            candidate_ids=shown,
+            scores=tuple(float(by_id[c]) for c in shown),
+            score_kind="yes_no_margin",
+            forward_passes=int(self.record.get("forward_passes", 0)),
+            prompt_tokens=int(self.record.get("prompt_tokens", 0)),
+            encoded_tokens=int(self.record.get("prompt_tokens", 0)),
+            parse_failures=int(self.record.get("parse_failures", 0)),
+            seconds=max(0.0, float(self.record.get("latency_s", 0.0)) - outside),
+            details={"seeded_from_arm_cache": True},
+        )
+
+
+__all__ = [
+    "MEMO_VERSION",
+    "ReplayScores",
+    "ScoreMemo",
+    "attach_memo",
+    "memo_fingerprint",
+    "prompts_key",
+    "scoring_code_version",
+]
