@@ -92,15 +92,9 @@ def main() -> None:
         parser.error(f"unknown retriever(s) {unknown}; choose from {', '.join(RETRIEVERS)}")
     for name in chosen:
         fits = []
-        opts: dict = {}
-        if name == "dense":
-            opts = {"progress": False}
-        if name == "sasrec":
-            opts = {"progress": False}
-            if args.fit_sasrec:
-                opts["cache_dir"] = tempfile.mkdtemp(prefix="bench-sasrec-")
-        if name == "fusion":
-            opts = {"member_opts": {"dense": {"progress": False}, "sasrec": {"progress": False}}}
+        opts: dict = {"progress": False}
+        if name == "sasrec" and args.fit_sasrec:
+            opts["cache_dir"] = tempfile.mkdtemp(prefix="bench-sasrec-")
         repeats = 1 if name in ("sasrec", "fusion", "dense") else args.repeats
         retriever = None
         peaks = []

@@ -35,3 +35,8 @@ class UnknownIdError(LlmrecError, KeyError):
 class LlmrecWarning(UserWarning):
     """Something works but probably not as meant (e.g. an adapter used in another scoring mode than it was
     trained for). The CLI prints these as one ``warning:`` line each."""
+
+
+class OlderCardWarning(LlmrecWarning):
+    """An adapter card made by an older llmrec lacks a setting this version would use (score-fusion weights,
+    the collaborative-evidence setting); the message names the adapter and what refits it."""

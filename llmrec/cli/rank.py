@@ -8,9 +8,9 @@ import logging
 import sys
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from llmrec.errors import LlmrecWarning
+from llmrec.errors import LlmrecWarning, OlderCardWarning
 from llmrec.models.adapters import DEFAULT_ADAPTERS
 from llmrec.models.config import DTYPES, QUANTIZATIONS
 from llmrec.ranking.order import ORDER_SOURCES
@@ -123,7 +123,9 @@ def _report(caught: list[warnings.WarningMessage]) -> None:
         if text in seen:
             continue
         seen.add(text)
-        if issubclass(w.category, LlmrecWarning):
+        if issubclass(w.category, OlderCardWarning):
+            print(f"note: {text}", file=sys.stderr)
+        elif issubclass(w.category, LlmrecWarning):
             print(f"warning: {text} (--adapter NAME|PATH, --no-adapter)", file=sys.stderr)
         else:
             log.debug("%s: %s", w.category.__name__, text)
@@ -141,18 +143,13 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         adapter = args.adapter
     else:
         adapter = "default"
-    retriever_opts: dict[str, Any] = {}
-    if args.retriever == "dense":
-        retriever_opts = {"progress": False}
-    elif args.retriever == "fusion":
-        retriever_opts = {"member_opts": {"dense": {"progress": False}}}
     config = RerankerConfig(
         model=ModelConfig(args.model, quantization=args.quantization, dtype=args.dtype),
         adapter=adapter,
         mode=args.mode,
         template=args.template,
         retriever=args.retriever,
-        retriever_opts=retriever_opts,
+        retriever_opts={"progress": False},  # no fitting bars around the one ranking the user asked for
         n_candidates=args.n_candidates,
         window_size=args.window,
         permutations=args.permutations,
@@ -170,8 +167,6 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
     items = [x.strip() for x in args.items.split(",") if x.strip()] or None
     every = reranker.rank(history, items)
     ranked = every.top(args.top) if args.top else every
-    for note in _card_notes(reranker):
-        print(f"note: {note}", file=sys.stderr)
     if items is None and len(every) < args.n_candidates:
         print(
             f"note: the first stage ({every.candidate_source}) found {len(every)} of the {args.n_candidates} "
@@ -225,24 +220,3 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         f"{ranked.parse_failures}; score {t['score']:.2f} s, model load {t['load_model']:.2f} s, wall {t['wall']:.2f} s"
     )
     return 0
-
-
-def _card_notes(reranker: Any) -> list[str]:
-    """What an older adapter card lacks that this run would have used: fusion weights, evidence settings."""
-    card = reranker.adapter_card
-    if card is None:
-        return []
-    name = f"adapter {reranker.adapter_name!r} ({reranker.adapter_path})"
-    notes = []
-    if reranker.config.fusion and card.fusion is None:
-        notes.append(
-            f"{name}: its card has no score-fusion weights (made before score fusion), so scores are the LLM's "
-            "alone. Fit them on validation users: llmrec eval CONFIG --fit-fusion ARM --write-card, with CONFIG "
-            "evaluating split.target: valid and ARM this adapter's arm (example: eval/ml100k-fusion-fit.yaml)"
-        )
-    if "cf_evidence" not in card.prompt:
-        notes.append(
-            f"{name}: its card records no cf_evidence setting (made before collaborative evidence), so prompts show "
-            "none, as in its training; retrain with prompt.cf_evidence: true in the recipe to use it"
-        )
-    return notes

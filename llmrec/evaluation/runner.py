@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,29 +124,8 @@ class RetrieverPool:
             from llmrec.retrieval import build_retriever
 
             log.info("fitting retriever %s %s on the train split", name, options or "")
-            built_with = options if self.progress else _without_progress(name, options)
-            self._built[key] = build_retriever(name, self.train_dataset, **built_with)
+            self._built[key] = build_retriever(name, self.train_dataset, progress=self.progress, **options)
         return self._built[key]
-
-
-#: Retrievers whose builders take a ``progress`` option.
-_WITH_PROGRESS = ("sasrec", "dense")
-
-
-def _without_progress(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """`options` with ``progress=False`` for `name`, or for its members when `name` is a fusion."""
-    opts = dict(options)
-    if name in _WITH_PROGRESS:
-        opts.setdefault("progress", False)
-    elif name == "fusion":
-        from llmrec.retrieval.factory import DEFAULT_FUSION
-
-        member_opts = {m: dict(o) for m, o in opts.get("member_opts", {}).items()}
-        for member in opts.get("members", DEFAULT_FUSION):
-            if member in _WITH_PROGRESS:
-                member_opts.setdefault(member, {}).setdefault("progress", False)
-        opts["member_opts"] = member_opts
-    return opts
 
 
 def run_experiment(
@@ -464,12 +443,11 @@ def arm_fusion(arm: ArmConfig, adapter_dir: Path | None) -> Any:
     from llmrec.ranking.reranker import card_fusion
 
     card = card_of(adapter_dir)
-    if card is not None and card.fusion is None:
+    note = card.fusion_note() if card is not None else None
+    if note is not None:
         log.warning(
-            "arm %r: the card of adapter %s has no score-fusion weights (made before score fusion), so the arm "
-            "reports the LLM score alone; fit them on validation users with `llmrec eval CONFIG --fit-fusion %s "
-            "--write-card` (CONFIG evaluating split.target: valid), or set fusion: false to silence this",
-            arm.name, adapter_dir, arm.name,
+            "arm %r, adapter %s: %s; here ARM is %s (or set fusion: false on the arm to silence this)",
+            arm.name, adapter_dir, note, arm.name,
         )  # fmt: skip
     return card_fusion(card)
 

@@ -192,6 +192,30 @@ class AdapterCard:
         """The prompt settings rankers reuse: budgets, facts per candidate, candidate order."""
         return dict(self.prompt)
 
+    def fusion_note(self) -> str | None:
+        """What a card made before score fusion lacks (its weights), with the command that fits them; else None."""
+        if self.fusion is not None:
+            return None
+        return (
+            "its card has no score-fusion weights (made before score fusion), so scores are the LLM's alone. Fit "
+            "them on validation users: llmrec eval CONFIG --fit-fusion ARM --write-card, with CONFIG evaluating "
+            "split.target: valid and ARM this adapter's arm (example: eval/ml100k-fusion-fit.yaml)"
+        )
+
+    def evidence_note(self) -> str | None:
+        """What a card made before collaborative evidence lacks (the setting), with what to do; else None."""
+        if "cf_evidence" in self.prompt:
+            return None
+        return (
+            "its card records no cf_evidence setting (made before collaborative evidence), so prompts show none, "
+            "as in its training; retrain with prompt.cf_evidence: true in the recipe to use it"
+        )
+
+    def upgrade_notes(self, *, fusion: bool = True) -> list[str]:
+        """The notes of a card made by an older llmrec (`fusion`: whether score fusion was asked for)."""
+        notes = [self.fusion_note() if fusion else None, self.evidence_note()]
+        return [n for n in notes if n is not None]
+
     def check_split(self, evaluated: Split, *, adapter: str | None = None) -> None:
         """Refuse to evaluate this adapter on `evaluated` when its training split holds `evaluated`'s held-out
         items; warn when the card cannot tell (no training split recorded, or another version of the dataset).
@@ -266,7 +290,17 @@ def update_card(folder: str | Path, card: AdapterCard) -> None:
     folder = Path(folder)
     data = card.to_dict()
     atomic_write_text(folder / CARD_FILE, json.dumps(data, indent=2) + "\n")
-    atomic_write_text(folder / README_FILE, render_readme(data))
+    atomic_write_text(folder / README_FILE, render_readme(data, ref=_name_or_path(folder)))
+
+
+def _name_or_path(folder: Path) -> str:
+    """How to name an adapter folder: its name where that name finds it (shipped or in $LLMREC_HOME/adapters),
+    else its path."""
+    try:
+        found = resolve_adapter(folder.name)
+    except LlmrecError:
+        return str(folder)
+    return folder.name if found.resolve() == folder.resolve() else str(folder)
 
 
 def read_base_model_info(folder: str | Path) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from llmrec.config import from_mapping
-from llmrec.errors import ConfigError, LlmrecWarning
+from llmrec.errors import ConfigError, LlmrecWarning, OlderCardWarning
 from llmrec.models import ModelConfig, load_model
 from llmrec.models.adapters import AdapterCard, card_of, default_adapter, resolve_adapter
 from llmrec.prompts import MODES, PromptBuilder, PromptSettings, load_template, make_builder
@@ -58,7 +58,8 @@ class RerankerConfig:
             was trained for `mode`, else the default template of `mode` (listwise_kg by default).
         retriever: the first stage of `rank` calls without candidates (default ``fusion``: sasrec + ease + dense;
             or any name of ``llmrec.retrieval.RETRIEVER_NAMES``).
-        retriever_opts: options for `llmrec.retrieval.build_retriever`.
+        retriever_opts: options for `llmrec.retrieval.build_retriever` (its ``progress`` also applies to the
+            retrievers of the score fusion and of the candidate order).
         n_candidates: how many candidates to retrieve when none are given.
         window_size: candidates per listwise/generative prompt (None = the template's maximum); more candidates
             than this are ranked with sliding windows.
@@ -293,6 +294,15 @@ class Reranker:
             )
         if adapter_path is not None:
             self._check_training_split(dataset, card)
+        #: What the adapter's card, made by an older llmrec, lacks (each also raised as an `OlderCardWarning`).
+        self.card_notes: list[str] = []
+        if card is not None:
+            self.card_notes = [
+                f"adapter {self.adapter_name!r} ({adapter_path}): {note}"
+                for note in card.upgrade_notes(fusion=config.fusion)
+            ]
+        for note in self.card_notes:
+            warnings.warn(note, OlderCardWarning, stacklevel=2)
         model_cfg: ModelConfig = config.model
         if adapter_path is not None:
             assert self.adapter_name is not None
@@ -450,7 +460,8 @@ class Reranker:
             from llmrec.retrieval import build_retriever
 
             log.info("building the first-stage retrievers of the score fusion: %s", ", ".join(self.fusion.members))
-            self._fusion_members = [build_retriever(m, self.dataset) for m in self.fusion.members]
+            progress = self.config.retriever_opts.get("progress")  # as the first stage's own bars
+            self._fusion_members = [build_retriever(m, self.dataset, progress=progress) for m in self.fusion.members]
         hist_ids = [h.item_id if isinstance(h, Interaction) else str(h) for h in history]
         llm = dict(zip(ranked.item_ids, ranked.scores))
         members = [m.score(hist_ids, cands) for m in self._fusion_members]
@@ -492,7 +503,8 @@ class Reranker:
                 from llmrec.retrieval import build_retriever
 
                 log.info("building the %s retriever to order candidates", self.candidate_order)
-                self._order_retriever = build_retriever(self.candidate_order, self.dataset)
+                progress = self.config.retriever_opts.get("progress")
+                self._order_retriever = build_retriever(self.candidate_order, self.dataset, progress=progress)
         return self._order_retriever
 
     def _check_candidates(self, cands: list[str]) -> None:

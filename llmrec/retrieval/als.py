@@ -33,6 +33,7 @@ class AlsRetriever(CatalogueRetriever):
     """
 
     name = "als"
+    tiebreak_by_fallback = True
 
     def __init__(self, item_ids: list[str], model: Any, popularity: PopularityRetriever, dataset_name: str = "?"):
         super().__init__(item_ids, dataset_name)
@@ -112,6 +113,3 @@ class AlsRetriever(CatalogueRetriever):
             "target would leak); order or score training candidates with cooc, popularity or ease instead"
         )
 
-    def _tiebreak(self) -> np.ndarray | None:
-        assert self.fallback is not None
-        return self.fallback._scores(np.empty(0, dtype=np.int64))

@@ -68,10 +68,12 @@ class CatalogueRetriever:
     """Shared machinery for retrievers that can score the whole catalogue at once.
 
     Subclasses set ``name`` and implement `_scores(history_idx)` returning one float per catalogue item
-    (``-inf`` for items that can never be proposed), and may override `_tiebreak()`.
+    (``-inf`` for items that can never be proposed), and may set `tiebreak_by_fallback` or override `_tiebreak()`.
     """
 
     name: str = "catalogue"
+    #: Order equal scores by the fallback's (popularity) instead of by catalogue position.
+    tiebreak_by_fallback: bool = False
 
     def __init__(self, item_ids: Sequence[str], dataset_name: str = "?") -> None:
         if len(item_ids) == 0:
@@ -110,8 +112,12 @@ class CatalogueRetriever:
         raise NotImplementedError
 
     def _tiebreak(self) -> np.ndarray | None:
-        """A secondary key (higher first) for equal scores; None means catalogue order."""
-        return None
+        """A secondary key (higher first) for equal scores: the fallback's scores for an empty history (its
+        popularity) when `tiebreak_by_fallback` is set; None means catalogue order."""
+        if not self.tiebreak_by_fallback:
+            return None
+        assert self.fallback is not None, f"{self.name} breaks ties by its fallback but has none"
+        return self.fallback._scores(np.empty(0, dtype=np.int64))
 
     def _scores_as_new(self, history_idx: np.ndarray, wanted: np.ndarray, own: np.ndarray) -> np.ndarray:
         """Scores of `wanted` with the user's interactions with them (`own`: the user's items) left out of the

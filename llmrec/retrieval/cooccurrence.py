@@ -33,6 +33,7 @@ class CooccurrenceRetriever(CatalogueRetriever):
     """
 
     name = "cooc"
+    tiebreak_by_fallback = True
 
     def __init__(
         self,
@@ -131,10 +132,6 @@ class CooccurrenceRetriever(CatalogueRetriever):
             n_wanted = self.item_users[wanted] - mine[wanted]
             co *= _inverse_sqrt(self.item_users[recent])[:, None] * _inverse_sqrt(n_wanted)[None, :]
         return np.asarray(weights @ np.clip(co, 0.0, None)).ravel()
-
-    def _tiebreak(self) -> np.ndarray | None:
-        assert self.fallback is not None
-        return self.fallback._scores(np.empty(0, dtype=np.int64))
 
 
 def _inverse_sqrt(counts: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ class EaseRetriever(CatalogueRetriever):
     """
 
     name = "ease"
+    tiebreak_by_fallback = True
 
     def __init__(
         self,
@@ -126,10 +127,6 @@ class EaseRetriever(CatalogueRetriever):
         weights = -columns[history] / diagonal[None, :]
         weights[history[:, None] == wanted[None, :]] = 0.0  # diag(B) = 0
         return weights.sum(axis=0)
-
-    def _tiebreak(self) -> np.ndarray | None:
-        assert self.fallback is not None
-        return self.fallback._scores(np.empty(0, dtype=np.int64))
 
 
 def _weights_from_inverse(inverse: np.ndarray) -> np.ndarray:

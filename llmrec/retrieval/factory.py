@@ -49,13 +49,15 @@ def _check_opts(name: str, builder: Callable[..., Any], opts: Mapping[str, Any])
         )
 
 
-def build_retriever(name: str, dataset: Dataset, **opts: Any) -> Retriever:
+def build_retriever(name: str, dataset: Dataset, *, progress: bool | None = None, **opts: Any) -> Retriever:
     """Build the retriever called `name` over `dataset` ("dense", "popularity", "cooc" or "fusion").
 
     ``opts`` go to the builder (`DenseRetriever.build`, `PopularityRetriever.fit`, `CooccurrenceRetriever.fit`).
     For "fusion": ``members`` (default ``DEFAULT_FUSION``: sasrec, ease, dense), ``weights`` (default 1 each,
     except the default members get ``DEFAULT_FUSION_WEIGHTS``, chosen on validation targets), ``rrf_k``,
-    ``depth`` and ``member_opts`` ({member name: opts}).
+    ``depth`` and ``member_opts`` ({member name: opts}). ``progress`` (None: each builder's default) shows or
+    hides the progress bars of the retrievers that draw them while fitting (SASRec's epochs, dense embeddings),
+    fusion members included; an explicit ``progress`` in ``opts`` or ``member_opts`` wins.
 
     Example:
         >>> build_retriever("cooc", split.train_dataset, history_len=20)  # doctest: +SKIP
@@ -77,11 +79,13 @@ def build_retriever(name: str, dataset: Dataset, **opts: Any) -> Retriever:
             )
         if "fusion" in members:
             raise ConfigError("fusion cannot be a member of itself")
-        built = [build_retriever(m, dataset, **dict(member_opts.get(m, {}))) for m in members]
+        built = [build_retriever(m, dataset, **{"progress": progress, **member_opts.get(m, {})}) for m in members]
         return FusionRetriever(built, **opts)
     if name not in BUILDERS:
         close = difflib.get_close_matches(str(name), RETRIEVER_NAMES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown retriever {name!r}{hint}; known: {', '.join(RETRIEVER_NAMES)}")
     _check_opts(name, BUILDERS[name], opts)
+    if progress is not None and "progress" in inspect.signature(BUILDERS[name]).parameters:
+        opts = {"progress": progress, **opts}
     return BUILDERS[name](dataset, **opts)

@@ -123,6 +123,7 @@ class SasrecRetriever(CatalogueRetriever):
     """Scores every item by the model's next-item logits after the last `max_len` history items."""
 
     name = "sasrec"
+    tiebreak_by_fallback = True
 
     def __init__(
         self,
@@ -200,10 +201,6 @@ class SasrecRetriever(CatalogueRetriever):
             "sasrec cannot score items as new to a user whose interactions it was fitted on (a training "
             "target would leak); order or score training candidates with cooc, popularity or ease instead"
         )
-
-    def _tiebreak(self) -> np.ndarray | None:
-        assert self.fallback is not None
-        return self.fallback._scores(np.empty(0, dtype=np.int64))
 
 
 def _fingerprint(ids: list[str], sequences: dict[str, list[int]], settings: SasrecSettings) -> str:

@@ -96,8 +96,8 @@ def test_an_adapter_card_without_fusion_weights_is_named_with_the_command(tmp_pa
     arm = ArmConfig(name="old-llm", kind="llm", mode="pointwise")
     with caplog.at_level(logging.WARNING, logger="llmrec.evaluation.runner"):
         assert arm_fusion(arm, folder) is None
-    assert f"adapter {folder} has no score-fusion weights" in caplog.text
-    assert "--fit-fusion old-llm --write-card" in caplog.text
+    assert f"arm 'old-llm', adapter {folder}: its card has no score-fusion weights" in caplog.text
+    assert "--fit-fusion ARM --write-card" in caplog.text and "here ARM is old-llm" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="llmrec.evaluation.runner"):
         assert arm_fusion(ArmConfig(name="off", kind="llm", mode="pointwise", fusion=False), folder) is None

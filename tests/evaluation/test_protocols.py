@@ -73,16 +73,18 @@ def test_retrieved_cases_use_the_retriever_order(tiny):
 
 
 def test_a_quiet_pool_builds_retrievers_without_progress_bars(tiny, tmp_path, capsys):
-    from llmrec.evaluation.runner import _without_progress
-
-    assert _without_progress("sasrec", {"dim": 8}) == {"dim": 8, "progress": False}
-    assert _without_progress("ease", {"l2": 5.0}) == {"l2": 5.0}
-    fused = _without_progress("fusion", {"members": ["cooc", "dense"], "member_opts": {"dense": {"x": 1}}})
-    assert fused["member_opts"] == {"dense": {"x": 1, "progress": False}}
-    assert _without_progress("fusion", {})["member_opts"] == {"sasrec": {"progress": False}, "dense": {"progress": False}}
     split = make_split(tiny, cfg())
+    settings = {"dim": 8, "heads": 1, "blocks": 1, "max_epochs": 2}
     pool = RetrieverPool(split.train_dataset, progress=False)
-    options = {"cache_dir": str(tmp_path), "settings": {"dim": 8, "heads": 1, "blocks": 1, "max_epochs": 2}}
+    options = {"cache_dir": str(tmp_path / "alone"), "settings": settings}
     first = pool("sasrec", options)
     assert pool("sasrec", options) is first  # keyed on the options as given
+
+    def fused(folder: str) -> dict:
+        sasrec = {"cache_dir": str(tmp_path / folder), "settings": settings}
+        return {"members": ["cooc", "sasrec"], "member_opts": {"sasrec": sasrec}}
+
+    pool("fusion", fused("quiet"))  # fusion members too
     assert "sasrec" not in capsys.readouterr().err
+    RetrieverPool(split.train_dataset, progress=True)("fusion", fused("loud"))
+    assert "sasrec" in capsys.readouterr().err  # the bars are there when asked for

@@ -26,6 +26,7 @@ from llmrec.models.adapters import (
     render_readme,
     resolve_adapter,
     shipped_adapter_dir,
+    update_card,
     write_card,
 )
 
@@ -81,6 +82,19 @@ def test_card_is_typed_and_round_trips_unknown_keys(tmp_path: Path):
     assert "## Notes" not in (folder / "README.md").read_text()
     # a card always has a prompt and a validation section (empty: none recorded)
     assert AdapterCard.from_dict({"base_model": "m"}).to_dict() == {"base_model": "m", "prompt": {}, "validation": {}}
+
+
+def test_an_updated_card_keeps_naming_a_named_adapter_by_its_name(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "adapters").mkdir(parents=True)
+    named = _folder(tmp_path / "home" / "adapters", _card_dict()).rename(tmp_path / "home" / "adapters" / "mine")
+    loose = _folder(tmp_path, _card_dict())
+    for folder in (named, loose):
+        card = read_adapter_card(folder)
+        update_card(folder, AdapterCard.from_dict({**card.to_dict(), "fusion": {"weights": {"llm": 1.0}}}))
+        assert read_adapter_card(folder).fusion == {"weights": {"llm": 1.0}}
+    assert "llmrec rank --adapter mine ..." in (named / "README.md").read_text()
+    assert f"llmrec rank --adapter {loose} ..." in (loose / "README.md").read_text()
 
 
 def test_malformed_cards_are_named(tmp_path: Path):

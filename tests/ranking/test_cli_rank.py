@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def test_fewer_candidates_than_asked_are_ranked_and_counted(capsys, model_dir):
     assert f"found {n} of the 10 candidates asked for" in err
 
 
-def test_an_older_card_without_fusion_or_evidence_settings_is_named_with_the_fix(capsys, model_dir, tmp_path):
+def _older_adapter(model_dir, tmp_path):
+    """An adapter whose card was written before score fusion and collaborative evidence existed."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -101,6 +103,31 @@ def test_an_older_card_without_fusion_or_evidence_settings_is_named_with_the_fix
     ).save_pretrained(folder)
     (folder / "train_config.yaml").write_text("mode: pointwise\n")
     write_card(folder, AdapterCard(base_model=str(model_dir), name="old", mode="pointwise", template="pointwise"))
+    return folder
+
+
+def test_an_older_card_is_named_with_the_fix_by_the_python_api(model_dir, tmp_path):
+    from llmrec.data import load_dataset
+    from llmrec.errors import OlderCardWarning
+    from llmrec.models import ModelConfig
+    from llmrec.ranking import Reranker, RerankerConfig
+
+    folder = _older_adapter(model_dir, tmp_path)
+    dataset = load_dataset(DATA / "kg_tiny")
+    config = RerankerConfig(model=ModelConfig(str(model_dir)), adapter=str(folder))
+    with pytest.warns(OlderCardWarning) as caught:
+        reranker = Reranker(dataset, config)
+    texts = [str(w.message) for w in caught if issubclass(w.category, OlderCardWarning)]
+    assert reranker.card_notes == texts and len(texts) == 2
+    assert texts[0].startswith(f"adapter 'old-adapter' ({folder}): its card has no score-fusion weights")
+    assert "--fit-fusion ARM --write-card" in texts[0] and "no cf_evidence setting" in texts[1]
+    with pytest.warns(OlderCardWarning) as caught:
+        no_fusion = dataclasses.replace(config, fusion=False)
+        assert len(Reranker(dataset, no_fusion).card_notes) == 1  # fusion not asked for: only the evidence note
+
+
+def test_an_older_card_without_fusion_or_evidence_settings_is_named_with_the_fix(capsys, model_dir, tmp_path):
+    folder = _older_adapter(model_dir, tmp_path)
     code, _, err = _rank(capsys, model_dir, "--user", "u1", "--adapter", str(folder))
     assert code == 0
     assert f"adapter 'old-adapter' ({folder}): its card has no score-fusion weights" in err
