@@ -168,10 +168,9 @@ class _LlmArm:
         if self._reranker is None:
             self._reranker = build_reranker(self.arm, self.dataset)
             if self.memo_root is not None:
-                from llmrec.evaluation.cache import adapter_digest
-                from llmrec.evaluation.score_memo import attach_memo
+                from llmrec.evaluation.score_memo import adapter_weights_digest, attach_memo
 
-                digest = adapter_digest(resolve_adapter(self.arm.adapter)) if self.arm.adapter else None
+                digest = adapter_weights_digest(resolve_adapter(self.arm.adapter)) if self.arm.adapter else None
                 self.memo = attach_memo(self._reranker, digest, self.memo_root, writer=self.writer)
         return self._reranker
 

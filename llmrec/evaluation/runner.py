@@ -216,6 +216,9 @@ def run_experiment(
                 seeded = seed_memo_from_cache(scorer, arm_cases, cache, progress=progress)
                 log.info("arm %s: %d users' scores put into the score memo from its cache", arm.name, seeded)
             results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress and procs.is_main)
+        memo = getattr(scorer, "memo", None)
+        if memo is not None and memo.hits + memo.misses:
+            log.info("arm %s: %d candidate sets from the score memo, %d scored by the model", arm.name, memo.hits, memo.misses)
         retriever = getattr(scorer, "retriever", None)
         if retriever is not None:
             results[arm.name].full_catalogue_ranks = full_catalogue_ranks(retriever, arm_cases)

@@ -5,10 +5,10 @@ change anywhere in retrieval, knowledge or ranking makes every LLM arm run again
 prompts as they were. The memo is keyed on what decides an LLM score and nothing else:
 
 - the prompts themselves (their text, answer words, candidates shown, special-token setting);
-- the model (its name, base-model fingerprint, dtype, quantization) and the adapter's files (without the card's
-  score-fusion weights, which are applied afterwards);
-- the scorer (its class and settings) and the source of the code that turns prompts into scores
-  (``llmrec/models``, ``llmrec/ranking/base.py`` and the scorer's module), plus the torch and transformers versions.
+- the model (its name, base-model fingerprint, dtype, quantization) and the adapter's weights and LoRA config (not
+  its card: what the card decides about prompts is in the prompts, and its fusion weights are applied afterwards);
+- the scorer (its class and settings) and the source of the code that turns prompts into scores (model loading
+  and its config, ``llmrec/ranking/base.py`` and the scorer's module), plus the torch and transformers versions.
 
 So after a refactor the harness re-renders every prompt (cheap), finds the unchanged ones in the memo and runs the
 model only where a prompt really changed. A hit replays the stored scores and the stored scoring time, so a
@@ -56,13 +56,20 @@ def _source_digest(files: Sequence[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+#: The code between a rendered prompt and its scores, besides the scorer's own module.
+SCORING_CODE = ("models/loading.py", "models/config.py", "ranking/base.py")
+
+#: The adapter files that decide what the model computes (the card, README and recipe do not).
+ADAPTER_WEIGHT_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "llmrec_base_model.json")
+
+
 def scoring_code_version(scorer: Any) -> str:
-    """Hash of the code between a rendered prompt and its scores: the models package, the ranking helpers and
-    the scorer's own module."""
+    """Hash of the code between a rendered prompt and its scores: model loading, the ranking helpers and the
+    scorer's own module."""
     import llmrec
 
     root = Path(llmrec.__file__).resolve().parent
-    files = sorted((root / "models").rglob("*.py")) + [root / "ranking" / "base.py"]
+    files = [root / f for f in SCORING_CODE]
     own = inspect.getsourcefile(type(scorer))
     if own is not None:
         files.append(Path(own))
@@ -78,9 +85,15 @@ def _scorer_settings(scorer: Any) -> dict[str, Any]:
     }
 
 
+def adapter_weights_digest(folder: str | os.PathLike[str]) -> str:
+    """Hash of an adapter's weights and LoRA config (`ADAPTER_WEIGHT_FILES`)."""
+    folder = Path(folder)
+    return _source_digest([folder / f for f in ADAPTER_WEIGHT_FILES if (folder / f).is_file()])
+
+
 def memo_fingerprint(scorer: Any, lm: Any, adapter_digest: str | None) -> str:
-    """The memo folder name for `scorer` on the loaded model `lm` with the adapter whose files hash to
-    `adapter_digest` (None: the bare model)."""
+    """The memo folder name for `scorer` on the loaded model `lm` with the adapter whose weights hash to
+    `adapter_digest` (`adapter_weights_digest`; None: the bare model)."""
     import torch
     import transformers
 
@@ -241,6 +254,7 @@ class ReplayScores:
 __all__ = [
     "MEMO_VERSION",
     "ReplayScores",
+    "adapter_weights_digest",
     "ScoreMemo",
     "attach_memo",
     "memo_fingerprint",
