@@ -139,21 +139,28 @@ def build_cases(
     for x in split.train:
         train_counts[x.item_id] = train_counts.get(x.item_id, 0) + 1
     protocol = config.protocol
-    retriever = None
+    retriever: Any = None
     if protocol.kind == "retrieved":
         if retriever_factory is None:
             raise ConfigError("the retrieved protocol needs a retriever")
         retriever = retriever_factory(protocol.retriever, dict(protocol.retriever_options))
     all_items = sorted(dataset.items)
+    missing = [u for u in users if u not in targets]
+    if missing:
+        raise ConfigError(f"user {missing[0]!r} has no {config.split.target} target in the split")
+    histories = {u: tuple(x.item_id for x in split.history_before(targets[u])) for u in users}
+    retrieved: dict[str, list[Any]] = {}
+    if retriever is not None:  # all users at once: batched where the retriever can
+        from llmrec.retrieval import retrieve_many
+
+        lists = retrieve_many(retriever, [histories[u] for u in users], protocol.k)
+        retrieved = dict(zip(users, lists, strict=True))
     cases = []
     for user in users:
-        if user not in targets:
-            raise ConfigError(f"user {user!r} has no {config.split.target} target in the split")
         target = targets[user]
-        history = tuple(x.item_id for x in split.history_before(target))
+        history = histories[user]
         if protocol.kind == "retrieved":
-            found = retriever.retrieve(history, protocol.k)  # type: ignore[attr-defined]
-            candidates = tuple(c.item_id for c in found)
+            candidates = tuple(c.item_id for c in retrieved[user])
             index = candidates.index(target.item_id) if target.item_id in candidates else None
         elif protocol.negatives_from == "disliked":
             pool = _disliked_after(dataset, target, PositivePolicy(config.split.positive_min_rating))

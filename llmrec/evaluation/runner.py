@@ -500,10 +500,13 @@ def fused_results(
 
 def full_catalogue_ranks(retriever: Any, cases: Sequence[EvalCase]) -> dict[str, int | None]:
     """Per user, the target's rank when `retriever` ranks the whole catalogue minus the history (top 100 only)."""
+    from llmrec.retrieval import retrieve_many
+
+    depth = min(FULL_CATALOGUE_DEPTH, len(retriever.item_ids))
+    lists = retrieve_many(retriever, [list(case.history) for case in cases], depth)
     out: dict[str, int | None] = {}
-    for case in cases:
-        depth = min(FULL_CATALOGUE_DEPTH, len(retriever.item_ids))
-        found = [c.item_id for c in retriever.retrieve(list(case.history), depth)]
+    for case, candidates in zip(cases, lists, strict=True):
+        found = [c.item_id for c in candidates]
         out[case.user_id] = found.index(case.target) + 1 if case.target in found else None
     return out
 

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from llmrec.retrieval.base import FALLBACK_SOURCE, CatalogueRetriever, Retriever, check_k
+from llmrec.retrieval.base import FALLBACK_SOURCE, CatalogueRetriever, Retriever, check_k, retrieve_many
 from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
 from llmrec.retrieval.dense import DenseRetriever
 from llmrec.retrieval.embeddings import ItemEncoder, embed_items, item_text
@@ -40,4 +40,5 @@ __all__ = [
     "embed_items",
     "item_text",
     "retrieve_for_user",
+    "retrieve_many",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,6 +28,17 @@ log = logging.getLogger(__name__)
 #: `Candidate.source` of candidates that came from the popularity fallback of a history-based retriever
 #: (the user's history was empty, so the retriever had nothing to go on).
 FALLBACK_SOURCE = "popularity-fallback"
+
+
+class Ranked(NamedTuple):
+    """A retriever's list as catalogue positions (best first), their scores and the list's source name."""
+
+    positions: np.ndarray
+    scores: np.ndarray
+    source: str
+
+
+_EMPTY = Ranked(np.empty(0, dtype=np.int64), np.empty(0), "")
 
 
 @runtime_checkable
@@ -133,15 +144,7 @@ class CatalogueRetriever:
             ConfigError: bad `k`.
             UnknownIdError: a history item is not in the catalogue.
         """
-        k = check_k(k, len(self.item_ids))
-        history_idx = self._positions(list(history))
-        if len(history_idx) == 0 and self.fallback is not None:
-            log.debug("%s: empty history, falling back to %s", self.name, self.fallback.name)
-            scores = np.asarray(self.fallback._scores(history_idx), dtype=np.float64).copy()
-            excluded = self._excluded_positions(history_idx, exclude)
-            return self.fallback._top_k(scores, k, excluded, FALLBACK_SOURCE)
-        scores = np.asarray(self._scores(history_idx), dtype=np.float64).copy()
-        return self._top_k(scores, k, self._excluded_positions(history_idx, exclude), self.name)
+        return self.retrieve_many([history], k, [exclude])[0]
 
     def score(
         self, history: Sequence[str], item_ids: Sequence[str], *, user_items: Collection[str] = ()
@@ -169,21 +172,103 @@ class CatalogueRetriever:
         scores = np.asarray(source._scores(history_idx), dtype=np.float64)
         return [float(s) for s in scores[wanted]]
 
-    def _top_k(self, scores: np.ndarray, k: int, excluded: np.ndarray, source: str) -> list[Candidate]:
+    def retrieve_many(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int,
+        excludes: Sequence[Collection[str]] | None = None,
+        *,
+        batch_size: int = 256,
+    ) -> list[list[Candidate]]:
+        """`retrieve` for many users at once: the same candidates, with the catalogue scored `batch_size` users
+        at a time where the retriever has a batched way (EASE, SASRec).
+
+        Raises:
+            ConfigError: bad `k`, or `excludes` not one per history.
+            UnknownIdError: a history item is not in the catalogue.
+        """
+        ids = self.item_ids
+        return [
+            [Candidate(ids[i], s, found.source) for i, s in zip(found.positions.tolist(), found.scores.tolist())]
+            for found in self.ranked_many(histories, k, excludes, batch_size=batch_size)
+        ]
+
+    def ranked_many(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int,
+        excludes: Sequence[Collection[str]] | None = None,
+        *,
+        batch_size: int = 256,
+    ) -> list[Ranked]:
+        """`retrieve_many` as catalogue positions and scores (what fusion combines, with no `Candidate` made)."""
+        k = check_k(k, len(self.item_ids))
+        excludes = check_excludes(histories, excludes)
+        positions = [self._positions(list(h)) for h in histories]
+        out: list[Ranked] = [_EMPTY] * len(histories)
+        batched = []
+        for n, history_idx in enumerate(positions):
+            excluded = self._excluded_positions(history_idx, excludes[n])
+            if len(history_idx) == 0 and self.fallback is not None:
+                log.debug("%s: empty history, falling back to %s", self.name, self.fallback.name)
+                scores = np.asarray(self.fallback._scores(history_idx), dtype=np.float64).copy()
+                out[n] = self.fallback._rank(scores, k, excluded, FALLBACK_SOURCE)
+            else:
+                batched.append(n)
+        size = max(1, int(batch_size))
+        for start in range(0, len(batched), size):
+            chunk = batched[start : start + size]
+            scores = np.asarray(self._batch_scores([positions[n] for n in chunk]), dtype=np.float64)
+            for row, n in zip(scores, chunk, strict=True):
+                out[n] = self._rank(row.copy(), k, self._excluded_positions(positions[n], excludes[n]), self.name)
+        return out
+
+    def _batch_scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Catalogue scores of several histories, one row each. A retriever with a faster batched way overrides
+        this and computes `_scores` through it, so that one user and many get the same numbers."""
+        return np.stack([np.asarray(self._scores(h), dtype=np.float64) for h in histories])
+
+    def _rank(self, scores: np.ndarray, k: int, excluded: np.ndarray, source: str) -> Ranked:
+        """The best `k` of the catalogue `scores` (modified: `excluded` set to -inf), best first."""
         scores[excluded] = -np.inf
         allowed = np.flatnonzero(np.isfinite(scores))
         if len(allowed) == 0:
-            return []
+            return Ranked(allowed, scores[allowed], source)
         tie = self._tiebreak()
-        if tie is None and len(allowed) > 4 * k:
+        if len(allowed) > 4 * k:
             # Only the best k matter: partition first so that large catalogues stay cheap (ties at the k-th
-            # score are all kept, so the order below is the same as a full sort's).
+            # score are all kept, so the order below, tie-break included, is the same as a full sort's).
             kth = np.partition(-scores[allowed], k - 1)[k - 1]
             allowed = allowed[-scores[allowed] <= kth]
         # Deterministic order: score desc, then tie-break key desc, then catalogue position asc.
         keys = [np.arange(len(allowed))] + ([] if tie is None else [-tie[allowed]]) + [-scores[allowed]]
         order = allowed[np.lexsort(keys)][:k]
-        return [Candidate(self.item_ids[i], float(scores[i]), source) for i in order]
+        return Ranked(order, scores[order], source)
+
+
+def check_excludes(
+    histories: Sequence[Sequence[str]], excludes: Sequence[Collection[str]] | None
+) -> Sequence[Collection[str]]:
+    """One exclusion set per history (none given: nothing excluded); raises `ConfigError` on a count mismatch."""
+    if excludes is None:
+        return [()] * len(histories)
+    if len(excludes) != len(histories):
+        raise ConfigError(f"{len(excludes)} exclusion lists for {len(histories)} histories")
+    return excludes
+
+
+def retrieve_many(
+    retriever: Retriever,
+    histories: Sequence[Sequence[str]],
+    k: int,
+    excludes: Sequence[Collection[str]] | None = None,
+) -> list[list[Candidate]]:
+    """`retriever.retrieve` for every history: batched where the retriever can (``retrieve_many``), one by one
+    for a retriever that only follows the `Retriever` protocol."""
+    batched = getattr(retriever, "retrieve_many", None)
+    if batched is not None:
+        return list(batched(histories, k, excludes))
+    return [retriever.retrieve(h, k, e) for h, e in zip(histories, check_excludes(histories, excludes), strict=True)]
 
 
 def recency_weights(n: int, decay: float) -> np.ndarray:

@@ -22,7 +22,9 @@ import numpy as np
 from llmrec.errors import ConfigError
 from llmrec.retrieval.base import (
     CatalogueRetriever,
+    Ranked,
     catalogue_ids,
+    check_excludes,
     check_history_options,
     check_k,
     recency_weights,
@@ -30,7 +32,7 @@ from llmrec.retrieval.base import (
 from llmrec.retrieval.embeddings import ItemEncoder, embed_items, item_text, texts_version
 from llmrec.retrieval.index import IndexConfig, IndexMismatchError, VectorIndex, check_meta
 from llmrec.retrieval.popularity import PopularityRetriever
-from llmrec.types import Candidate, Item
+from llmrec.types import Item
 
 if TYPE_CHECKING:
     from llmrec.data.dataset import Dataset
@@ -184,16 +186,30 @@ class DenseRetriever(CatalogueRetriever):
 
     # --- protocol -------------------------------------------------------------------------------------------
 
-    def retrieve(self, history: Sequence[str], k: int, exclude: Collection[str] = ()) -> list[Candidate]:
-        """The `k` items nearest to the history's query vector, best first (history and `exclude` left out).
+    def ranked_many(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int,
+        excludes: Sequence[Collection[str]] | None = None,
+        *,
+        batch_size: int = 256,
+    ) -> list[Ranked]:
+        """The `k` items nearest to each history's query vector, best first (history and `exclude` left out):
+        one index search per user, so many users get exactly what each gets alone.
 
         An empty history falls back to popularity (candidates then have source ``FALLBACK_SOURCE``).
         """
         k = check_k(k, len(self.item_ids))
-        history_idx = self._positions(list(history))
-        if len(history_idx) == 0:
-            return super().retrieve(history, k, exclude)
-        excluded = self._excluded_positions(history_idx, exclude)
+        out = []
+        for history, exclude in zip(histories, check_excludes(histories, excludes), strict=True):
+            history_idx = self._positions(list(history))
+            if len(history_idx) == 0:
+                out += super().ranked_many([history], k, [exclude])  # the popularity fallback
+            else:
+                out.append(self._search(history_idx, k, self._excluded_positions(history_idx, exclude)))
+        return out
+
+    def _search(self, history_idx: np.ndarray, k: int, excluded: np.ndarray) -> Ranked:
         query = self.query_vector(history_idx)
         n = len(self.item_ids)
         fetch = min(n, k + len(excluded))
@@ -205,10 +221,7 @@ class DenseRetriever(CatalogueRetriever):
                 break
             # An approximate index may have returned fewer usable hits: ask for more.
             fetch = min(n, fetch * 2)
-        return [
-            Candidate(self.item_ids[p], float(s), self.name)
-            for s, p in zip(scores[keep][:k], positions[keep][:k], strict=True)
-        ]
+        return Ranked(positions[keep][:k].astype(np.int64), scores[keep][:k], self.name)
 
     def score(
         self, history: Sequence[str], item_ids: Sequence[str], *, user_items: Collection[str] = ()

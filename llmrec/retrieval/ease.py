@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
 
 from llmrec.errors import ConfigError
 from llmrec.retrieval.base import CatalogueRetriever
@@ -104,9 +106,15 @@ class EaseRetriever(CatalogueRetriever):
         )
 
     def _scores(self, history_idx: np.ndarray) -> np.ndarray:
-        if len(history_idx) == 0:
-            return np.zeros(len(self.item_ids))
-        return self.weights[np.unique(history_idx)].sum(axis=0)
+        return self._batch_scores([history_idx])[0]
+
+    def _batch_scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Each history's row of ``X B``: the sum of B's rows of its (distinct) items, as one sparse product."""
+        rows = [np.unique(h) for h in histories]
+        indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+        indices = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+        x = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows), len(self.item_ids)))
+        return np.asarray(x @ self.weights)
 
     def _scores_as_new(self, history_idx: np.ndarray, wanted: np.ndarray, own: np.ndarray) -> np.ndarray:
         """Scores of `wanted` from a model fitted without this user's row (Sherman-Morrison downdate).

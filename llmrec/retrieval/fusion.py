@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+import numpy as np
+
 from llmrec.errors import ConfigError
-from llmrec.retrieval.base import FALLBACK_SOURCE, Retriever, check_k
+from llmrec.retrieval.base import FALLBACK_SOURCE, Ranked, Retriever, check_excludes, check_k, retrieve_many
 from llmrec.types import Candidate
 
 
@@ -47,31 +49,66 @@ class FusionRetriever:
         self.rrf_k = float(rrf_k)
         self.depth = depth
         self.item_ids: list[str] = list(getattr(retrievers[0], "item_ids"))  # noqa: B009
+        self._index = {item: n for n, item in enumerate(self.item_ids)}
         self.name = "fusion(" + "+".join(r.name for r in retrievers) + ")"
 
-    def _fused(
-        self, history: Sequence[str], k: int, exclude: Collection[str]
-    ) -> tuple[dict[str, float], bool]:
+    def _member_lists(
+        self, histories: Sequence[Sequence[str]], k: int, excludes: Sequence[Collection[str]]
+    ) -> list[list[Ranked]]:
+        """Each member's top-`depth` (at least `k`) list for every history: ``[member][user]``."""
         depth = min(len(self.item_ids), max(self.depth, k))
-        fused: dict[str, float] = {}
-        all_fallback = True
-        for retriever, weight in zip(self.retrievers, self.weights, strict=True):
-            candidates = retriever.retrieve(history, depth, exclude)
-            all_fallback &= all(c.source == FALLBACK_SOURCE for c in candidates)
-            for rank, candidate in enumerate(candidates, start=1):
-                fused[candidate.item_id] = fused.get(candidate.item_id, 0.0) + weight / (self.rrf_k + rank)
-        return fused, all_fallback
+        out = []
+        for retriever in self.retrievers:
+            ranked_many = getattr(retriever, "ranked_many", None)
+            if ranked_many is not None:
+                out.append(ranked_many(histories, depth, excludes))
+                continue
+            lists = retrieve_many(retriever, histories, depth, excludes)  # a retriever of the protocol alone
+            out.append([self._as_ranked(found, retriever.name) for found in lists])
+        return out
+
+    def _as_ranked(self, candidates: Sequence[Candidate], name: str) -> Ranked:
+        positions = np.fromiter((self._index[c.item_id] for c in candidates), dtype=np.int64, count=len(candidates))
+        fell_back = bool(candidates) and all(c.source == FALLBACK_SOURCE for c in candidates)
+        return Ranked(positions, np.asarray([c.score for c in candidates]), FALLBACK_SOURCE if fell_back else name)
+
+    def _fuse(self, lists: Sequence[Ranked]) -> tuple[np.ndarray, np.ndarray, bool]:
+        """One user's fused scores from the members' lists: (catalogue positions in order of first appearance,
+        the whole catalogue's fused scores, whether every member fell back)."""
+        fused = np.zeros(len(self.item_ids))
+        for found, weight in zip(lists, self.weights, strict=True):
+            # members are added in order, as a running sum per item: the same float sums as one item at a time
+            np.add.at(fused, found.positions, weight / (self.rrf_k + np.arange(1, len(found.positions) + 1)))
+        everything = np.concatenate([found.positions for found in lists])
+        _, first = np.unique(everything, return_index=True)
+        all_fallback = all(found.source == FALLBACK_SOURCE or len(found.positions) == 0 for found in lists)
+        return everything[np.sort(first)], fused, all_fallback
 
     def retrieve(self, history: Sequence[str], k: int, exclude: Collection[str] = ()) -> list[Candidate]:
         """The `k` items with the highest fused score, best first (ties: first member's order)."""
+        return self.retrieve_many([history], k, [exclude])[0]
+
+    def retrieve_many(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int,
+        excludes: Sequence[Collection[str]] | None = None,
+    ) -> list[list[Candidate]]:
+        """`retrieve` for many users, each member retrieving for all of them at once (batched where it can)."""
         k = check_k(k, len(self.item_ids))
-        fused, all_fallback = self._fused(history, k, exclude)
-        source = FALLBACK_SOURCE if all_fallback else "fusion"
-        # dicts keep insertion order and sorted() is stable, so ties keep the first member's ranking.
-        best = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
-        return [Candidate(item_id, score, source) for item_id, score in best]
+        excludes = check_excludes(histories, excludes)
+        per_member = self._member_lists(histories, k, excludes)
+        out = []
+        for user in range(len(histories)):
+            order, fused, all_fallback = self._fuse([lists[user] for lists in per_member])
+            source = FALLBACK_SOURCE if all_fallback else "fusion"
+            best = order[np.argsort(-fused[order], kind="stable")[:k]]  # stable: ties keep the first member's order
+            ids = self.item_ids
+            out.append([Candidate(ids[i], s, source) for i, s in zip(best.tolist(), fused[best].tolist(), strict=True)])
+        return out
 
     def score(self, history: Sequence[str], item_ids: Sequence[str]) -> list[float]:
         """Fused score of each given item (0 for items outside every member's top `depth`)."""
-        fused, _ = self._fused(history, min(self.depth, len(self.item_ids)), ())
-        return [fused.get(str(i), 0.0) for i in item_ids]
+        k = min(self.depth, len(self.item_ids))
+        _, fused, _ = self._fuse([lists[0] for lists in self._member_lists([history], k, [()])])
+        return [float(fused[self._index[str(i)]]) if str(i) in self._index else 0.0 for i in item_ids]

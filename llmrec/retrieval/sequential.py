@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,9 +182,9 @@ class SasrecRetriever(CatalogueRetriever):
         return cls(ids, module, settings, popularity, dataset.name)
 
     def _scores(self, history_idx: np.ndarray) -> np.ndarray:
-        return self.batch_scores([history_idx])[0]
+        return self._batch_scores([history_idx])[0]
 
-    def batch_scores(self, histories: list[np.ndarray]) -> np.ndarray:
+    def _batch_scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """Catalogue scores for several histories (catalogue positions, oldest first) in one forward pass."""
         import torch
 
