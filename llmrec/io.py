@@ -69,3 +69,20 @@ def atomic_write_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def append_line(path: str | os.PathLike[str], line: str, *, header: str | None = None, fresh_line: bool = False) -> None:
+    """Append `line` (no newline in it) to a line-per-record file, flushed and fsynced, so a crash loses at most
+    this line. `header` is written first when the file is new; `fresh_line` starts on a new line (after a last
+    line a crash cut short)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", encoding="utf-8") as handle:
+        if new and header is not None:
+            handle.write(header + "\n")
+        elif fresh_line and not new:
+            handle.write("\n")
+        handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())

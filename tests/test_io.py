@@ -38,3 +38,15 @@ def test_atomic_write_dir_refuses_or_overwrites(tmp_path: Path) -> None:
         (tmp / "b").write_text("2")
     assert sorted(p.name for p in target.iterdir()) == ["b"]
     assert stat.S_IMODE(target.stat().st_mode) & 0o055  # readable by others, as a normal folder
+
+
+def test_append_line_writes_a_header_once_and_recovers_from_a_cut_line(tmp_path):
+    from llmrec.io import append_line
+
+    path = tmp_path / "sub" / "log.jsonl"
+    append_line(path, '{"a": 1}', header='{"h": 0}')
+    append_line(path, '{"a": 2}', header='{"h": 0}')
+    with path.open("a") as f:
+        f.write('{"a": 3')  # a crash mid-line
+    append_line(path, '{"a": 4}', fresh_line=True)
+    assert path.read_text().splitlines() == ['{"h": 0}', '{"a": 1}', '{"a": 2}', '{"a": 3', '{"a": 4}']

@@ -25,6 +25,7 @@ from typing import Any
 
 from llmrec.errors import LlmrecError
 from llmrec.evaluation.protocols import ArmOutput, EvalCase
+from llmrec.io import append_line
 
 log = logging.getLogger(__name__)
 
@@ -247,17 +248,8 @@ class ArmCache:
         """Append the case's output (flushed and fsynced, so a crash loses at most this line)."""
         record = {"user": case.user_id, "candidates": list(case.candidates), **asdict(output)}
         record["scores"] = list(output.scores)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists()
-        with self.path.open("a", encoding="utf-8") as handle:
-            if new:
-                handle.write(_header_line(self.fingerprint) + "\n")
-            elif self._needs_newline:
-                handle.write("\n")
-                self._needs_newline = False
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(self.path, json.dumps(record), header=_header_line(self.fingerprint), fresh_line=self._needs_newline)
+        self._needs_newline = False
         self._records[case.user_id] = record
 
 

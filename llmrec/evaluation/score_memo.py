@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.evaluation.cache import parse_line
+from llmrec.io import append_line
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +195,8 @@ class ScoreMemo:
         """Store `result` as the scores of `prompts` (appended and flushed at once)."""
         entry = _entry(prompts_key(prompts), result)
         self._entries[entry["key"]] = entry["result"]
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            if self._needs_newline:
-                f.write("\n")
-                self._needs_newline = False
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, json.dumps(entry), fresh_line=self._needs_newline)
+        self._needs_newline = False
 
 
 def _parse(line: str) -> dict[str, Any] | None:
