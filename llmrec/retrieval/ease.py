@@ -50,7 +50,6 @@ class EaseRetriever(CatalogueRetriever):
         popularity: PopularityRetriever,
         *,
         l2: float,
-        user_matrix: InteractionMatrix | None = None,
         dataset_name: str = "?",
     ) -> None:
         super().__init__(item_ids, dataset_name)
@@ -60,9 +59,6 @@ class EaseRetriever(CatalogueRetriever):
         self.l2 = float(l2)
         self.inverse_gram = inverse_gram
         self.weights = _weights_from_inverse(inverse_gram)
-        # The fitted rows, to score items as new to a user whose interactions are in the fitted data.
-        self.user_matrix = user_matrix
-        self._user_row = {u: n for n, u in enumerate(user_matrix.user_ids)} if user_matrix else {}
         self.fallback = popularity
 
     @classmethod
@@ -102,7 +98,7 @@ class EaseRetriever(CatalogueRetriever):
         del gram
         popularity = PopularityRetriever.fit(dataset, policy=policy)
         return cls(
-            interactions.item_ids, inverse, popularity, l2=l2, user_matrix=interactions, dataset_name=dataset.name
+            interactions.item_ids, inverse, popularity, l2=l2, dataset_name=dataset.name
         )
 
     def _scores(self, history_idx: np.ndarray) -> np.ndarray:
