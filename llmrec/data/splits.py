@@ -4,7 +4,7 @@ check that a model trained on one split is not evaluated on items that split tra
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -178,20 +178,29 @@ def time_split(dataset: Dataset, *, valid_fraction: float = 0.1, test_fraction: 
     return Split("time", dataset, train, valid, test)
 
 
-def held_out_in_training(trained: SplitSettings, evaluated: Split) -> list[Interaction]:
-    """The validation and test interactions of `evaluated` that the split `trained` (remade on the same dataset)
-    keeps in its train part, where training examples (targets or history) could be drawn from."""
+def held_out_in_training(
+    trained: SplitSettings, evaluated: Split, users: Collection[str] | None = None
+) -> list[Interaction]:
+    """The validation and test interactions of `evaluated` (of `users` only, when given) that the split `trained`
+    (remade on the same dataset) keeps in its train part, where training examples (targets or history) could be
+    drawn from."""
     train = set(trained.apply(evaluated.dataset).train)
-    return [x for x in (*evaluated.valid, *evaluated.test) if x in train]
+    wanted = None if users is None else set(users)
+    return [
+        x for x in (*evaluated.valid, *evaluated.test) if x in train and (wanted is None or x.user_id in wanted)
+    ]
 
 
-def check_training_split(trained: SplitSettings, evaluated: Split, *, model: str = "the model") -> str | None:
+def check_training_split(
+    trained: SplitSettings, evaluated: Split, *, model: str = "the model", users: Collection[str] | None = None
+) -> str | None:
     """Refuse a model trained on a split that holds `evaluated`'s held-out items.
 
     The check is exact: when `trained` names the same dataset content (fingerprint, or name when no fingerprint
     was recorded; neither: assumed the same), the training split is remade on `evaluated.dataset` and compared item by item. Settings that
     cannot leak (same kind and positive rating, training ``min_history`` no larger than the evaluation's) skip
-    the remake.
+    the remake. With `users`, only those users' held-out items count: a model that trained on the held-out items
+    of users it is not evaluated on has seen nothing it is tested on.
 
     Returns:
         None when no leak is possible, or a warning when it cannot be checked (the model was trained on another
@@ -218,7 +227,7 @@ def check_training_split(trained: SplitSettings, evaluated: Split, *, model: str
     )
     if same_targets:
         return None
-    leaked = held_out_in_training(trained, evaluated)
+    leaked = held_out_in_training(trained, evaluated, users)
     if not leaked:
         return None
     by_user: dict[str, list[str]] = {}

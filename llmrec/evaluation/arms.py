@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -121,9 +121,12 @@ def check_arm(arm: ArmConfig, *, root: Path | None = None) -> None:
         )
 
 
-def check_arm_split(arm: ArmConfig, split: Split, *, root: Path | None = None) -> None:
-    """Refuse an LLM arm whose adapter was trained on a split that holds `split`'s held-out items (the leak guard;
-    an adapter card that does not record its training split gets a warning).
+def check_arm_split(
+    arm: ArmConfig, split: Split, *, root: Path | None = None, users: Collection[str] | None = None
+) -> None:
+    """Refuse an LLM arm whose adapter was trained on a split that holds `split`'s held-out items of the users the
+    arm is evaluated on (`users`; None: every user) -- the leak guard; an adapter card that does not record its
+    training split gets a warning.
 
     Raises:
         SplitLeakError: naming the arm's adapter, both split settings and an example user.
@@ -139,7 +142,7 @@ def check_arm_split(arm: ArmConfig, split: Split, *, root: Path | None = None) -
             arm.adapter,
         )
         return
-    card.check_split(split, adapter=arm.adapter)
+    card.check_split(split, adapter=arm.adapter, users=users)
 
 
 def _adapter_folder(arm: ArmConfig, root: Path | None) -> Path:

@@ -173,10 +173,10 @@ def run_experiment(
 
     dataset = dataset if dataset is not None else load_experiment_dataset(config)
     split = make_split(dataset, config)
-    for arm in chosen:
-        check_arm_split(arm, split, root=root)  # the leak guard: before any arm runs
     order = user_order(split, config)
     sample = order[: config.users] if config.users is not None else order
+    for arm in chosen:  # the leak guard, on the users each arm is evaluated on: before any arm runs
+        check_arm_split(arm, split, root=root, users=sample[: arm.users] if arm.users is not None else sample)
     if config.users is not None and config.users > len(order):
         log.warning("asked for %d users but only %d have a target: using all", config.users, len(order))
     pool = RetrieverPool(split.train_dataset, progress=progress)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,9 +216,12 @@ class AdapterCard:
         notes = [self.fusion_note() if fusion else None, self.evidence_note()]
         return [n for n in notes if n is not None]
 
-    def check_split(self, evaluated: Split, *, adapter: str | None = None) -> None:
+    def check_split(
+        self, evaluated: Split, *, adapter: str | None = None, users: Collection[str] | None = None
+    ) -> None:
         """Refuse to evaluate this adapter on `evaluated` when its training split holds `evaluated`'s held-out
-        items; warn when the card cannot tell (no training split recorded, or another version of the dataset).
+        items (of `users` only, when given: the users it is evaluated on); warn when the card cannot tell (no
+        training split recorded, or another version of the dataset).
 
         Raises:
             SplitLeakError: naming the adapter, both split settings and an example user.
@@ -232,7 +235,7 @@ class AdapterCard:
                 evaluated.settings.describe(),
             )
             return
-        problem = check_training_split(self.split, evaluated, model=who)
+        problem = check_training_split(self.split, evaluated, model=who, users=users)
         if problem is not None:
             log.warning("%s", problem)
 

@@ -108,6 +108,12 @@ def test_training_split_holding_evaluation_targets_is_refused(tiny_dir: Path) ->
     message = str(err.value)
     assert "adapter 'a'" in message and "min_history 3" in message and "min_history 1" in message
     assert "user u1: i3, i4" in message
+    # only the users a model is evaluated on count: leaked items of users it is not tested on leak nothing
+    leaky = {x.user_id for x in held_out_in_training(trained, evaluated)}
+    clean = sorted({x.user_id for x in (*evaluated.valid, *evaluated.test)} - leaky)
+    assert clean and check_training_split(trained, evaluated, users=clean) is None
+    with pytest.raises(SplitLeakError, match="user u1"):
+        check_training_split(trained, evaluated, users=[*clean, "u1"])
     # the same settings, or a training split that holds out at least as much, cannot leak
     for ok in (
         SplitSettings(positive_min_rating=None, min_history=1, dataset=ds.name, dataset_fingerprint=fp),
