@@ -42,6 +42,7 @@ def reranker_config(arm: ArmConfig) -> Any:
             "knowledge": bool(arm.knowledge),
             "permutations": int(arm.permutations or 1),
             "fusion": False,  # the harness fuses the cached LLM scores itself (runner.fused_results)
+            "check_split": False,  # the runner's leak guard checked the users this arm is evaluated on
             **options,
         }
     )

@@ -81,6 +81,9 @@ class RerankerConfig:
             off. `knowledge=False` with `cf_evidence=True` shows the evidence without KG facts.
         fusion: combine the LLM score with first-stage retriever scores using the weights fitted on validation
             users and stored in the adapter card (``fusion``), when it has them; False ranks by the LLM alone.
+        check_split: when `dataset` is the train part of a split, refuse an adapter whose training split holds
+            that split's held-out items (of any user). The evaluation harness turns it off after making the same
+            check for just the users it evaluates.
     """
 
     model: Any = "smollm2"
@@ -103,6 +106,7 @@ class RerankerConfig:
     candidate_order: str | None = None
     fusion: bool = True
     cf_evidence: bool | None = None
+    check_split: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -292,7 +296,7 @@ class Reranker:
                 "permutations > 1 is for position bias in listwise/generative prompts; pointwise prompts show one "
                 "candidate each, so set permutations=1"
             )
-        if adapter_path is not None:
+        if adapter_path is not None and config.check_split:
             self._check_training_split(dataset, card)
         #: What the adapter's card, made by an older llmrec, lacks (each also raised as an `OlderCardWarning`).
         self.card_notes: list[str] = []

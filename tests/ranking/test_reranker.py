@@ -274,3 +274,6 @@ def test_an_adapter_trained_on_evaluation_targets_is_refused(carded):
         Reranker(split.train_dataset, RerankerConfig(model=str(model_dir), adapter=str(leaky), knowledge=False))
     # the same adapter on the whole dataset (no split, nothing held out) is fine
     Reranker(tiny, RerankerConfig(model=str(model_dir), adapter=str(leaky), knowledge=False))
+    # a caller that checked the users it ranks itself (the harness) can turn the whole-split check off
+    config = RerankerConfig(model=str(model_dir), adapter=str(leaky), knowledge=False, check_split=False)
+    assert Reranker(split.train_dataset, config).adapter_card is not None
