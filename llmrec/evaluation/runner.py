@@ -305,9 +305,7 @@ def seed_memo_from_cache(scorer: Any, cases: Sequence[EvalCase], cache: ArmCache
             cached = cache.get(case)
             if cached is None or not cached.scores:
                 continue
-            replay.record = {"candidates": list(case.candidates), "scores": list(cached.scores), **{
-                k: getattr(cached, k) for k in ("prompt_tokens", "forward_passes", "parse_failures", "latency_s")
-            }}
+            replay.candidates, replay.cached = case.candidates, cached
             replay.started = time.perf_counter()
             misses = memo.misses
             output = rank_case(reranker, case)

@@ -177,6 +177,7 @@ class ScoreMemo:
     def score_many(self, batch: Sequence[Sequence[Any]]) -> list[Any]:
         keys = [prompts_key(p) for p in batch]
         missing = [n for n, k in enumerate(keys) if k not in self._entries]
+        scored_now = set(missing)
         if missing:
             fresh = self.inner.score_many([batch[n] for n in missing])
             for n, result in zip(missing, fresh, strict=True):
@@ -185,7 +186,7 @@ class ScoreMemo:
         out = []
         for n, key in enumerate(keys):
             result = _result_of(self._entries[key])
-            if n not in missing:
+            if n not in scored_now:
                 self.hits += 1
                 self.replayed_seconds += result.seconds
             out.append(result)
@@ -215,13 +216,15 @@ def attach_memo(reranker: Any, adapter_digest: str | None, root: Path, writer: s
 
 
 class ReplayScores:
-    """A stand-in scorer that answers with one cached arm record's scores (to fill a memo from an arm cache made
-    before the memo existed; see `seed_memo`). Set `record` and `started` before each user."""
+    """A stand-in scorer that answers with one user's cached arm output (to fill a memo from an arm cache made
+    before the memo existed; see `llmrec.evaluation.runner.seed_memo_from_cache`). Set `candidates` (the case's),
+    `cached` (its `ArmOutput`) and `started` before each user."""
 
     mode = "pointwise"  # the harness's LLM arms all score pointwise: one candidate set per user
 
     def __init__(self) -> None:
-        self.record: dict[str, Any] = {}
+        self.candidates: Sequence[str] = ()
+        self.cached: Any = None
         self.started = 0.0
 
     def score_many(self, batch: Sequence[Sequence[Any]]) -> list[Any]:
@@ -230,18 +233,18 @@ class ReplayScores:
     def score(self, prompts: Sequence[Any]) -> Any:
         from llmrec.ranking.base import ScoreResult
 
-        by_id = dict(zip(self.record["candidates"], self.record["scores"], strict=True))
+        by_id = dict(zip(self.candidates, self.cached.scores, strict=True))
         shown = tuple(c for p in prompts for c in p.candidate_ids)
         outside = time.perf_counter() - self.started  # candidate ordering and prompt building, re-measured now
         return ScoreResult(
             candidate_ids=shown,
             scores=tuple(float(by_id[c]) for c in shown),
             score_kind="yes_no_margin",
-            forward_passes=int(self.record.get("forward_passes", 0)),
-            prompt_tokens=int(self.record.get("prompt_tokens", 0)),
-            encoded_tokens=int(self.record.get("prompt_tokens", 0)),
-            parse_failures=int(self.record.get("parse_failures", 0)),
-            seconds=max(0.0, float(self.record.get("latency_s", 0.0)) - outside),
+            forward_passes=self.cached.forward_passes,
+            prompt_tokens=self.cached.prompt_tokens,
+            encoded_tokens=self.cached.prompt_tokens,
+            parse_failures=self.cached.parse_failures,
+            seconds=max(0.0, self.cached.latency_s - outside),
             details={"seeded_from_arm_cache": True},
         )
 

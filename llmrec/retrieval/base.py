@@ -208,10 +208,10 @@ class CatalogueRetriever:
         out: list[Ranked] = [_EMPTY] * len(histories)
         batched = []
         for n, history_idx in enumerate(positions):
-            excluded = self._excluded_positions(history_idx, excludes[n])
             if len(history_idx) == 0 and self.fallback is not None:
                 log.debug("%s: empty history, falling back to %s", self.name, self.fallback.name)
                 scores = np.asarray(self.fallback._scores(history_idx), dtype=np.float64).copy()
+                excluded = self._excluded_positions(history_idx, excludes[n])
                 out[n] = self.fallback._rank(scores, k, excluded, FALLBACK_SOURCE)
             else:
                 batched.append(n)
