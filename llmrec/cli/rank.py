@@ -66,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "1.8x faster on CPUs with native bfloat16 (AVX512-BF16, AMX), at slightly perturbed scores",
     )
     parser.add_argument(
+        "--merge-adapter",
+        action="store_true",
+        help="merge the adapter into the model's weights once loaded: about 10%% faster scoring, same ranking up "
+        "to float rounding",
+    )
+    parser.add_argument(
         "-k",
         "--candidates",
         type=int,
@@ -157,6 +163,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         knowledge=not args.no_knowledge,
         candidate_order=args.candidate_order,
         fusion=not args.no_fusion,
+        merge_adapter=args.merge_adapter,
     )
     loaded = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:

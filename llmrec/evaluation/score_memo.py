@@ -114,6 +114,8 @@ def memo_fingerprint(scorer: Any, lm: Any, adapter_digest: str | None) -> str:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
+    if getattr(lm, "merged_adapter", None) is not None:
+        payload["merged_adapter"] = True  # merged weights round differently (only set then: older memos still match)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -84,6 +84,9 @@ class RerankerConfig:
         check_split: when `dataset` is the train part of a split, refuse an adapter whose training split holds
             that split's held-out items (of any user). The evaluation harness turns it off after making the same
             check for just the users it evaluates.
+        merge_adapter: merge the adapter into the weights of the model the `Reranker` loads (it never switches
+            adapters): about 10% faster scoring on a CPU, scores equal up to float rounding. Needs an adapter;
+            for a model passed as ``lm``, load it with ``ModelConfig(merge_adapter=True)`` instead.
     """
 
     model: Any = "smollm2"
@@ -107,6 +110,7 @@ class RerankerConfig:
     fusion: bool = True
     cf_evidence: bool | None = None
     check_split: bool = True
+    merge_adapter: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -129,6 +133,8 @@ class RerankerConfig:
                 raise ConfigError(f"RerankerConfig.{name} must be None or an integer >= 1, got {value!r}")
         if self.candidate_order is not None:
             check_candidate_order(self.candidate_order, "RerankerConfig.candidate_order")
+        if not isinstance(self.merge_adapter, bool):
+            raise ConfigError(f"RerankerConfig.merge_adapter must be true or false, got {self.merge_adapter!r}")
         if self.window_size is not None and self.window_size < 2:
             raise ConfigError(
                 f"RerankerConfig.window_size must be >= 2 to compare candidates, got {self.window_size}"
@@ -316,7 +322,19 @@ class Reranker:
                     f"adapter name {self.adapter_name!r} is already used for {adapters[self.adapter_name]}"
                 )
             adapters[self.adapter_name] = adapter_path
-            model_cfg = replace(model_cfg, adapters=tuple(adapters.items()), active_adapter=self.adapter_name)
+            model_cfg = replace(
+                model_cfg,
+                adapters=tuple(adapters.items()),
+                active_adapter=self.adapter_name,
+                merge_adapter=model_cfg.merge_adapter or config.merge_adapter,
+            )
+        elif config.merge_adapter:
+            raise ConfigError("RerankerConfig.merge_adapter=True needs an adapter to merge (adapter is None)")
+        if config.merge_adapter and lm is not None:
+            raise ConfigError(
+                "RerankerConfig.merge_adapter applies to the model the Reranker loads; a model passed as lm= is "
+                "used as loaded (load it with ModelConfig(merge_adapter=True) to merge)"
+            )
         self.adapter_path = adapter_path
         self.lm = lm if lm is not None else load_model(model_cfg)
         if lm is not None and self.adapter_name is not None and self.adapter_name not in lm.adapter_names:

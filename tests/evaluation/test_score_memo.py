@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,4 +151,6 @@ def test_another_model_gets_another_memo(tmp_path: Path):
     prints = {memo_fingerprint(PointwiseScorer(lm), lm, None) for lm in lms}
     prints.add(memo_fingerprint(PointwiseScorer(lms[0]), lms[0], "adapter-digest"))
     prints.add(memo_fingerprint(PointwiseScorer(lms[0], use_prefix_cache=False), lms[0], None))
-    assert len(prints) == 4
+    merged = dataclasses.replace(lms[0], merged_adapter="lora")  # weights with the adapter merged round otherwise
+    prints.add(memo_fingerprint(PointwiseScorer(merged), merged, "adapter-digest"))
+    assert len(prints) == 5

@@ -144,3 +144,15 @@ def test_rank_in_bfloat16(capsys, model_dir):
     assert code == 0 and len(json.loads(out)["ranked"]) == 5
     # the model the command loaded (cached per config) holds bfloat16 weights
     assert str(load_model(ModelConfig(str(model_dir), dtype="bfloat16")).model.dtype) == "torch.bfloat16"
+
+
+def test_rank_with_the_adapter_merged(capsys, model_dir, tmp_path):
+    folder = _older_adapter(model_dir, tmp_path)
+    args = ("--user", "u1", "--adapter", str(folder), "--no-fusion", "--json")
+    code, attached, _ = _rank(capsys, model_dir, *args)
+    assert code == 0
+    code, merged, _ = _rank(capsys, model_dir, *args, "--merge-adapter")
+    assert code == 0
+    assert [r["item_id"] for r in json.loads(merged)["ranked"]] == [r["item_id"] for r in json.loads(attached)["ranked"]]
+    code, _, err = _rank(capsys, model_dir, "--user", "u1", "--no-adapter", "--mode", "pointwise", "--merge-adapter")
+    assert code != 0 and "merge_adapter=True needs an adapter" in err

@@ -277,3 +277,42 @@ def test_an_adapter_trained_on_evaluation_targets_is_refused(carded):
     # a caller that checked the users it ranks itself (the harness) can turn the whole-split check off
     config = RerankerConfig(model=str(model_dir), adapter=str(leaky), knowledge=False, check_split=False)
     assert Reranker(split.train_dataset, config).adapter_card is not None
+
+
+def test_merge_adapter_scores_as_the_attached_adapter(kg_tiny, knowledge, carded, tmp_path):
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.errors import OlderCardWarning
+    from llmrec.models.adapters import AdapterCard, write_card
+
+    model_dir, _, _ = carded
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    folder = tmp_path / "random-adapter"  # random B: the adapter changes the scores, so merging has work to do
+    get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), lora).save_pretrained(folder)
+    (folder / "train_config.yaml").write_text("mode: pointwise\n")
+    write_card(folder, AdapterCard(base_model=str(model_dir), name="random-adapter", mode="pointwise",
+                                   template="pointwise"))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlderCardWarning)
+        attached, merged = (
+            Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(folder), merge_adapter=m),
+                     knowledge=knowledge)  # fmt: skip
+            for m in (False, True)
+        )
+        bare = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=None, mode="pointwise"),
+                        knowledge=knowledge)  # fmt: skip
+    assert merged.lm.merged_adapter == "random-adapter" and attached.lm.merged_adapter is None
+    a, m, b = (r.rank(HISTORY, CANDIDATES) for r in (attached, merged, bare))
+    by_id = dict(zip(a.item_ids, a.scores))
+    assert m.scores == pytest.approx([by_id[i] for i in m.item_ids], abs=1e-4)
+    assert b.scores != pytest.approx([by_id[i] for i in b.item_ids], abs=1e-4)
+    with pytest.raises(ConfigError, match="merge_adapter=True needs an adapter"):
+        Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=None, mode="pointwise", merge_adapter=True))
+    with pytest.raises(ConfigError, match="lm="):
+        Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(folder), merge_adapter=True),
+                 lm=attached.lm, knowledge=knowledge)  # fmt: skip
+    with pytest.raises(ConfigError, match="true or false"):
+        RerankerConfig(merge_adapter="yes")
