@@ -3,15 +3,16 @@
 Target (issue: make the LLM worth running): reranking 50 candidates costs at most 3 s per user on the 2-core CPU.
 For each user (ml-100k, leave-one-out on liked items, users whose test target the default first stage retrieves,
 in the study's seeded order), the same 50 candidates are reranked side by side, interleaved per user, by each
-variant: the residual adapter (three facts per candidate) in float32 (the CPU default) and bfloat16, and the
-retrieved-trained adapter (two facts per candidate) in float32 and in bfloat16 with the adapter merged into the
-weights (``dtype: bfloat16`` and ``merge_adapter``; bfloat16 is native on CPUs with AVX512-BF16 or AMX).
+variant: the residual adapter (three facts per candidate) in float32 (the CPU default), bfloat16, and bfloat16 with
+the adapter merged into the weights (``dtype: bfloat16``, ``merge_adapter``; bfloat16 is native on CPUs with
+AVX512-BF16 or AMX; half-precision models score through a float32 output head), and the retrieved-trained adapter
+(two facts per candidate: fewer tokens) in float32 and bfloat16 merged.
 Reported per variant: median seconds per user (whole `Reranker.rank` call: prompts, scoring, score fusion), the
 median per-user ratio to the first variant, tokens run through the model, NDCG@10 of the target (LLM alone and
 fused by the adapter's card), and the rank correlation of the LLM scores with the same adapter in float32.
 
 Usage:
-    python eval/bench_rerank50.py --users 10 --threads 2     # ~5 minutes on 2 quiet cores
+    python eval/bench_rerank50.py --users 10 --threads 2     # ~6 minutes on 2 quiet cores
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Variant(NamedTuple):
 VARIANTS = (
     Variant("residual float32", "smollm2-ml100k-pointwise-residual", "float32"),
     Variant("residual bfloat16", "smollm2-ml100k-pointwise-residual", "bfloat16"),
+    Variant("residual bfloat16 merged", "smollm2-ml100k-pointwise-residual", "bfloat16", merge=True),
     Variant("retrieved float32", "smollm2-ml100k-pointwise-retrieved", "float32"),
     Variant("retrieved bfloat16 merged", "smollm2-ml100k-pointwise-retrieved", "bfloat16", merge=True),
 )
