@@ -114,10 +114,10 @@ def memo_fingerprint(scorer: Any, lm: Any, adapter_digest: str | None) -> str:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
-    from llmrec.models.heads import has_float32_head
+    from llmrec.models import heads
 
-    if has_float32_head(lm.model):  # a half-precision model whose logits come from a float32 head
-        payload["output_head"] = _source_digest([Path(inspect.getsourcefile(has_float32_head) or "")])
+    if heads.has_float32_head(lm.model):  # a half-precision model whose logits come from a float32 head
+        payload["output_head"] = _source_digest([Path(heads.__file__)])
     if getattr(lm, "merged_adapter", None) is not None:
         payload["merged_adapter"] = True  # merged weights round differently (only set then: older memos still match)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
