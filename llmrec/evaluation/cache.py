@@ -88,8 +88,14 @@ def adapter_digest(adapter_dir: Path) -> str:
 def arm_fingerprint(
     arm_config: Mapping[str, Any], case_config: Mapping[str, Any], adapter_dir: Path | None = None
 ) -> str:
-    """Hash of everything that decides an arm's per-user output (not its name or user cap)."""
+    """Hash of everything that decides an arm's per-user output (not its name or user cap).
+
+    An adapter counts by its folder's name and content, not by where it lies: a moved checkout or another install
+    of the same adapter keeps its caches.
+    """
     resolved = {k: v for k, v in arm_config.items() if k not in ("name", "users")}
+    if adapter_dir is not None:
+        resolved["adapter"] = adapter_dir.name
     payload: dict[str, Any] = {
         "version": CACHE_VERSION,
         "arm": resolved,

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,12 +189,8 @@ def run_experiment(
     for arm in chosen:
         arm_cases = cases[: arm.users] if arm.users is not None else cases
         adapter_dir = resolve_adapter(arm.adapter, base=root) if arm.adapter else None
-        resolved = arm.resolved()
-        resolved.pop("fusion", None)  # applied after scoring, from the cached LLM scores
-        if adapter_dir is not None:
-            resolved["adapter"] = str(adapter_dir)
         path = config.cache_path() / f"{arm.name}.jsonl"
-        fingerprint = arm_fingerprint(resolved, case_fp, adapter_dir)
+        fingerprint = arm_cache_fingerprint(arm, case_fp, adapter_dir)
         runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir is not None else arm
         scorer = build_arm(
             runnable,
@@ -344,6 +340,14 @@ def _run_shard(
         merged = merge_shards(path, fingerprint)
         log.info("arm %s: merged %d process shards into %s (%d users)", arm.name, procs.size, path, merged)
     procs.wait()
+
+
+def arm_cache_fingerprint(arm: ArmConfig, case_fp: Mapping[str, Any], adapter_dir: Path | None) -> str:
+    """The fingerprint of `arm`'s cache: its resolved config without fusion (applied after scoring, from the
+    cached LLM scores), the cases, the code, and the adapter by name and content (not by where it lies)."""
+    resolved = arm.resolved()
+    resolved.pop("fusion", None)
+    return arm_fingerprint(resolved, case_fp, adapter_dir)
 
 
 def fit_arm_fusion(result: ExperimentResult, arm_name: str, members: Sequence[str]) -> Any:
