@@ -56,6 +56,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--write-card", action="store_true", help="store the fitted fusion in the arm's adapter card (key fusion)"
     )
+    parser.add_argument(
+        "--keep-llm-weight",
+        action="store_true",
+        help="keep the LLM's fitted fusion weight even when cross-validation on the validation users says it does "
+        "not raise NDCG@10 (by default such an LLM gets weight 0; keep it to measure what the LLM adds)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -115,7 +121,7 @@ def _fit_fusion(result: Any, args: argparse.Namespace) -> None:
     from llmrec.evaluation.runner import fit_arm_fusion
 
     members = [m.strip() for m in args.fusion_members.split(",") if m.strip()]
-    fusion = fit_arm_fusion(result, args.fit_fusion, members)
+    fusion = fit_arm_fusion(result, args.fit_fusion, members, keep_llm=args.keep_llm_weight)
     scores = fusion.fitted["ndcg@10"]
     print(
         f"fusion for {args.fit_fusion}: LLM weight {fusion.llm_weight:g}, "
@@ -123,6 +129,15 @@ def _fit_fusion(result: Any, args: argparse.Namespace) -> None:
         + f" (validation NDCG@10 on {fusion.fitted['users']} users: fused {scores['fused']:.4f}, "
         f"LLM alone {scores['llm_alone']:.4f}, {members[0]} alone {scores[members[0]]:.4f})"
     )
+    cv = fusion.fitted.get("cv")
+    if cv:
+        low, high = cv["llm_gain_ci95"]
+        print(
+            f"  {cv['folds']}-fold cross-validation, held-out NDCG@10: with the LLM {cv['ndcg@10_with_llm']:.4f}, "
+            f"without {cv['ndcg@10_without_llm']:.4f}, LLM gain {cv['llm_gain']:+.4f} [{low:+.4f}, {high:+.4f}]"
+        )
+    if "llm_dropped" in fusion.fitted:
+        print(f"  {fusion.fitted['llm_dropped']} (--keep-llm-weight keeps it)")
     if not args.write_card:
         return
     arm = next(a for a in result.config.arms if a.name == args.fit_fusion)

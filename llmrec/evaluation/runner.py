@@ -350,8 +350,11 @@ def arm_cache_fingerprint(arm: ArmConfig, case_fp: Mapping[str, Any], adapter_di
     return arm_fingerprint(resolved, case_fp, adapter_dir)
 
 
-def fit_arm_fusion(result: ExperimentResult, arm_name: str, members: Sequence[str]) -> Any:
-    """Fit the score-fusion weights of LLM arm `arm_name` with first-stage `members` on the run's users.
+def fit_arm_fusion(
+    result: ExperimentResult, arm_name: str, members: Sequence[str], *, keep_llm: bool = False
+) -> Any:
+    """Fit the score-fusion weights of LLM arm `arm_name` with first-stage `members` on the run's users
+    (`llmrec.ranking.fusion.fit_score_fusion`; `keep_llm` as there).
 
     Only validation targets may be used (``split.target: valid``): the weights then carry to the test split.
 
@@ -386,6 +389,7 @@ def fit_arm_fusion(result: ExperimentResult, arm_name: str, members: Sequence[st
             "protocol": dataclasses.asdict(config.protocol),
             "seed": config.seed,
         },
+        keep_llm=keep_llm,
     )
 
 

@@ -536,6 +536,16 @@ def render_readme(card: Mapping[str, Any] | AdapterCard, *, ref: str | None = No
             f"(NDCG@10: {', '.join(f'{k} {_fmt(x)}' for k, x in (fitted.get('ndcg@10') or {}).items())}); "
             "`fusion=False` ranks by the adapter's score alone.",
         ]
+        cv = fitted.get("cv")
+        if isinstance(cv, Mapping) and "llm_gain" in cv:
+            low, high = cv.get("llm_gain_ci95") or (float("nan"), float("nan"))
+            lines += [
+                "",
+                f"Held-out check ({cv.get('folds')}-fold cross-validation over those users): the LLM changes "
+                f"NDCG@10 by {cv['llm_gain']:+.4f} (95% CI [{low:+.4f}, {high:+.4f}]).",
+            ]
+        if fitted.get("llm_dropped"):
+            lines += ["", f"The LLM gets no weight: {fitted['llm_dropped']}."]
     notes = card.get("notes")
     if notes:
         lines += ["", "## Notes", "", str(notes)]

@@ -115,11 +115,49 @@ class ScoreFusion:
         return [float(s) for s in total]
 
 
-def _ndcg10(scores: np.ndarray, target: int) -> float:
-    """NDCG@10 of one target; ties with the target count half (neither optimistic nor pessimistic)."""
-    others = np.delete(scores, target)
-    rank = 1 + float((others > scores[target]).sum()) + 0.5 * float((others == scores[target]).sum())
-    return 1.0 / math.log2(rank + 1) if rank <= 10 else 0.0
+def _target_ndcg10(scores: np.ndarray, target: int) -> np.ndarray:
+    """NDCG@10 of the target under each row of `scores` (rows: weightings, columns: candidates); ties with the
+    target count half (neither optimistic nor pessimistic)."""
+    at_target = scores[:, target : target + 1]
+    others = np.delete(scores, target, axis=1)
+    rank = 1.0 + (others > at_target).sum(axis=1) + 0.5 * (others == at_target).sum(axis=1)
+    return np.where(rank <= 10, 1.0 / np.log2(rank + 1.0), 0.0)
+
+
+def _first_best(table: np.ndarray) -> tuple[int, ...]:
+    """Index of the best value of `table` (C order; the first of equal values, i.e. the simpler weighting)."""
+    flat = table.ravel()
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(flat >= flat.max() - 1e-12)), table.shape))
+
+
+#: Folds of the cross-validation that decides whether the LLM earns a weight in the fusion.
+CV_FOLDS = 5
+
+
+def _cross_validate(table: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per user, held-out NDCG@10 of the fusion fit on the other folds, with and without the LLM.
+
+    `table[u, c, l]` is user u's NDCG@10 under member weighting c and LLM weight l (index 0: weight 0).
+    """
+    n_users = table.shape[0]
+    folds = np.empty(n_users, dtype=int)
+    folds[np.random.default_rng(seed).permutation(n_users)] = np.arange(n_users) % min(CV_FOLDS, n_users)
+    with_llm, without_llm = np.empty(n_users), np.empty(n_users)
+    for fold in np.unique(folds):
+        held, fit = folds == fold, folds != fold
+        mean = table[fit].mean(axis=0)
+        combo, weight = _first_best(mean)
+        with_llm[held] = table[held, combo, weight]
+        (combo,) = _first_best(mean[:, 0])
+        without_llm[held] = table[held, combo, 0]
+    return with_llm, without_llm
+
+
+def _mean_ci(diff: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean of `diff`."""
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def fit_score_fusion(
@@ -128,6 +166,7 @@ def fit_score_fusion(
     targets: Sequence[int],
     *,
     fitted: Mapping[str, Any] | None = None,
+    keep_llm: bool = False,
 ) -> ScoreFusion:
     """Grid-search the weights that maximise mean NDCG@10 of the targets (validation users only!).
 
@@ -136,9 +175,18 @@ def fit_score_fusion(
         member_scores: per member name, per user, the member's score of each candidate (same order).
         targets: per user, the index of the held-out target among the candidates.
         fitted: provenance to record (the split and users it was fit on).
+        keep_llm: keep the LLM's fitted weight even when cross-validation says it does not help (to measure
+            what the LLM adds, as a study does); by default such an LLM gets weight 0.
 
     The first member's weight is 1; the others and the LLM's are searched over `MEMBER_WEIGHT_GRID` and
-    `LLM_WEIGHT_GRID`. Ties prefer the smaller LLM weight, then smaller member weights (a simpler model).
+    `LLM_WEIGHT_GRID`. Ties prefer the earlier grid point (smaller member weights, then the smaller LLM weight).
+
+    A weight fit on a few hundred users gives even a useless LLM some weight by chance. So the fit is also
+    cross-validated (`CV_FOLDS` folds of users): each fold is scored by weights fit on the others, once with the
+    LLM and once without it. Unless the LLM raises that held-out NDCG@10 by more than one standard error of the
+    paired gain (the one-standard-error rule: the simpler model wins unless clearly beaten), it gets weight 0 and
+    the members keep the weights fit without it; `fitted["cv"]` records the held-out gain, its standard error and
+    its 95% bootstrap interval.
     """
     members = list(member_scores)
     if not members:
@@ -146,24 +194,49 @@ def fit_score_fusion(
     n_users = len(targets)
     if n_users == 0 or len(llm_scores) != n_users or any(len(member_scores[m]) != n_users for m in members):
         raise ConfigError("fit_score_fusion needs the same users (at least one) in every score list")
-    z_llm = [zscore(s) for s in llm_scores]
-    z_members = {m: [zscore(s) for s in member_scores[m]] for m in members}
-    best: tuple[float, tuple[float, ...], float] | None = None
-    for rest in itertools.product(MEMBER_WEIGHT_GRID, repeat=len(members) - 1):
-        weights = (1.0, *rest)
-        base = [sum(w * z_members[m][u] for m, w in zip(members, weights, strict=True)) for u in range(n_users)]
-        for llm_weight in LLM_WEIGHT_GRID:
-            value = float(np.mean([_ndcg10(base[u] + llm_weight * z_llm[u], targets[u]) for u in range(n_users)]))
-            if best is None or value > best[0] + 1e-12:
-                best = (value, weights, llm_weight)
-    assert best is not None
-    value, weights, llm_weight = best
-    llm_alone = float(np.mean([_ndcg10(z_llm[u], targets[u]) for u in range(n_users)]))
-    first = float(np.mean([_ndcg10(z_members[members[0]][u], targets[u]) for u in range(n_users)]))
-    record = {
+    combos = np.array([(1.0, *rest) for rest in itertools.product(MEMBER_WEIGHT_GRID, repeat=len(members) - 1)])
+    llm_grid = np.array(LLM_WEIGHT_GRID)
+    table = np.empty((n_users, len(combos), len(llm_grid)))
+    llm_alone, first = np.empty(n_users), np.empty(n_users)
+    for u in range(n_users):
+        z_llm = zscore(llm_scores[u])
+        z_members = np.stack([zscore(member_scores[m][u]) for m in members])
+        base = combos @ z_members  # (combos, candidates)
+        grid = base[:, None, :] + llm_grid[None, :, None] * z_llm[None, None, :]
+        table[u] = _target_ndcg10(grid.reshape(-1, len(z_llm)), targets[u]).reshape(len(combos), len(llm_grid))
+        llm_alone[u] = _target_ndcg10(z_llm[None, :], targets[u])[0]
+        first[u] = _target_ndcg10(z_members[:1], targets[u])[0]
+    mean = table.mean(axis=0)
+    combo, weight = _first_best(mean)
+    value = float(mean[combo, weight])
+    llm_weight = float(llm_grid[weight])
+    record: dict[str, Any] = {
         **dict(fitted or {}),
         "users": n_users,
         "objective": "mean NDCG@10 of the target",
-        "ndcg@10": {"fused": value, "llm_alone": llm_alone, members[0]: first},
+        "ndcg@10": {"fused": value, "llm_alone": float(llm_alone.mean()), members[0]: float(first.mean())},
     }
-    return ScoreFusion(tuple(members), weights, llm_weight, record)
+    if n_users >= 2:
+        with_llm, without_llm = _cross_validate(table)
+        gain = with_llm - without_llm
+        low, high = _mean_ci(gain)
+        record["cv"] = {
+            "folds": min(CV_FOLDS, n_users),
+            "ndcg@10_with_llm": float(with_llm.mean()),
+            "ndcg@10_without_llm": float(without_llm.mean()),
+            "llm_gain": float(gain.mean()),
+            "llm_gain_ci95": [low, high],
+        }
+        se = float(gain.std(ddof=1) / np.sqrt(n_users))
+        record["cv"]["llm_gain_se"] = se
+        if gain.mean() <= se and llm_weight > 0 and not keep_llm:
+            (combo,) = _first_best(mean[:, 0])
+            record["llm_weight_fit"] = llm_weight
+            record["llm_dropped"] = (
+                f"the LLM (fitted weight {llm_weight:g}) did not raise held-out NDCG@10 in {min(CV_FOLDS, n_users)}"
+                f"-fold cross-validation by more than one standard error (gain {gain.mean():+.4f}, SE {se:.4f}): "
+                "weight 0, members fit without it"
+            )
+            record["ndcg@10"]["fused"] = float(mean[combo, 0])
+            llm_weight = 0.0
+    return ScoreFusion(tuple(members), tuple(float(w) for w in combos[combo]), llm_weight, record)

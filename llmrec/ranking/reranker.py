@@ -371,6 +371,14 @@ class Reranker:
         self._order_retriever: Any = None
         #: Score fusion with first-stage retrievers (from the adapter card), or None.
         self.fusion: ScoreFusion | None = card_fusion(card) if config.fusion else None
+        if self.fusion is not None and self.fusion.llm_weight == 0:
+            log.warning(
+                "the card of adapter %s gives the LLM weight 0 in its score fusion (%s): rankings equal the "
+                "first-stage fusion of %s, and the LLM's cost buys nothing; fusion=False ranks by the LLM alone",
+                config.adapter,
+                self.fusion.fitted.get("llm_dropped", "fitted on validation users"),
+                ", ".join(self.fusion.members),
+            )
         self._fusion_members: list[Any] | None = None
 
     def _template_name(self, card: AdapterCard | None) -> str:

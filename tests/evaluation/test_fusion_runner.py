@@ -79,6 +79,10 @@ def test_fit_fusion_refuses_test_targets_and_writes_nothing(tmp_path, tiny_dir, 
     valid = run_experiment(_config(tmp_path, tiny_dir, tiny_model_dir, "valid"), progress=False)
     fusion = fit_arm_fusion(valid, "tiny-llm", ["cooc"])
     assert fusion.members == ("cooc",) and fusion.fitted["split"]["target"] == "valid"
+    kept = fit_arm_fusion(valid, "tiny-llm", ["cooc"], keep_llm=True)
+    assert "cv" in fusion.fitted and "llm_dropped" not in kept.fitted
+    if "llm_dropped" in fusion.fitted:  # a random tiny model helps only by chance
+        assert fusion.llm_weight == 0 and kept.llm_weight == fusion.fitted["llm_weight_fit"]
 
 
 def test_an_adapter_card_without_fusion_weights_is_named_with_the_command(tmp_path, caplog):

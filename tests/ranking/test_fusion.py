@@ -61,3 +61,25 @@ def test_fit_uses_an_informative_llm_and_ignores_a_useless_one():
     noise, members, targets = _synthetic(300, llm_noise=100.0, seed=1)
     useless = fit_score_fusion(noise, members, targets)
     assert useless.llm_weight <= 0.1
+
+
+def test_an_llm_that_does_not_help_held_out_users_gets_weight_0():
+    noise, members, targets = _synthetic(300, llm_noise=100.0, seed=1)
+    kept = fit_score_fusion(noise, members, targets, keep_llm=True)
+    guarded = fit_score_fusion(noise, members, targets)
+    cv = guarded.fitted["cv"]
+    assert cv["folds"] == 5 and cv["llm_gain"] <= cv["llm_gain_se"] and cv["llm_gain_ci95"][0] < 0
+    assert guarded.llm_weight == 0 and "did not raise held-out NDCG@10" in guarded.fitted["llm_dropped"]
+    assert guarded.fitted["llm_weight_fit"] == kept.llm_weight > 0  # chance alone gave it a weight
+    # the members keep the weights fit without the LLM (a constant LLM score is no LLM at all)
+    constant = fit_score_fusion([[0.0] * 20] * 300, members, targets)
+    assert guarded.weights == constant.weights and "llm_dropped" not in constant.fitted
+    assert guarded.fitted["ndcg@10"]["fused"] == constant.fitted["ndcg@10"]["fused"]
+
+
+def test_an_informative_llm_passes_the_held_out_check():
+    llm, members, targets = _synthetic(300, llm_noise=1.0)
+    fusion = fit_score_fusion(llm, members, targets)
+    cv = fusion.fitted["cv"]
+    assert fusion.llm_weight > 0 and cv["llm_gain"] > 0.01 and cv["llm_gain_ci95"][0] > 0
+    assert "llm_dropped" not in fusion.fitted

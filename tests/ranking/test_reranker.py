@@ -316,3 +316,24 @@ def test_merge_adapter_scores_as_the_attached_adapter(kg_tiny, knowledge, carded
                  lm=attached.lm, knowledge=knowledge)  # fmt: skip
     with pytest.raises(ConfigError, match="true or false"):
         RerankerConfig(merge_adapter="yes")
+
+
+def test_a_card_fusion_that_gives_the_llm_no_weight_is_announced(kg_tiny, knowledge, carded, tmp_path, caplog):
+    import dataclasses
+    import logging
+    import shutil
+
+    from llmrec.models.adapters import read_adapter_card, update_card
+    from llmrec.ranking.fusion import ScoreFusion
+
+    model_dir, folder, _ = carded
+    dropped = tmp_path / "dropped-adapter"
+    shutil.copytree(folder, dropped)
+    fusion = ScoreFusion(("cooc",), (1.0,), 0.0, {"llm_dropped": "the LLM did not raise held-out NDCG@10"})
+    update_card(dropped, dataclasses.replace(read_adapter_card(dropped), fusion=fusion.to_dict()))
+    with caplog.at_level(logging.WARNING, logger="llmrec.ranking.reranker"):
+        reranker = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(dropped)), knowledge=knowledge)
+    assert "gives the LLM weight 0" in caplog.text and "did not raise held-out NDCG@10" in caplog.text
+    ranked = reranker.rank(HISTORY, CANDIDATES[:4])
+    cooc = dict(zip(CANDIDATES[:4], fusion.combine(None, [reranker._fusion_members[0].score(HISTORY, CANDIDATES[:4])])))
+    assert dict(zip(ranked.item_ids, ranked.scores)) == pytest.approx(cooc)
