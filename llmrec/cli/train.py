@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     if metric:
         zero = (val.get("zero_shot") or {}).get(metric)
         best = (val.get("best") or {}).get(metric)
-        print(f"validation {metric}: zero-shot {zero if zero is not None else '-'} -> best {best} "
+        init = (result.card.get("lora") or {}).get("init_from")
+        start = f"start (adapter {init})" if init else "zero-shot"
+        print(f"validation {metric}: {start} {zero if zero is not None else '-'} -> best {best} "
               f"(step {val.get('best_step')}, {val.get('users')} users)")
     print(json.dumps({"output": str(result.output), "steps": result.steps}))
     return 0

@@ -505,7 +505,9 @@ def render_readme(card: Mapping[str, Any] | AdapterCard, *, ref: str | None = No
         )
         lines += ["", "| model | " + " | ".join(v.get("metric_names", [])) + " |",
                   "|---|" + "---|" * len(v.get("metric_names", []))]
-        for row_name, key in (("zero-shot base model", "zero_shot"), ("this adapter (best step)", "best")):
+        init = (card.get("lora") or {}).get("init_from")
+        start = f"step 0: adapter {init}, which training started from" if init else "zero-shot base model"
+        for row_name, key in ((start, "zero_shot"), ("this adapter (best step)", "best")):
             row = v.get(key)
             if row:
                 lines.append(f"| {row_name} | " + " | ".join(_fmt(row.get(m)) for m in v.get("metric_names", [])) + " |")

@@ -172,12 +172,20 @@ class PromptSection:
 
 @dataclass(frozen=True)
 class LoraSection:
-    """PEFT LoRA knobs."""
+    """PEFT LoRA knobs.
+
+    Attributes:
+        init_from: start from this trained adapter's LoRA weights instead of the identity (a name or folder, as
+            `llmrec.models.resolve_adapter` takes): continued fine-tuning, e.g. a shipped adapter on your own
+            interactions or on harder negatives. Its r, alpha and target modules must equal these, its base model
+            this run's, and it must not have trained on this run's held-out items.
+    """
 
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, "lora.")

@@ -190,6 +190,40 @@ def wrap_lora(model: Any, cfg: TrainConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+def check_init_adapter(model: Any, cfg: TrainConfig, split: Split) -> Path | None:
+    """The folder of `lora.init_from` (None when unset), checked against the (unwrapped) base `model`, the LoRA
+    section and `split`.
+
+    Raises:
+        AdapterError: another base model, or LoRA matrices that do not fit it.
+        ConfigError: its r, alpha or target modules differ from the ``lora`` section.
+        SplitLeakError: it was trained on items this run holds out (validation or test targets).
+    """
+    if cfg.lora.init_from is None:
+        return None
+    from llmrec.models.adapters import card_of, resolve_adapter
+    from llmrec.models.loading import check_adapter
+
+    folder = resolve_adapter(cfg.lora.init_from)
+    peft_cfg = check_adapter(model, folder)
+    theirs = {
+        "r": peft_cfg.get("r"),
+        "alpha": peft_cfg.get("lora_alpha"),
+        "target_modules": sorted(peft_cfg.get("target_modules") or []),
+    }
+    ours = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": sorted(cfg.lora.target_modules)}
+    differ = [f"{k} {theirs[k]} (adapter) vs {ours[k]} (lora section)" for k in ours if theirs[k] != ours[k]]
+    if differ:
+        raise ConfigError(
+            f"lora.init_from: adapter {cfg.lora.init_from!r} has another LoRA shape: {'; '.join(differ)}; set the "
+            "lora section to the adapter's values"
+        )
+    card = card_of(folder)
+    if card is not None:
+        card.check_split(split, adapter=cfg.lora.init_from)
+    return folder
+
+
 # ---- checkpoints ------------------------------------------------------------------------------------------------
 
 
@@ -395,7 +429,7 @@ def train(
     state = _resume(run)
     _distribute(run)
     if run.resumed_from == 0 and run.validator is not None and cfg.validation.at_start:
-        _validate(run, state, 0)  # LoRA starts as the identity (B = 0): this is the zero-shot base model
+        _validate(run, state, 0)  # the zero-shot base model (LoRA starts as the identity), or lora.init_from
     _train_steps(run, state, progress=progress, on_step=on_step)
     return _finish(run, state)
 
@@ -419,7 +453,11 @@ def _set_up(
         cfg, split, builder, loaded, progress=progress and accelerator.is_main_process
     )
 
+    init = check_init_adapter(loaded.model, cfg, split)
     model = wrap_lora(loaded.model, cfg)
+    if init is not None:
+        _load_adapter_weights(model, init)
+        log.info("LoRA starts from the weights of adapter %s (%s)", cfg.lora.init_from, init)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay)
     micro, total, per_step = _step_plan(cfg, len(examples), accelerator.num_processes)
@@ -697,7 +735,7 @@ def _card(run: _Run, state: TrainState) -> dict[str, Any]:
         "training_split": run.split.settings.to_dict(),
         "data": d["data"],
         "negatives": {"source": cfg.negatives.source, "n": cfg.negatives.count(cfg.mode)},
-        "lora": d["lora"],
+        "lora": {k: v for k, v in d["lora"].items() if not (k == "init_from" and v is None)},
         "optim": d["optim"],
         "training": {
             "examples": len(examples),

@@ -282,3 +282,39 @@ def test_negative_retriever_options_reach_the_retriever(tmp_path, tiny_model_dir
     with pytest.raises(ConfigError, match="l3"):  # EASE has no option l3: the options are passed, not dropped
         train(cfg, progress=False)
     assert not (tmp_path / "adapter").exists()
+
+
+def test_lora_init_from_continues_a_trained_adapter(tmp_path, tiny_model_dir, synth_dir):
+    from llmrec.data import SplitLeakError
+
+    first = make_cfg(tmp_path, tiny_model_dir, synth_dir)
+    train(first, progress=False)
+    trained = read_card(tmp_path / "adapter")
+    more = make_cfg(
+        tmp_path, tiny_model_dir, synth_dir, output=str(tmp_path / "more"), **{"lora.init_from": str(tmp_path / "adapter")}
+    )
+    train(more, progress=False)
+    card = read_card(tmp_path / "more")
+    # step 0 of the continued run scores the same validation users and negatives as the adapter it starts from
+    assert card["validation"]["zero_shot"]["ndcg@10"] == pytest.approx(trained["validation"]["best"]["ndcg@10"])
+    assert card["lora"]["init_from"] == str(tmp_path / "adapter")
+    assert "which training started from" in (tmp_path / "more" / "README.md").read_text()
+
+    other_shape = make_cfg(
+        tmp_path, tiny_model_dir, synth_dir, output=str(tmp_path / "x"),
+        **{"lora.init_from": str(tmp_path / "adapter"), "lora.r": 8},
+    )
+    with pytest.raises(ConfigError, match=r"lora.init_from: .*r 4 \(adapter\) vs 8 \(lora section\)"):
+        train(other_shape, progress=False)
+    # an adapter that kept users with fewer than 12 positives whole in training saw this run's held-out items
+    whole = make_cfg(
+        tmp_path, tiny_model_dir, synth_dir, output=str(tmp_path / "whole"), checkpoint_dir=str(tmp_path / "c2"),
+        **{"data.min_history": 12, "optim.max_steps": 1},
+    )
+    train(whole, progress=False)
+    leaky = make_cfg(
+        tmp_path, tiny_model_dir, synth_dir, output=str(tmp_path / "y"), **{"lora.init_from": str(tmp_path / "whole")}
+    )
+    with pytest.raises(SplitLeakError, match="held-out item"):
+        train(leaky, progress=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
