@@ -108,6 +108,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="rank by the LLM score alone (default: fused with the first stage when the adapter card has weights)",
     )
+    parser.add_argument(
+        "--llm-depth",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with score fusion: the LLM scores only the K best candidates of the first-stage members' fusion, "
+        "the rest follow in that order (default: the card's setting, else every candidate)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--columns", default="", help="for a table: column mapping (see `llmrec data stats`)")
     parser.set_defaults(func=run)
@@ -163,6 +171,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         knowledge=not args.no_knowledge,
         candidate_order=args.candidate_order,
         fusion=not args.no_fusion,
+        llm_depth=args.llm_depth,
         merge_adapter=args.merge_adapter,
     )
     loaded = time.perf_counter()
@@ -216,6 +225,9 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
             f"scores: the LLM's z-scored per user and fused with {members} (LLM weight "
             f"{ranked.fusion['llm_weight']:g}, fit on validation users; --no-fusion for the LLM alone)"
         )
+        depth = ranked.fusion.get("llm_depth")
+        if depth is not None and depth < len(every):
+            print(f"the LLM scored the {depth} best of the first-stage fusion; the others follow in its order")
     for entry in out["ranked"]:
         item = dataset.item(entry["item_id"])
         print(f"{entry['rank']:>3}. {entry['score']:>9.4f}  {entry['item_id']:>6}  {item.display_name}")

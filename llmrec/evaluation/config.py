@@ -200,8 +200,11 @@ class ArmConfig:
         options: LLM arms: further ``RerankerConfig`` fields, passed through.
         fusion: LLM arms: score fusion with first-stage retrievers (`llmrec.ranking.fusion`). None (default):
             the adapter card's fitted fusion when it has one; false: the LLM score alone; a mapping (members,
-            weights, llm_weight): these weights. A fused arm also reports ``<name>.llm-only`` (the LLM's own
-            score) and ``<name>.no-llm`` (the same fusion without the LLM), from the same LLM scores.
+            weights, llm_weight, optionally llm_depth): these weights. A fused arm also reports
+            ``<name>.llm-only`` (the LLM's own score) and ``<name>.no-llm`` (the same fusion without the LLM), from
+            the same LLM scores. With ``llm_depth`` K the fused arm reads only the LLM scores of the members' top K
+            (what a `Reranker` with that depth scores); the LLM still scores every candidate here, for
+            ``.llm-only``, so the arm's latency is the full-depth one (``eval/bench_rerank50.py`` times depths).
         users: evaluate this arm on only the first `users` users of the experiment's seeded user order (costly
             arms on a sample, cheap ones on everyone); comparisons with the baseline pair the shared users.
     """

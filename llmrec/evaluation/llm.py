@@ -18,6 +18,7 @@ _ARM_OWNED = {
     "knowledge": "knowledge",
     "permutations": "permutations",
     "fusion": "fusion",
+    "llm_depth": "fusion.llm_depth",
 }
 
 

@@ -490,11 +490,12 @@ def fused_results(
         alone.users.append(_user_result(case, ArmOutput(tuple(no_llm.combine(None, member_scores))), config))
     fused.seconds = llm.seconds + time.perf_counter() - started
     log.info(
-        "arm %s: fused the LLM score with %s (weights %s, LLM weight %.2f)",
+        "arm %s: fused the LLM score with %s (weights %s, LLM weight %.2f%s)",
         arm.name,
         "+".join(fusion.members),
         list(fusion.weights),
         fusion.llm_weight,
+        "" if fusion.llm_depth is None else f", LLM on the members' top {fusion.llm_depth}",
     )
     only_suffix, without_suffix = FUSION_SUFFIXES
     llm_only = dataclasses.replace(arm, name=f"{arm.name}{only_suffix}", fusion=False)

@@ -548,6 +548,12 @@ def render_readme(card: Mapping[str, Any] | AdapterCard, *, ref: str | None = No
             ]
         if fitted.get("llm_dropped"):
             lines += ["", f"The LLM gets no weight: {fitted['llm_dropped']}."]
+        if fusion.get("llm_depth") is not None:
+            lines += [
+                "",
+                f"The LLM scores only the {fusion['llm_depth']} best candidates of the first-stage members' fusion; "
+                "the others follow below in that order (`llm_depth`).",
+            ]
     notes = card.get("notes")
     if notes:
         lines += ["", "## Notes", "", str(notes)]

@@ -6,6 +6,11 @@ so a yes/no margin, a label log-probability and a retriever score mix on one sca
 (`fit_score_fusion`), stored in the adapter card (key ``fusion``) and applied by `Reranker` and the evaluation
 harness unless switched off.
 
+With an ``llm_depth`` the LLM scores only the best `llm_depth` candidates of the members' own fusion (as LlamaRec
+reranks the first stage's top 20): the fused score reorders those, z-scoring the LLM over them, and the other
+candidates follow below in the members' order. At a small LLM weight the LLM rarely lifts a candidate from further
+down into the top 10, so this buys most of the quality at a fraction of the LLM's cost.
+
 Example:
     >>> fusion = ScoreFusion(members=("sasrec",), weights=(1.0,), llm_weight=0.5)
     >>> [round(s, 3) for s in fusion.combine([0.0, 2.0, 1.0], [[3.0, 1.0, 2.0]])]
@@ -17,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,12 +56,14 @@ class ScoreFusion:
         weights: one per member.
         llm_weight: the LLM score's weight (0: the members alone, the "fusion without the LLM" ablation).
         fitted: where the weights come from (split, users, metric before and after), for the card and reports.
+        llm_depth: the LLM scores only this many candidates, the best of the members' fusion; None: all of them.
     """
 
     members: tuple[str, ...]
     weights: tuple[float, ...]
     llm_weight: float
     fitted: Mapping[str, Any] = field(default_factory=dict)
+    llm_depth: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", tuple(str(m) for m in self.members))
@@ -69,50 +76,81 @@ class ScoreFusion:
             if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
                 raise ConfigError(f"fusion weight of {name!r} must be a finite number >= 0, got {w!r}")
         object.__setattr__(self, "llm_weight", float(self.llm_weight))
+        depth = self.llm_depth
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+            raise ConfigError(f"fusion llm_depth must be null or an integer >= 1, got {depth!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "fusion") -> ScoreFusion:
         """From the plain form `to_dict` writes (an adapter card's ``fusion`` entry, an arm's ``fusion``)."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where} must be a mapping with members, weights and llm_weight, got {data!r}")
-        unknown = sorted(set(data) - {"members", "weights", "llm_weight", "fitted"})
+        unknown = sorted(set(data) - {"members", "weights", "llm_weight", "fitted", "llm_depth"})
         missing = sorted({"members", "weights", "llm_weight"} - set(data))
         if unknown or missing:
             raise ConfigError(f"{where}: unknown keys {unknown}, missing keys {missing}")
-        return cls(tuple(data["members"]), tuple(data["weights"]), data["llm_weight"], dict(data.get("fitted", {})))
+        fitted = dict(data.get("fitted", {}))
+        return cls(tuple(data["members"]), tuple(data["weights"]), data["llm_weight"], fitted, data.get("llm_depth"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "members": list(self.members),
             "weights": list(self.weights),
             "llm_weight": self.llm_weight,
             "fitted": dict(self.fitted),
         }
+        if self.llm_depth is not None:
+            out["llm_depth"] = self.llm_depth
+        return out
 
     def without_llm(self) -> ScoreFusion:
         """The same fusion with the LLM's weight set to 0 (what the LLM adds is the difference)."""
-        return ScoreFusion(self.members, self.weights, 0.0, self.fitted)
+        return replace(self, llm_weight=0.0)
 
-    def combine(self, llm_scores: Sequence[float] | None, member_scores: Sequence[Sequence[float]]) -> list[float]:
-        """Fused scores of one user's candidates (candidate order).
-
-        Args:
-            llm_scores: the LLM's score per candidate (None when `llm_weight` is 0).
-            member_scores: per member (in `members` order), its score per candidate.
-        """
+    def _members_total(self, member_scores: Sequence[Sequence[float]]) -> np.ndarray:
         if len(member_scores) != len(self.members):
             raise ConfigError(f"{len(member_scores)} member score lists for members {list(self.members)}")
-        n = len(member_scores[0]) if member_scores else len(llm_scores or ())
+        n = len(member_scores[0])
         total = np.zeros(n)
         for weight, scores in zip(self.weights, member_scores, strict=True):
             if len(scores) != n:
                 raise ConfigError(f"member scores for {len(scores)} candidates, expected {n}")
             total += weight * zscore(scores)
-        if self.llm_weight:
-            if llm_scores is None or len(llm_scores) != n:
-                raise ConfigError(f"fusion needs the LLM's {n} candidate scores")
-            total += self.llm_weight * zscore(llm_scores)
-        return [float(s) for s in total]
+        return total
+
+    def llm_candidates(self, member_scores: Sequence[Sequence[float]]) -> list[int]:
+        """Indices (in candidate order) of the candidates the LLM must score: with an `llm_depth` below the
+        number of candidates and an LLM weight, the best `llm_depth` of the members' fusion (ties: the earlier
+        candidate); else all of them."""
+        total = self._members_total(member_scores)
+        if self.llm_depth is None or self.llm_depth >= len(total) or not self.llm_weight:
+            return list(range(len(total)))
+        return sorted(int(i) for i in np.argsort(-total, kind="stable")[: self.llm_depth])
+
+    def combine(self, llm_scores: Sequence[float] | None, member_scores: Sequence[Sequence[float]]) -> list[float]:
+        """Fused scores of one user's candidates (candidate order).
+
+        Args:
+            llm_scores: the LLM's score per candidate (None when `llm_weight` is 0). With an `llm_depth`, only
+                those of `llm_candidates` are read (the others may be NaN).
+            member_scores: per member (in `members` order), its score per candidate.
+        """
+        total = self._members_total(member_scores)
+        n = len(total)
+        if not self.llm_weight:
+            return [float(s) for s in total]
+        if llm_scores is None or len(llm_scores) != n:
+            raise ConfigError(f"fusion needs the LLM's {n} candidate scores")
+        scored = self.llm_candidates(member_scores)
+        llm = np.asarray(llm_scores, dtype=np.float64)[scored]
+        if not np.isfinite(llm).any() and len(scored):
+            raise ConfigError(f"fusion needs the LLM's scores of candidates {scored}, got none")
+        fused = total.copy()
+        fused[scored] += self.llm_weight * zscore(llm)
+        if len(scored) < n:  # the unscored candidates follow below, in the members' order
+            rest = np.setdiff1d(np.arange(n), scored)
+            fused[rest] -= max(0.0, fused[rest].max() - fused[scored].min()) + 1.0
+        return [float(s) for s in fused]
 
 
 def _target_ndcg10(scores: np.ndarray, target: int) -> np.ndarray:

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -81,6 +82,9 @@ class RerankerConfig:
             off. `knowledge=False` with `cf_evidence=True` shows the evidence without KG facts.
         fusion: combine the LLM score with first-stage retriever scores using the weights fitted on validation
             users and stored in the adapter card (``fusion``), when it has them; False ranks by the LLM alone.
+        llm_depth: with score fusion, the LLM scores only this many candidates, the best of the first-stage
+            members' own fusion, and the others follow below in that order (cost falls with the depth; None = the
+            card's ``fusion.llm_depth``, else every candidate). Needs an adapter card with fusion weights.
         check_split: when `dataset` is the train part of a split, refuse an adapter whose training split holds
             that split's held-out items (of any user). The evaluation harness turns it off after making the same
             check for just the users it evaluates.
@@ -108,6 +112,7 @@ class RerankerConfig:
     fact_budget: int | None = None
     candidate_order: str | None = None
     fusion: bool = True
+    llm_depth: int | None = None
     cf_evidence: bool | None = None
     check_split: bool = True
     merge_adapter: bool = False
@@ -127,7 +132,7 @@ class RerankerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"RerankerConfig.{name} must be an integer >= 1, got {value!r}")
-        for name in ("window_size", "window_step", "max_new_tokens", "history_budget", "fact_budget"):
+        for name in ("window_size", "window_step", "max_new_tokens", "history_budget", "fact_budget", "llm_depth"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"RerankerConfig.{name} must be None or an integer >= 1, got {value!r}")
@@ -371,6 +376,16 @@ class Reranker:
         self._order_retriever: Any = None
         #: Score fusion with first-stage retrievers (from the adapter card), or None.
         self.fusion: ScoreFusion | None = card_fusion(card) if config.fusion else None
+        if config.llm_depth is not None:
+            if self.fusion is None:
+                why = (
+                    "fusion=False" if not config.fusion
+                    else "the bare model has no adapter card" if self.adapter_path is None
+                    else f"the card of adapter {self.adapter_path} has no fusion weights (fit them: llmrec eval "
+                    "CONFIG --fit-fusion ARM --write-card)"
+                )  # fmt: skip
+                raise ConfigError(f"RerankerConfig.llm_depth={config.llm_depth} needs score fusion, but {why}")
+            self.fusion = replace(self.fusion, llm_depth=config.llm_depth)
         if self.fusion is not None and self.fusion.llm_weight == 0:
             log.warning(
                 "the card of adapter %s gives the LLM weight 0 in its score fusion (%s): rankings equal the "
@@ -466,16 +481,24 @@ class Reranker:
             cands = order_candidates(self._candidate_orderer(), hist_ids, cands)
             retrieve_s = time.perf_counter() - t0
             requests.append((list(history), cands, source, retrieve_s))
+        members = [self._member_scores(hist, cands) for hist, cands, _, _ in requests] if self.fusion else None
+        llm_requests = requests
+        if self.fusion is not None and members is not None and self.fusion.llm_depth is not None:
+            llm_requests = [  # the LLM ranks only the best llm_depth of the members' fusion
+                (hist, [cands[i] for i in self.fusion.llm_candidates(ms)], source, rs)
+                for (hist, cands, source, rs), ms in zip(requests, members, strict=True)
+            ]
         with self.lm.using_adapter(self.adapter_name):
-            if self._can_batch(requests):
-                results = self._rank_batched(requests)
+            if self._can_batch(llm_requests):
+                results = self._rank_batched(llm_requests)
             else:
                 results = [
-                    self._rank_one(history, cands, source, rs) for history, cands, source, rs in requests
+                    self._rank_one(history, cands, source, rs) for history, cands, source, rs in llm_requests
                 ]
-        if self.fusion is not None:
+        if self.fusion is not None and members is not None:
             results = [
-                self._fused(hist, cands, r) for (hist, cands, _, _), r in zip(requests, results, strict=True)
+                self._fused(cands, r, ms)
+                for (_, cands, _, _), r, ms in zip(requests, results, members, strict=True)
             ]
         if len(results) > 1:
             log.debug("ranked %d users in %.2f s", len(results), time.perf_counter() - started)
@@ -483,8 +506,8 @@ class Reranker:
 
     # -- internals ------------------------------------------------------------------------------------------------
 
-    def _fused(self, history: list[Any], cands: list[str], ranked: RankedList) -> RankedList:
-        """`ranked` re-scored by the card's fusion of the LLM score with first-stage scores."""
+    def _member_scores(self, history: list[Any], cands: list[str]) -> list[list[float]]:
+        """Each score-fusion member's scores of `cands` (the members are built on first use)."""
         assert self.fusion is not None
         if self._fusion_members is None:
             from llmrec.retrieval import build_retriever
@@ -493,18 +516,24 @@ class Reranker:
             progress = self.config.retriever_opts.get("progress")  # as the first stage's own bars
             self._fusion_members = [build_retriever(m, self.dataset, progress=progress) for m in self.fusion.members]
         hist_ids = [h.item_id if isinstance(h, Interaction) else str(h) for h in history]
+        return [list(m.score(hist_ids, cands)) for m in self._fusion_members]
+
+    def _fused(self, cands: list[str], ranked: RankedList, members: list[list[float]]) -> RankedList:
+        """`ranked` (the LLM's ranking of all of `cands`, or of the fusion's ``llm_depth`` best) re-scored by the
+        card's fusion of the LLM score with the first-stage `members` scores of `cands`."""
+        assert self.fusion is not None
         llm = dict(zip(ranked.item_ids, ranked.scores))
-        members = [m.score(hist_ids, cands) for m in self._fusion_members]
-        fused = dict(zip(cands, self.fusion.combine([llm[c] for c in cands], members)))
+        fused = dict(zip(cands, self.fusion.combine([llm.get(c, math.nan) for c in cands], members)))
         position = {c: n for n, c in enumerate(cands)}
         ordered = sorted(cands, key=lambda c: (-fused[c], position[c]))
         return replace(
             ranked,
             item_ids=tuple(ordered),
             scores=tuple(fused[c] for c in ordered),
+            ranks=tuple(range(1, len(ordered) + 1)),
             score_kind="fused",
             facts={c: ranked.facts.get(c, ()) for c in ordered},
-            llm_scores={c: llm[c] for c in ordered},
+            llm_scores={c: llm[c] for c in ordered if c in llm},
             fusion=self.fusion.to_dict(),
         )
 

@@ -106,3 +106,29 @@ def test_an_adapter_card_without_fusion_weights_is_named_with_the_command(tmp_pa
     with caplog.at_level(logging.WARNING, logger="llmrec.evaluation.runner"):
         assert arm_fusion(ArmConfig(name="off", kind="llm", mode="pointwise", fusion=False), folder) is None
     assert caplog.text == ""
+
+
+def test_an_arm_with_llm_depth_fuses_only_the_members_top_k_from_the_same_llm_run(tmp_path, tiny_dir, tiny_model_dir):
+    import dataclasses
+
+    from llmrec.evaluation import run_experiment
+    from llmrec.evaluation.llm import reranker_config
+    from llmrec.retrieval import build_retriever
+
+    config = _config(tmp_path, tiny_dir, tiny_model_dir)
+    run_experiment(config, progress=False)
+    arms = [
+        dataclasses.replace(a, fusion={**a.fusion, "llm_depth": 4}) if a.name == "tiny-llm" else a for a in config.arms
+    ]
+    result = run_experiment(dataclasses.replace(config, arms=arms), progress=False)
+    assert result.arms["tiny-llm"].computed == 0  # the depth is applied to the cached LLM scores
+    fusion = ScoreFusion(("cooc", "popularity"), (1.0, 0.5), 0.7, llm_depth=4)
+    pool = {m: build_retriever(m, result.retrievers.train_dataset) for m in fusion.members}
+    for f, a in zip(result.arms["tiny-llm"].users, result.arms["tiny-llm.llm-only"].users, strict=True):
+        case = result.cases[f.user_id]
+        members = [pool[m].score(list(case.history), list(case.candidates)) for m in fusion.members]
+        assert f.scores == pytest.approx(fusion.combine(a.scores, members))
+        top = set(fusion.llm_candidates(members))
+        assert min(f.scores[i] for i in top) > max(f.scores[i] for i in range(len(f.scores)) if i not in top)
+    with pytest.raises(ConfigError, match=r"options \['llm_depth'\] are arm fields; set 'fusion.llm_depth'"):
+        reranker_config(dataclasses.replace(arms[1], options={"llm_depth": 4}))

@@ -36,6 +36,33 @@ def test_bad_fusion_specs_name_the_problem():
     assert ScoreFusion.from_dict(data) == ScoreFusion(("a",), (1.0,), 0.5, {"users": 3})
 
 
+def test_llm_depth_reorders_only_the_members_top_k_and_keeps_the_rest_below():
+    fusion = ScoreFusion(("a",), (1.0,), llm_weight=5.0, llm_depth=3)
+    a = [5.0, 1.0, 4.0, 3.0, 2.0]  # the members' order: 0, 2, 3, 4, 1
+    llm = [0.0, 100.0, 1.0, 9.0, float("nan")]  # candidate 1 would win on the LLM, but it is below the depth
+    assert fusion.llm_candidates([a]) == [0, 2, 3]
+    fused = fusion.combine(llm, [a])
+    order = sorted(range(5), key=lambda i: -fused[i])
+    assert order == [3, 2, 0, 4, 1]  # the LLM reorders the top 3 (z-scored among them); 4 then 1 follow
+    top = np.asarray([0, 2, 3])
+    expected_top = zscore(a)[top] + 5.0 * zscore(np.asarray(llm)[top])
+    assert [fused[i] for i in top] == pytest.approx(list(expected_top))
+    # a depth at or above the candidate count, or no LLM weight, is the plain fusion
+    plain = ScoreFusion(("a",), (1.0,), llm_weight=5.0)
+    assert ScoreFusion(("a",), (1.0,), 5.0, llm_depth=5).combine(llm[:4] + [0.0], [a]) == plain.combine(
+        llm[:4] + [0.0], [a]
+    )
+    assert fusion.without_llm().llm_candidates([a]) == [0, 1, 2, 3, 4]
+    assert fusion.without_llm().llm_depth == 3
+    data = fusion.to_dict()
+    assert data["llm_depth"] == 3 and ScoreFusion.from_dict(data) == fusion
+    assert "llm_depth" not in plain.to_dict()  # cards and arms made before the depth read the same
+    with pytest.raises(ConfigError, match="llm_depth must be null or an integer >= 1, got 0"):
+        ScoreFusion(("a",), (1.0,), 1.0, llm_depth=0)
+    with pytest.raises(ConfigError, match="LLM's scores of candidates"):
+        fusion.combine([float("nan")] * 5, [a])
+
+
 def _synthetic(n_users: int, llm_noise: float, seed: int = 0):
     """20 candidates per user; the target is index 0. The member sees the target through one kind of noise,
     the LLM through independent noise, so together they find it more often than either alone."""

@@ -190,6 +190,28 @@ def test_score_fusion_reorders_by_the_fused_score(make, tmp_path):
     assert card_fusion(None) is None
 
 
+def test_llm_depth_scores_only_the_members_top_candidates(make):
+    from llmrec.ranking.fusion import ScoreFusion
+    from llmrec.retrieval import build_retriever
+
+    full = make(mode="pointwise", adapter=None)
+    full.fusion = ScoreFusion(("cooc", "popularity"), (1.0, 0.5), llm_weight=0.3)
+    reference = full.rank(HISTORY, CANDIDATES)
+    shallow = make(mode="pointwise", adapter=None)
+    shallow.fusion = ScoreFusion(("cooc", "popularity"), (1.0, 0.5), llm_weight=0.3, llm_depth=3)
+    ranked = shallow.rank(HISTORY, CANDIDATES)
+    members = [build_retriever(m, shallow.dataset).score(HISTORY, CANDIDATES) for m in shallow.fusion.members]
+    top = [CANDIDATES[i] for i in shallow.fusion.llm_candidates(members)]
+    assert len(top) == 3 and set(ranked.llm_scores) == set(top)  # the LLM saw only those three
+    assert ranked.prompt_tokens < reference.prompt_tokens
+    assert set(ranked.item_ids[:3]) == set(top) and sorted(ranked.item_ids) == sorted(CANDIDATES)
+    llm = dict(reference.llm_scores)  # pointwise scores do not depend on the other candidates
+    assert dict(ranked.llm_scores) == pytest.approx({c: llm[c] for c in top}, abs=1e-5)
+    expected = shallow.fusion.combine([llm[c] if c in top else float("nan") for c in CANDIDATES], members)
+    assert dict(zip(ranked.item_ids, ranked.scores)) == pytest.approx(dict(zip(CANDIDATES, expected)), abs=1e-4)
+    assert ranked.ranks == tuple(range(1, len(CANDIDATES) + 1))
+
+
 @pytest.fixture(scope="module")
 def carded(tmp_path_factory):
     """A tiny base model and a LoRA adapter for it whose card says: pointwise, `pointwise` template."""
@@ -316,6 +338,14 @@ def test_merge_adapter_scores_as_the_attached_adapter(kg_tiny, knowledge, carded
                  lm=attached.lm, knowledge=knowledge)  # fmt: skip
     with pytest.raises(ConfigError, match="true or false"):
         RerankerConfig(merge_adapter="yes")
+    with pytest.raises(ConfigError, match="llm_depth=5 needs score fusion, but the bare model has no adapter card"):
+        Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=None, mode="pointwise", llm_depth=5),
+                 knowledge=knowledge)  # fmt: skip
+    with pytest.raises(ConfigError, match="llm_depth=5 needs score fusion, but fusion=False"):
+        Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=None, mode="pointwise", llm_depth=5,
+                                         fusion=False), knowledge=knowledge)  # fmt: skip
+    with pytest.raises(ConfigError, match="llm_depth must be None or an integer >= 1"):
+        RerankerConfig(llm_depth=0)
 
 
 def test_a_card_fusion_that_gives_the_llm_no_weight_is_announced(kg_tiny, knowledge, carded, tmp_path, caplog):
