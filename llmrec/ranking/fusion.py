@@ -142,11 +142,11 @@ class ScoreFusion:
         if llm_scores is None or len(llm_scores) != n:
             raise ConfigError(f"fusion needs the LLM's {n} candidate scores")
         scored = self.llm_candidates(member_scores)
-        llm = np.asarray(llm_scores, dtype=np.float64)[scored]
-        if not np.isfinite(llm).any() and len(scored):
+        llm = [float(llm_scores[i]) for i in scored]
+        if scored and not any(math.isfinite(x) for x in llm):
             raise ConfigError(f"fusion needs the LLM's scores of candidates {scored}, got none")
-        fused = total.copy()
-        fused[scored] += self.llm_weight * zscore(llm)
+        fused: np.ndarray = total.copy()
+        fused[scored] = fused[scored] + self.llm_weight * zscore(llm)
         if len(scored) < n:  # the unscored candidates follow below, in the members' order
             rest = np.setdiff1d(np.arange(n), scored)
             fused[rest] -= max(0.0, fused[rest].max() - fused[scored].min()) + 1.0
