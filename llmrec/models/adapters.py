@@ -435,6 +435,24 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def validation_below_start(card: Mapping[str, Any]) -> str | None:
+    """A warning when continued fine-tuning (``lora.init_from``) ended below the adapter it started from on its
+    validation metric (the trainer keeps its best step, which is then still worse); else None."""
+    init = (card.get("lora") or {}).get("init_from")
+    v = card.get("validation") or {}
+    metric = v.get("metric")
+    start = (v.get("zero_shot") or {}).get(metric)
+    best = (v.get("best") or {}).get(metric)
+    if not init or start is None or best is None or best >= start:
+        return None
+    return (
+        f"no validated step beat adapter {init}, which training started from: {metric} {_fmt(start)} at the start, "
+        f"{_fmt(best)} at the best step ({v.get('best_step')}); this adapter is worse on these validation users, "
+        f"so keep {init} unless another measure (e.g. an evaluation under the protocol it was trained for) says "
+        "otherwise"
+    )
+
+
 def render_readme(card: Mapping[str, Any] | AdapterCard, *, ref: str | None = None) -> str:
     """A short human-readable README for an adapter card (`ref`: how the examples name the adapter; default
     the card's ``path``)."""
@@ -521,6 +539,9 @@ def render_readme(card: Mapping[str, Any] | AdapterCard, *, ref: str | None = No
             "users, so its number is optimistic when several steps were validated; the evaluation harness's test-split "
             "numbers are the unbiased ones.",
         ]
+        below = validation_below_start(card)
+        if below:
+            lines += ["", f"**Warning**: {below}."]
     else:
         lines.append("No validation was run.")
     fusion = card.get("fusion")

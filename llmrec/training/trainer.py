@@ -50,6 +50,7 @@ from llmrec.models.adapters import (
     WEIGHTS_FILE,
     AdapterCard,
     read_base_model_info,
+    validation_below_start,
     write_card,
 )
 from llmrec.prompts import load_template
@@ -686,6 +687,9 @@ def _finish(run: _Run, state: TrainState) -> TrainResult:
     if run.is_main:
         card = _write_output(run.out, run.cfg, final_model, card, run.base_name, run.loaded)
         shutil.rmtree(run.ckpt, ignore_errors=True)
+        below = validation_below_start(card)
+        if below:
+            log.warning("%s: %s", run.out, below)
     run.accelerator.wait_for_everyone()
     return TrainResult(
         output=run.out,

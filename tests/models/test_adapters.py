@@ -27,10 +27,13 @@ from llmrec.models.adapters import (
     resolve_adapter,
     shipped_adapter_dir,
     update_card,
+    validation_below_start,
     write_card,
 )
 
 SHIPPED = ("smollm2-ml100k-listwise-kg", "smollm2-ml100k-pointwise-kg", "smollm2-ml100k-pointwise")
+#: Every adapter folder shipped as package data (study adapters included).
+ALL_SHIPPED = tuple(sorted(p.name for p in shipped_adapter_dir().iterdir() if (p / "adapter_card.json").is_file()))
 
 
 def _card_dict() -> dict:
@@ -144,7 +147,7 @@ def test_default_adapter_per_base_model_and_mode():
     assert default_adapter("my-org/other-model", "pointwise") is None
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", ALL_SHIPPED)
 def test_shipped_adapters_are_complete_and_record_their_training_split(name: str):
     folder = resolve_adapter(name)
     card = read_adapter_card(folder)
@@ -158,7 +161,7 @@ def test_shipped_adapters_are_complete_and_record_their_training_split(name: str
         data["min_rating"],
         data["min_history"],
     )
-    assert card.split.dataset == "ml-100k" and card.split.dataset_fingerprint
+    assert card.split.dataset == train_cfg["data"]["dataset"] and card.split.dataset_fingerprint
     assert train_cfg["output"] == f"llmrec/adapters/{name}"
     assert (folder / "README.md").read_text() == render_readme(card, ref=name)
     assert set(SHIPPED) <= set(adapter_names())
@@ -167,3 +170,18 @@ def test_shipped_adapters_are_complete_and_record_their_training_split(name: str
 def test_default_adapters_are_shipped():
     for mode, name in DEFAULT_ADAPTERS.items():
         assert read_adapter_card(resolve_adapter(name)).mode == mode
+
+
+def test_continued_training_that_ends_below_its_start_is_flagged():
+    card = {
+        "base_model": "x",
+        "lora": {"init_from": "first-adapter"},
+        "validation": {"metric": "auc", "zero_shot": {"auc": 0.87}, "best": {"auc": 0.82}, "best_step": 250},
+    }
+    warning = validation_below_start(card)
+    assert warning is not None and "no validated step beat adapter first-adapter" in warning
+    assert "auc 0.8700 at the start, 0.8200 at the best step (250)" in warning
+    assert f"**Warning**: {warning}." in render_readme(AdapterCard.from_dict(card))
+    better = {**card, "validation": {**card["validation"], "best": {"auc": 0.9}}}
+    assert validation_below_start(better) is None
+    assert validation_below_start({**card, "lora": {}}) is None  # from scratch, step 0 is the bare model
