@@ -518,8 +518,9 @@ def render_readme(card: Mapping[str, Any] | AdapterCard, *, ref: str | None = No
     ]
     if v:
         lines.append(
-            f"{v.get('users')} validation users (each user's validation item vs {v.get('negatives')} random unseen "
-            f"items, same sample and negatives for every row), metric `{v.get('metric')}`:"
+            f"{v.get('users')} validation users (each user's validation item vs {v.get('negatives')} "
+            f"{v.get('negatives_source', 'random unseen items')}, same sample and negatives for every row), "
+            f"metric `{v.get('metric')}`:"
         )
         lines += ["", "| model | " + " | ".join(v.get("metric_names", [])) + " |",
                   "|---|" + "---|" * len(v.get("metric_names", []))]

@@ -231,6 +231,10 @@ class OptimSection:
         require(o.max_grad_norm > 0, "optim.max_grad_norm", f"must be > 0, got {o.max_grad_norm}")
 
 
+#: Where validation negatives come from: uniform unseen items, or as the training negatives are drawn.
+VALIDATION_SOURCES = ("random", "training")
+
+
 @dataclass(frozen=True)
 class ValidationSection:
     """Periodic validation on held-out validation targets (never test targets).
@@ -242,6 +246,9 @@ class ValidationSection:
         metric: "ndcg@K" or "auc"; the best checkpoint by this metric is the one written out.
         at_start: also validate before the first step: LoRA starts as the identity, so this measures the
             zero-shot base model on the very same sample and negatives (reported in the card).
+        source: "random" (uniform unseen items) or "training": drawn as the training negatives are (the
+            ``negatives`` section's source, pool and hard share), so a hard-negative recipe picks its best step on
+            the task it trains for.
     """
 
     users: int = 50
@@ -249,6 +256,7 @@ class ValidationSection:
     every: int | None = 50
     metric: str = "ndcg@10"
     at_start: bool = True
+    source: str = "random"
 
     def __post_init__(self) -> None:
         check_fields(self, "validation.")
@@ -256,6 +264,8 @@ class ValidationSection:
         require(self.negatives >= 1, "validation.negatives", f"must be >= 1, got {self.negatives}")
         require(self.every is None or self.every >= 1, "validation.every",
                 f"must be >= 1 or null, got {self.every}")
+        require(self.source in VALIDATION_SOURCES, "validation.source",
+                f"must be one of {', '.join(VALIDATION_SOURCES)}, got {self.source!r}")
         metric_name(self.metric)
 
 

@@ -492,13 +492,14 @@ def _examples(
     cfg: TrainConfig, split: Split, builder: Any, loaded: Any, *, progress: bool
 ) -> tuple[list[Any], list[TrainExample], list[Any]]:
     """(training positions, their rendered examples, validation groups), in the configured candidate order."""
+    sampler = NegativeSampler(
+        split, cfg.negatives.source, pool=cfg.negatives.pool, hard=cfg.negatives.hard, **cfg.negatives.options
+    )
     specs = sample_training_specs(
         split,
         mode=cfg.mode,
         n_negatives=cfg.negatives.count(cfg.mode),
-        negatives=NegativeSampler(
-            split, cfg.negatives.source, pool=cfg.negatives.pool, hard=cfg.negatives.hard, **cfg.negatives.options
-        ),
+        negatives=sampler,
         policy=PositivePolicy(cfg.data.min_rating),
         min_history=cfg.data.min_history,
         max_history=cfg.data.max_history,
@@ -518,6 +519,7 @@ def _examples(
         n_negatives=cfg.validation.negatives,
         max_history=cfg.data.max_history,
         seed=cfg.optim.seed,
+        negatives=sampler if cfg.validation.source == "training" else None,
     )
     val_specs = order_specs(val_specs, split, cfg.prompt.candidate_order)
     if cfg.validation.users and not val_specs:
@@ -716,6 +718,7 @@ def _card(run: _Run, state: TrainState) -> dict[str, Any]:
             "metric_names": names,
             "users": len(run.val_specs),
             "negatives": cfg.validation.negatives,
+            "negatives_source": _validation_negatives(cfg),
             "zero_shot": next((r for r in rows if r["step"] == 0), None),
             "best": state.best or rows[-1],
             "best_step": (state.best or rows[-1])["step"],
@@ -756,6 +759,18 @@ def _card(run: _Run, state: TrainState) -> dict[str, Any]:
         },
         "validation": validation,
     }
+
+
+def _validation_negatives(cfg: TrainConfig) -> str:
+    """How the validation negatives were drawn, as a noun phrase (for the card)."""
+    if cfg.validation.source != "training" or cfg.negatives.source == "random":
+        return "random unseen items"
+    if cfg.negatives.source == "popularity":
+        return "popularity-weighted unseen items (as in training)"
+    n, hard = cfg.validation.negatives, cfg.negatives.hard
+    where = f"the {cfg.negatives.source} retriever's top {cfg.negatives.pool or n}"
+    share = f"all from {where}" if hard is None or hard >= n else f"{hard} from {where}, the rest uniform"
+    return f"unseen items drawn as in training ({share})"
 
 
 def _write_output(

@@ -318,3 +318,30 @@ def test_lora_init_from_continues_a_trained_adapter(tmp_path, tiny_model_dir, sy
     with pytest.raises(SplitLeakError, match="held-out item"):
         train(leaky, progress=False)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_validation_negatives_can_be_drawn_as_the_training_negatives(tmp_path, tiny_model_dir, synth_dir):
+    from llmrec.data import load_dataset
+    from llmrec.retrieval import build_retriever
+    from llmrec.training.trainer import _examples
+
+    over = {"negatives.source": "cooc", "validation.source": "training", "optim.max_steps": 1, "validation.every": None}
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **over)
+    result = train(cfg, progress=False)
+    assert result.card["validation"]["negatives_source"] == "unseen items drawn as in training (all from the cooc retriever's top 5)"
+    assert "vs 5 unseen items drawn as in training" in (tmp_path / "adapter" / "README.md").read_text()
+    # the validation groups hold the target and the cooc retriever's top 5 unseen items for the history
+    from llmrec.models import ModelConfig, load_model
+    from llmrec.training.trainer import make_builder, make_split
+
+    split = make_split(load_dataset(str(synth_dir)), cfg)
+    loaded = load_model(ModelConfig(str(tiny_model_dir)))
+    _, _, groups = _examples(cfg, split, make_builder(cfg, split, loaded.tokenizer), loaded, progress=False)
+    cooc = build_retriever("cooc", split.train_dataset)
+    assert groups
+    for g in groups:
+        seen = {x.item_id for x in split.dataset.history(g.user_id)}
+        top = [c.item_id for c in cooc.retrieve(list(g.history), 5 + len(seen), exclude=seen)][:5]
+        assert set(g.candidates) - {g.target} == set(top)
+    with pytest.raises(ConfigError, match="validation.source: must be one of random, training, got 'hard'"):
+        make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"validation.source": "hard"})
