@@ -6,7 +6,7 @@ One function per section, in report order; each returns its lines (none when the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -245,17 +245,41 @@ def _arms(summary: Summary) -> list[str]:
     lines = [
         "## Arms",
         "",
-        "| arm | kind | model | adapter | template | mode | KG | retriever |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | kind | model | adapter | template | mode | KG | retriever | score |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    shallow = False
     for name, arm in summary["arms"].items():
         c = arm["config"]
+        fusion = c.get("fusion")
+        shallow = shallow or (isinstance(fusion, dict) and fusion.get("llm_depth") is not None)
         lines.append(
             f"| `{name}` | {c['kind']} | {c.get('model') or '—'} | {c.get('adapter') or '—'} | "
             f"{c.get('template') or '—'} | {c.get('mode') or '—'} | {'yes' if c.get('knowledge') else 'no'} | "
-            f"{c.get('retriever') or '—'} |"
+            f"{c.get('retriever') or '—'} | {_score_text(c) if c['kind'] == 'llm' else '—'} |"
         )
-    return lines + [""]
+    lines.append("")
+    if shallow:
+        lines += [
+            "An arm whose LLM scores only the members' top K reads just those LLM scores; its s/user is still that "
+            "of scoring every candidate (the harness scores them all, for the `.llm-only` row), while a `Reranker` "
+            "with that `llm_depth` scores only K (`eval/bench_rerank50.py` times both).",
+            "",
+        ]
+    return lines
+
+
+def _score_text(config: Mapping[str, Any]) -> str:
+    """How an LLM arm's scores are formed: the LLM alone, or its z-score fusion with first-stage members."""
+    fusion = config.get("fusion")
+    if not isinstance(fusion, Mapping):  # fusion false, or an adapter card without fusion weights
+        return "LLM alone"
+    members = ", ".join(f"{m} {w:g}" for m, w in zip(fusion["members"], fusion["weights"], strict=False))
+    if not fusion["llm_weight"]:
+        return f"members alone (z-scored: {members})"
+    depth = fusion.get("llm_depth")
+    top = f"; LLM on the members' top {depth}" if depth is not None else ""
+    return f"z-fused: LLM {fusion['llm_weight']:g}, {members}{top}"
 
 
 def _plots(plots: Sequence[str]) -> list[str]:

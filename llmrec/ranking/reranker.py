@@ -216,12 +216,14 @@ class RankedList:
 
     def top(self, k: int) -> RankedList:
         """The first `k` entries (with the same counters)."""
+        kept = self.item_ids[:k]
         return replace(
             self,
-            item_ids=self.item_ids[:k],
+            item_ids=kept,
             scores=self.scores[:k],
             ranks=self.ranks[:k],
-            facts={i: self.facts.get(i, ()) for i in self.item_ids[:k]},
+            facts={i: self.facts.get(i, ()) for i in kept},
+            llm_scores={i: self.llm_scores[i] for i in kept if i in self.llm_scores},
         )
 
     def to_dict(self) -> dict[str, Any]:

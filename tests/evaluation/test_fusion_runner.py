@@ -130,5 +130,12 @@ def test_an_arm_with_llm_depth_fuses_only_the_members_top_k_from_the_same_llm_ru
         assert f.scores == pytest.approx(fusion.combine(a.scores, members))
         top = set(fusion.llm_candidates(members))
         assert min(f.scores[i] for i in top) > max(f.scores[i] for i in range(len(f.scores)) if i not in top)
+    from llmrec.evaluation.markdown import render_markdown
+    from llmrec.evaluation.summary import summarize
+
+    text = render_markdown(summarize(result))
+    assert "| z-fused: LLM 0.7, cooc 1, popularity 0.5; LLM on the members' top 4 |" in text
+    assert "| members alone (z-scored: cooc 1, popularity 0.5) |" in text and "| LLM alone |" in text
+    assert "a `Reranker` with that `llm_depth` scores only K" in text
     with pytest.raises(ConfigError, match=r"options \['llm_depth'\] are arm fields; set 'fusion.llm_depth'"):
         reranker_config(dataclasses.replace(arms[1], options={"llm_depth": 4}))

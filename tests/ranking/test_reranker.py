@@ -210,6 +210,8 @@ def test_llm_depth_scores_only_the_members_top_candidates(make):
     expected = shallow.fusion.combine([llm[c] if c in top else float("nan") for c in CANDIDATES], members)
     assert dict(zip(ranked.item_ids, ranked.scores)) == pytest.approx(dict(zip(CANDIDATES, expected)), abs=1e-4)
     assert ranked.ranks == tuple(range(1, len(CANDIDATES) + 1))
+    best = ranked.top(2)  # the top keeps the LLM scores of just the items it keeps
+    assert best.item_ids == ranked.item_ids[:2] and set(best.llm_scores) == set(best.item_ids) & set(top)
 
 
 @pytest.fixture(scope="module")
