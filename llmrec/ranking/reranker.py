@@ -81,7 +81,9 @@ class RerankerConfig:
             those who liked Fargo (1996)", a popularity band); None = as the adapter was trained (its card), else
             off. `knowledge=False` with `cf_evidence=True` shows the evidence without KG facts.
         fusion: combine the LLM score with first-stage retriever scores using the weights fitted on validation
-            users and stored in the adapter card (``fusion``), when it has them; False ranks by the LLM alone.
+            users and stored in the adapter card (``fusion``), when it has them; False ranks by the LLM alone; a
+            mapping (members, weights, llm_weight, optionally llm_depth; `ScoreFusion.to_dict`'s form, as an eval
+            arm's ``fusion``) uses those weights instead of the card's, e.g. ones fit under another protocol.
         llm_depth: with score fusion, the LLM scores only this many candidates, the best of the first-stage
             members' own fusion, and the others follow below in that order (cost falls with the depth; None = the
             card's ``fusion.llm_depth``, else every candidate). Needs an adapter card with fusion weights.
@@ -111,7 +113,7 @@ class RerankerConfig:
     history_budget: int | None = None
     fact_budget: int | None = None
     candidate_order: str | None = None
-    fusion: bool = True
+    fusion: bool | Mapping[str, Any] = True
     llm_depth: int | None = None
     cf_evidence: bool | None = None
     check_split: bool = True
@@ -138,6 +140,10 @@ class RerankerConfig:
                 raise ConfigError(f"RerankerConfig.{name} must be None or an integer >= 1, got {value!r}")
         if self.candidate_order is not None:
             check_candidate_order(self.candidate_order, "RerankerConfig.candidate_order")
+        if isinstance(self.fusion, Mapping):
+            ScoreFusion.from_dict(self.fusion, "RerankerConfig.fusion")
+        elif not isinstance(self.fusion, bool):
+            raise ConfigError(f"RerankerConfig.fusion must be true, false or a mapping of weights, got {self.fusion!r}")
         if not isinstance(self.merge_adapter, bool):
             raise ConfigError(f"RerankerConfig.merge_adapter must be true or false, got {self.merge_adapter!r}")
         if self.window_size is not None and self.window_size < 2:
@@ -316,7 +322,7 @@ class Reranker:
         if card is not None:
             self.card_notes = [
                 f"adapter {self.adapter_name!r} ({adapter_path}): {note}"
-                for note in card.upgrade_notes(fusion=config.fusion)
+                for note in card.upgrade_notes(fusion=config.fusion is True)
             ]
         for note in self.card_notes:
             warnings.warn(note, OlderCardWarning, stacklevel=2)
@@ -376,8 +382,11 @@ class Reranker:
         self.scorer: Scorer = self._make_scorer()
         self._retriever = retriever
         self._order_retriever: Any = None
-        #: Score fusion with first-stage retrievers (from the adapter card), or None.
-        self.fusion: ScoreFusion | None = card_fusion(card) if config.fusion else None
+        #: Score fusion with first-stage retrievers (the config's weights, else the adapter card's), or None.
+        self.fusion: ScoreFusion | None = (
+            ScoreFusion.from_dict(config.fusion, "RerankerConfig.fusion") if isinstance(config.fusion, Mapping)
+            else card_fusion(card) if config.fusion else None
+        )  # fmt: skip
         if config.llm_depth is not None:
             if self.fusion is None:
                 why = (
@@ -388,7 +397,7 @@ class Reranker:
                 )  # fmt: skip
                 raise ConfigError(f"RerankerConfig.llm_depth={config.llm_depth} needs score fusion, but {why}")
             self.fusion = replace(self.fusion, llm_depth=config.llm_depth)
-        if self.fusion is not None and self.fusion.llm_weight == 0:
+        if config.fusion is True and self.fusion is not None and self.fusion.llm_weight == 0:
             log.warning(
                 "the card of adapter %s gives the LLM weight 0 in its score fusion (%s): rankings equal the "
                 "first-stage fusion of %s, and the LLM's cost buys nothing; fusion=False ranks by the LLM alone",

@@ -210,6 +210,15 @@ def test_llm_depth_scores_only_the_members_top_candidates(make):
     expected = shallow.fusion.combine([llm[c] if c in top else float("nan") for c in CANDIDATES], members)
     assert dict(zip(ranked.item_ids, ranked.scores)) == pytest.approx(dict(zip(CANDIDATES, expected)), abs=1e-4)
     assert ranked.ranks == tuple(range(1, len(CANDIDATES) + 1))
+    # the same weights passed in the config instead of set on the reranker
+    given = make(mode="pointwise", adapter=None, fusion=shallow.fusion.to_dict()).rank(HISTORY, CANDIDATES)
+    assert given.item_ids == ranked.item_ids and given.fusion == shallow.fusion.to_dict()
+    deeper = make(mode="pointwise", adapter=None, fusion=shallow.fusion.to_dict(), llm_depth=5)
+    assert deeper.fusion is not None and deeper.fusion.llm_depth == 5
+    with pytest.raises(ConfigError, match="RerankerConfig.fusion: unknown keys \\['weight'\\]"):
+        RerankerConfig(fusion={"members": ["cooc"], "weights": [1.0], "llm_weight": 0.1, "weight": 1})
+    with pytest.raises(ConfigError, match="fusion must be true, false or a mapping"):
+        RerankerConfig(fusion="card")
     best = ranked.top(2)  # the top keeps the LLM scores of just the items it keeps
     assert best.item_ids == ranked.item_ids[:2] and set(best.llm_scores) == set(best.item_ids) & set(top)
 
