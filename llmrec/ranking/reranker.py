@@ -86,7 +86,8 @@ class RerankerConfig:
             arm's ``fusion``) uses those weights instead of the card's, e.g. ones fit under another protocol.
         llm_depth: with score fusion, the LLM scores only this many candidates, the best of the first-stage
             members' own fusion, and the others follow below in that order (cost falls with the depth; None = the
-            card's ``fusion.llm_depth``, else every candidate). Needs an adapter card with fusion weights.
+            card's ``fusion.llm_depth``, else every candidate). Needs score fusion: the card's weights or a
+            `fusion` mapping.
         check_split: when `dataset` is the train part of a split, refuse an adapter whose training split holds
             that split's held-out items (of any user). The evaluation harness turns it off after making the same
             check for just the users it evaluates.
