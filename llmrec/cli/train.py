@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 from typing import Any
 
 import yaml
@@ -93,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
-    from llmrec.models.adapters import validation_below_start
     from llmrec.training import train
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a killed run checkpoints its finished steps first
@@ -113,8 +111,5 @@ def run(args: argparse.Namespace) -> int:
         start = f"start (adapter {init})" if init else "zero-shot"
         print(f"validation {metric}: {start} {zero if zero is not None else '-'} -> best {best} "
               f"(step {val.get('best_step')}, {val.get('users')} users)")
-        below = validation_below_start(result.card)
-        if below:
-            print(f"warning: {below}", file=sys.stderr)
     print(json.dumps({"output": str(result.output), "steps": result.steps}))
     return 0

@@ -248,18 +248,15 @@ def _arms(summary: Summary) -> list[str]:
         "| arm | kind | model | adapter | template | mode | KG | retriever | score |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    shallow = False
     for name, arm in summary["arms"].items():
         c = arm["config"]
-        fusion = c.get("fusion")
-        shallow = shallow or (isinstance(fusion, dict) and fusion.get("llm_depth") is not None)
         lines.append(
             f"| `{name}` | {c['kind']} | {c.get('model') or '—'} | {c.get('adapter') or '—'} | "
             f"{c.get('template') or '—'} | {c.get('mode') or '—'} | {'yes' if c.get('knowledge') else 'no'} | "
             f"{c.get('retriever') or '—'} | {_score_text(c) if c['kind'] == 'llm' else '—'} |"
         )
     lines.append("")
-    if shallow:
+    if any(_llm_depth(arm["config"]) is not None for arm in summary["arms"].values()):
         lines += [
             "An arm whose LLM scores only the members' top K reads just those LLM scores; its s/user is still that "
             "of scoring every candidate (the harness scores them all, for the `.llm-only` row), while a `Reranker` "
@@ -267,6 +264,12 @@ def _arms(summary: Summary) -> list[str]:
             "",
         ]
     return lines
+
+
+def _llm_depth(config: Mapping[str, Any]) -> int | None:
+    """The LLM depth of an arm's score fusion (None: no fusion, or the LLM scores every candidate)."""
+    fusion = config.get("fusion")
+    return fusion.get("llm_depth") if isinstance(fusion, Mapping) else None
 
 
 def _score_text(config: Mapping[str, Any]) -> str:
@@ -277,7 +280,7 @@ def _score_text(config: Mapping[str, Any]) -> str:
     members = ", ".join(f"{m} {w:g}" for m, w in zip(fusion["members"], fusion["weights"], strict=False))
     if not fusion["llm_weight"]:
         return f"members alone (z-scored: {members})"
-    depth = fusion.get("llm_depth")
+    depth = _llm_depth(config)
     top = f"; LLM on the members' top {depth}" if depth is not None else ""
     return f"z-fused: LLM {fusion['llm_weight']:g}, {members}{top}"
 

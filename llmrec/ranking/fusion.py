@@ -122,10 +122,12 @@ class ScoreFusion:
         """Indices (in candidate order) of the candidates the LLM must score: with an `llm_depth` below the
         number of candidates and an LLM weight, the best `llm_depth` of the members' fusion (ties: the earlier
         candidate); else all of them."""
-        total = self._members_total(member_scores)
-        if self.llm_depth is None or self.llm_depth >= len(total) or not self.llm_weight:
-            return list(range(len(total)))
-        return sorted(int(i) for i in np.argsort(-total, kind="stable")[: self.llm_depth])
+        return self._llm_indices(self._members_total(member_scores))
+
+    def _llm_indices(self, members_total: np.ndarray) -> list[int]:
+        if self.llm_depth is None or self.llm_depth >= len(members_total) or not self.llm_weight:
+            return list(range(len(members_total)))
+        return sorted(int(i) for i in np.argsort(-members_total, kind="stable")[: self.llm_depth])
 
     def combine(self, llm_scores: Sequence[float] | None, member_scores: Sequence[Sequence[float]]) -> list[float]:
         """Fused scores of one user's candidates (candidate order).
@@ -141,7 +143,7 @@ class ScoreFusion:
             return [float(s) for s in total]
         if llm_scores is None or len(llm_scores) != n:
             raise ConfigError(f"fusion needs the LLM's {n} candidate scores")
-        scored = self.llm_candidates(member_scores)
+        scored = self._llm_indices(total)
         llm = [float(llm_scores[i]) for i in scored]
         if scored and not any(math.isfinite(x) for x in llm):
             raise ConfigError(f"fusion needs the LLM's scores of candidates {scored}, got none")
