@@ -51,7 +51,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--fusion-members",
         default="sasrec,ease,dense",
-        help="first-stage retrievers fused with the LLM (default: sasrec,ease,dense)",
+        help="first-stage retrievers fused with the LLM (default: sasrec,ease,dense; `fusion` is the default first "
+        "stage's own reciprocal-rank score: the LLM on top of its first stage)",
     )
     parser.add_argument(
         "--write-card", action="store_true", help="store the fitted fusion in the arm's adapter card (key fusion)"

@@ -8,9 +8,9 @@ import logging
 import sys
 import time
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from llmrec.errors import LlmrecWarning, OlderCardWarning
+from llmrec.errors import ConfigError, LlmrecWarning, OlderCardWarning
 from llmrec.models.adapters import DEFAULT_ADAPTERS
 from llmrec.models.config import DTYPES, QUANTIZATIONS
 from llmrec.ranking.order import ORDER_SOURCES
@@ -109,6 +109,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rank by the LLM score alone (default: fused with the first stage when the adapter card has weights)",
     )
     parser.add_argument(
+        "--fusion",
+        default=None,
+        metavar="MEMBER=W,...,llm=W",
+        help="fuse with these first-stage retrievers and weights instead of the card's, e.g. fusion=1,llm=0.5 "
+        "(the LLM on top of the default first stage's own score, the study's smollm2-residual-on-first-stage) or "
+        "sasrec=1,ease=1,llm=0.15",
+    )
+    parser.add_argument(
         "--llm-depth",
         type=int,
         default=None,
@@ -145,6 +153,44 @@ def _report(caught: list[warnings.WarningMessage]) -> None:
             log.debug("%s: %s", w.category.__name__, text)
 
 
+def parse_fusion(spec: str) -> dict[str, Any]:
+    """``MEMBER=W,...,llm=W`` (the `--fusion` option) as a score-fusion mapping: members, weights, llm_weight.
+
+    Raises:
+        ConfigError: a part is not NAME=NUMBER, a name repeats, or there is no ``llm`` weight or no member.
+    """
+    members: list[str] = []
+    weights: list[float] = []
+    llm_weight: float | None = None
+    for part in (p.strip() for p in spec.split(",")):
+        name, sep, value = (x.strip() for x in part.partition("="))
+        try:
+            weight = float(value) if sep and name else None
+        except ValueError:
+            weight = None
+        if weight is None:
+            raise ConfigError(f"--fusion {spec!r}: {part!r} is not NAME=WEIGHT (e.g. fusion=1,llm=0.5)")
+        if name in members or (name == "llm" and llm_weight is not None):
+            raise ConfigError(f"--fusion {spec!r}: {name!r} is given twice")
+        if name == "llm":
+            llm_weight = weight
+        else:
+            members.append(name)
+            weights.append(weight)
+    if llm_weight is None or not members:
+        raise ConfigError(
+            f"--fusion {spec!r} needs at least one first-stage retriever and the LLM's weight (e.g. fusion=1,llm=0.5)"
+        )
+    return {"members": members, "weights": weights, "llm_weight": llm_weight}
+
+
+def _fusion_option(args: argparse.Namespace) -> bool | dict[str, Any]:
+    """`RerankerConfig.fusion` from --fusion / --no-fusion (default: the card's weights)."""
+    if args.fusion is not None and args.no_fusion:
+        raise ConfigError("--fusion and --no-fusion exclude each other")
+    return parse_fusion(args.fusion) if args.fusion is not None else not args.no_fusion
+
+
 def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> int:
     """`run` on an already loaded dataset (`llmrec demo` reuses the one it printed); `started` times the call."""
     from llmrec.models import ModelConfig
@@ -170,7 +216,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         seed=args.seed,
         knowledge=not args.no_knowledge,
         candidate_order=args.candidate_order,
-        fusion=not args.no_fusion,
+        fusion=_fusion_option(args),
         llm_depth=args.llm_depth,
         merge_adapter=args.merge_adapter,
     )
@@ -221,9 +267,10 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
     )
     if ranked.fusion:
         members = "+".join(ranked.fusion["members"])
+        source = "from --fusion" if args.fusion is not None else "fit on validation users"
         print(
             f"scores: the LLM's z-scored per user and fused with {members} (LLM weight "
-            f"{ranked.fusion['llm_weight']:g}, fit on validation users; --no-fusion for the LLM alone)"
+            f"{ranked.fusion['llm_weight']:g}, {source}; --no-fusion for the LLM alone)"
         )
         depth = ranked.fusion.get("llm_depth")
         if depth is not None and depth < len(every):

@@ -83,7 +83,9 @@ class RerankerConfig:
         fusion: combine the LLM score with first-stage retriever scores using the weights fitted on validation
             users and stored in the adapter card (``fusion``), when it has them; False ranks by the LLM alone; a
             mapping (members, weights, llm_weight, optionally llm_depth; `ScoreFusion.to_dict`'s form, as an eval
-            arm's ``fusion``) uses those weights instead of the card's, e.g. ones fit under another protocol.
+            arm's ``fusion``) uses those weights instead of the card's, e.g. ones fit under another protocol. A
+            member named as `retriever` is the first stage itself (built once): ``{"members": ["fusion"],
+            "weights": [1.0], "llm_weight": 0.5}`` puts the LLM on top of the default first stage's own score.
         llm_depth: with score fusion, the LLM scores only this many candidates, the best of the first-stage
             members' own fusion, and the others follow below in that order (cost falls with the depth; None = the
             card's ``fusion.llm_depth``, else every candidate). Needs score fusion: the card's weights or a
@@ -522,11 +524,8 @@ class Reranker:
         """Each score-fusion member's scores of `cands` (the members are built on first use)."""
         assert self.fusion is not None
         if self._fusion_members is None:
-            from llmrec.retrieval import build_retriever
-
             log.info("building the first-stage retrievers of the score fusion: %s", ", ".join(self.fusion.members))
-            progress = self.config.retriever_opts.get("progress")  # as the first stage's own bars
-            self._fusion_members = [build_retriever(m, self.dataset, progress=progress) for m in self.fusion.members]
+            self._fusion_members = [self._named_retriever(m) for m in self.fusion.members]
         hist_ids = [h.item_id if isinstance(h, Interaction) else str(h) for h in history]
         return [list(m.score(hist_ids, cands)) for m in self._fusion_members]
 
@@ -568,15 +567,18 @@ class Reranker:
         if self.candidate_order == GIVEN:
             return None
         if self._order_retriever is None:
-            if self.candidate_order == self.config.retriever:
-                self._order_retriever = self.retriever
-            else:
-                from llmrec.retrieval import build_retriever
-
-                log.info("building the %s retriever to order candidates", self.candidate_order)
-                progress = self.config.retriever_opts.get("progress")
-                self._order_retriever = build_retriever(self.candidate_order, self.dataset, progress=progress)
+            self._order_retriever = self._named_retriever(self.candidate_order)
         return self._order_retriever
+
+    def _named_retriever(self, name: str) -> Any:
+        """The retriever called `name` for a fusion member or the candidate order: the first stage itself when
+        `name` is the configured first stage (built once), else a new one (progress bars as the first stage's)."""
+        if name == self.config.retriever:
+            return self.retriever
+        from llmrec.retrieval import build_retriever
+
+        log.info("building the %s retriever", name)
+        return build_retriever(name, self.dataset, progress=self.config.retriever_opts.get("progress"))
 
     def _check_candidates(self, cands: list[str]) -> None:
         if not cands:

@@ -156,3 +156,42 @@ def test_rank_with_the_adapter_merged(capsys, model_dir, tmp_path):
     assert [r["item_id"] for r in json.loads(merged)["ranked"]] == [r["item_id"] for r in json.loads(attached)["ranked"]]
     code, _, err = _rank(capsys, model_dir, "--user", "u1", "--no-adapter", "--mode", "pointwise", "--merge-adapter")
     assert code != 0 and "merge_adapter=True needs an adapter" in err
+
+
+def test_rank_with_fusion_weights_of_ones_own(capsys, model_dir):
+    code, out, _ = _rank(capsys, model_dir, "--user", "u1", "--no-adapter", "--mode", "pointwise", "--fusion",
+                         "popularity=1,llm=0.5", "--json")  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    assert data["fusion"]["members"] == ["popularity"] and data["fusion"]["llm_weight"] == 0.5
+    fused = [r["score"] for r in data["ranked"]]
+    assert fused == sorted(fused, reverse=True)
+    llm = data["llm_scores"]
+    assert set(llm) == {r["item_id"] for r in data["ranked"]}
+    assert [r["score"] for r in data["ranked"]] != [llm[r["item_id"]] for r in data["ranked"]]
+    code, out, _ = _rank(capsys, model_dir, "--user", "u1", "--no-adapter", "--mode", "pointwise", "--fusion",
+                         "popularity=1,llm=0.5")  # fmt: skip
+    assert code == 0 and "LLM weight 0.5, from --fusion" in out
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("popularity=1", "needs at least one first-stage retriever and the LLM's weight"),
+        ("llm=0.5", "needs at least one first-stage retriever"),
+        ("popularity=one,llm=0.5", "'popularity=one' is not NAME=WEIGHT"),
+        ("popularity=1,,llm=0.5", "'' is not NAME=WEIGHT"),
+        ("popularity=1,popularity=2,llm=0.5", "'popularity' is given twice"),
+        ("popularty=1,llm=0.5", "did you mean 'popularity'"),
+    ],
+)
+def test_rank_bad_fusion_spec_is_one_line(capsys, model_dir, spec, message):
+    code, _, err = _rank(capsys, model_dir, "--user", "u1", "--no-adapter", "--mode", "pointwise", "--fusion", spec)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_fusion_and_no_fusion_exclude_each_other(capsys, model_dir):
+    code, _, err = _rank(capsys, model_dir, "--user", "u1", "--no-adapter", "--fusion", "popularity=1,llm=1",
+                         "--no-fusion")  # fmt: skip
+    assert code == 2 and "--fusion and --no-fusion exclude each other" in err

@@ -223,6 +223,18 @@ def test_llm_depth_scores_only_the_members_top_candidates(make):
     assert best.item_ids == ranked.item_ids[:2] and set(best.llm_scores) == set(best.item_ids) & set(top)
 
 
+def test_a_member_named_as_the_first_stage_is_the_first_stage_itself(make):
+    reranker = make(mode="pointwise", adapter=None, retriever="cooc", candidate_order="cooc", n_candidates=5,
+                    fusion={"members": ["cooc", "popularity"], "weights": [1.0, 0.5], "llm_weight": 0.3})  # fmt: skip
+    ranked = reranker.rank(HISTORY)  # the first stage retrieves; its own score is a fusion member
+    assert reranker._fusion_members is not None and reranker._fusion_members[0] is reranker.retriever
+    assert reranker._candidate_orderer() is reranker.retriever  # built once for all three uses
+    assert reranker._fusion_members[1] is not reranker.retriever
+    members = [m.score(HISTORY, list(ranked.item_ids)) for m in reranker._fusion_members]
+    llm = [ranked.llm_scores[i] for i in ranked.item_ids]
+    assert list(ranked.scores) == pytest.approx(list(reranker.fusion.combine(llm, members)))
+
+
 @pytest.fixture(scope="module")
 def carded(tmp_path_factory):
     """A tiny base model and a LoRA adapter for it whose card says: pointwise, `pointwise` template."""
