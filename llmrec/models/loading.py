@@ -36,7 +36,7 @@ from llmrec.models.config import ModelConfig
 log = logging.getLogger(__name__)
 
 #: Model assets `name_or_path` may name (see `llmrec.assets`).
-MODEL_ASSETS = ("smollm2",)
+MODEL_ASSETS = ("smollm2", "gemma3-270m")
 
 #: Config fields that define a model's architecture (an adapter trained on one model fits another only if equal).
 ARCH_FIELDS = (
