@@ -192,6 +192,7 @@ def run_experiment(
         path = config.cache_path() / f"{arm.name}.jsonl"
         fingerprint = arm_cache_fingerprint(arm, case_fp, adapter_dir)
         runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir is not None else arm
+        fusion = arm_fusion(arm, adapter_dir) if arm.is_llm else None
         scorer = build_arm(
             runnable,
             seed=config.seed,
@@ -199,6 +200,7 @@ def run_experiment(
             dataset=split.train_dataset,
             score_memo=config.cache_path() / "score-memo" if score_memo or seed_memo else None,
             memo_writer="main" if procs.size == 1 else f"rank{procs.rank}",
+            llm_fusion=fusion,
         )
         if procs.size > 1:
             if seed_memo:
@@ -218,7 +220,6 @@ def run_experiment(
         retriever = getattr(scorer, "retriever", None)
         if retriever is not None:
             results[arm.name].full_catalogue_ranks = full_catalogue_ranks(retriever, arm_cases)
-        fusion = arm_fusion(arm, adapter_dir) if arm.is_llm else None
         if fusion is not None:
             results.update(fused_results(arm, results.pop(arm.name), fusion, arm_cases, pool, config))
     return ExperimentResult(
@@ -346,7 +347,8 @@ def arm_cache_fingerprint(arm: ArmConfig, case_fp: Mapping[str, Any], adapter_di
     """The fingerprint of `arm`'s cache: its resolved config without fusion (applied after scoring, from the
     cached LLM scores), the cases, the code, and the adapter by name and content (not by where it lies)."""
     resolved = arm.resolved()
-    resolved.pop("fusion", None)
+    if arm.llm_scores == "all":  # with llm_scores: depth the fusion decides which candidates were scored
+        resolved.pop("fusion", None)
     return arm_fingerprint(resolved, case_fp, adapter_dir)
 
 
@@ -466,7 +468,8 @@ def fused_results(
 ) -> dict[str, ArmResult]:
     """From one LLM arm's scores: ``<name>`` fused, ``<name>.llm-only`` and ``<name>.no-llm`` (LLM weight 0).
 
-    Member retrievers come from `pool` (fit on the train split) and score each case's candidates.
+    Member retrievers come from `pool` (fit on the train split) and score each case's candidates. An arm with
+    ``llm_scores: depth`` scored only the fusion's depth, so it has no ``.llm-only`` row.
     """
     members = [pool(name, {}) for name in fusion.members]
     no_llm = fusion.without_llm()
@@ -498,11 +501,13 @@ def fused_results(
         "" if fusion.llm_depth is None else f", LLM on the members' top {fusion.llm_depth}",
     )
     only_suffix, without_suffix = FUSION_SUFFIXES
-    llm_only = dataclasses.replace(arm, name=f"{arm.name}{only_suffix}", fusion=False)
     without = dataclasses.replace(arm, name=f"{arm.name}{without_suffix}", fusion=no_llm.to_dict())
-    llm.config, alone.config = llm_only, without
+    alone.config = without
     fused.config = dataclasses.replace(arm, fusion=fusion.to_dict())
-    return {arm.name: fused, llm_only.name: llm, without.name: alone}
+    if arm.llm_scores == "depth":
+        return {arm.name: fused, without.name: alone}
+    llm.config = dataclasses.replace(arm, name=f"{arm.name}{only_suffix}", fusion=False)
+    return {arm.name: fused, llm.config.name: llm, without.name: alone}
 
 
 def full_catalogue_ranks(retriever: Any, cases: Sequence[EvalCase]) -> dict[str, int | None]:

@@ -139,3 +139,43 @@ def test_an_arm_with_llm_depth_fuses_only_the_members_top_k_from_the_same_llm_ru
     assert "a `Reranker` with that `llm_depth` scores only K" in text
     with pytest.raises(ConfigError, match=r"options \['llm_depth'\] are arm fields; set 'fusion.llm_depth'"):
         reranker_config(dataclasses.replace(arms[1], options={"llm_depth": 4}))
+
+
+def test_an_arm_with_llm_scores_depth_scores_only_the_top_k_and_fuses_as_the_full_run(
+    tmp_path, tiny_dir, tiny_model_dir
+):
+    import dataclasses
+
+    from llmrec.evaluation import run_experiment
+    from llmrec.evaluation.config import ArmConfig
+    from llmrec.evaluation.markdown import render_markdown
+    from llmrec.evaluation.summary import summarize
+
+    config = _config(tmp_path, tiny_dir, tiny_model_dir)
+    depth = {"members": ["cooc", "popularity"], "weights": [1.0, 0.5], "llm_weight": 0.7, "llm_depth": 4}
+    full = dataclasses.replace(config.arm("tiny-llm"), fusion=depth)
+    only = dataclasses.replace(full, name="tiny-llm-top4", llm_scores="depth")
+    result = run_experiment(dataclasses.replace(config, arms=(config.arm("cooc"), full, only)), progress=False)
+    assert "tiny-llm-top4.llm-only" not in result.arms and "tiny-llm-top4.no-llm" in result.arms
+    for f, d in zip(result.arms["tiny-llm"].users, result.arms["tiny-llm-top4"].users, strict=True):
+        assert d.scores == pytest.approx(f.scores)  # pointwise scores do not depend on the other candidates
+        assert d.rank == f.rank
+    scored = lambda name: sum(u.prompt_tokens for u in result.arms[name].users)  # noqa: E731
+    assert 0 < scored("tiny-llm-top4") < scored("tiny-llm")
+    assert result.arms["tiny-llm-top4"].computed == 6
+    alone = dataclasses.replace(config, arms=(config.arm("cooc"), only), comparisons=())
+    assert run_experiment(alone, progress=False).arms["tiny-llm-top4"].computed == 0  # its own cache
+    text = render_markdown(summarize(result))
+    assert "as an arm with `llm_scores: depth` does" in text  # tiny-llm still scores every candidate
+
+    with pytest.raises(ConfigError, match="llm_scores: depth needs a score fusion"):
+        ArmConfig(name="x", kind="llm", mode="pointwise", fusion=False, llm_scores="depth")
+    with pytest.raises(ConfigError, match="llm_scores must be all or depth, got .top."):
+        ArmConfig(name="x", kind="llm", mode="pointwise", llm_scores="top")
+    with pytest.raises(ConfigError, match="apply to llm arms"):
+        ArmConfig(name="x", kind="cooc", llm_scores="depth")
+    no_depth = dataclasses.replace(only, fusion={k: v for k, v in depth.items() if k != "llm_depth"})
+    with pytest.raises(ConfigError, match="'tiny-llm-top4': llm_scores: depth needs .* its fusion has no llm_depth"):
+        run_experiment(dataclasses.replace(alone, arms=(config.arm("cooc"), no_depth)), progress=False)
+    with pytest.raises(ConfigError, match="names 'tiny-llm-top4.llm-only', which is not an arm"):
+        dataclasses.replace(alone, comparisons=(("tiny-llm-top4.llm-only", "cooc"),))
