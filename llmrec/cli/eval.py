@@ -23,7 +23,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--arms", default=None, help="comma-separated arm names to run (the baseline is always run)"
     )
-    parser.add_argument("--out", default=None, help="report folder (default: eval/results/<experiment>/)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="report folder (default: eval/results/<experiment>/; a run of part of the experiment, --arms or "
+        "another --users than the config's, goes to eval/results/<experiment>/partial/ so the full report stays)",
+    )
     parser.add_argument(
         "--cache-dir", default=None, help="per-(arm, user) result cache folder (overrides the config)"
     )
@@ -88,8 +93,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if not result.arms:  # a non-main process of a data-parallel run: the main process writes the report
         return 0
-    out = args.out if args.out is not None else result.config.results_path()
+    partial = bool(arms is not None and {a.name for a in config.arms} - set(result.arms)) or (
+        args.users is not None and args.users != config.users
+    )
+    out = args.out if args.out is not None else config.results_path() / ("partial" if partial else "")
     summary = write_report(result, out, plots=not args.no_plots)
+    if partial and args.out is None and not args.json:
+        print(f"a run of part of the experiment: report in {out}, {config.results_path()} left as it was")
     if args.json:
         print(json.dumps(jsonable({"arms": metrics_table(summary)}), indent=2))
         return 0

@@ -218,3 +218,21 @@ def test_retriever_arms_report_full_catalogue_hit_rates(config_path: Path, tmp_p
     assert full["metrics"]["ndcg@10"] == pytest.approx(sum(ndcg_at(r, 10) for r in ranks.values()) / len(ranks))
     write_report(result, tmp_path / "report")
     assert "First stage over the whole catalogue" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_run_of_part_of_the_experiment_leaves_the_full_report(config_path: Path, tmp_path: Path, capsys):
+    config = load_config(config_path)
+    full = config.results_path()
+    assert main(["eval", str(config_path), "--no-progress", "--no-plots"]) == 0
+    report = (full / "metrics.json").read_text()
+    assert main(["eval", str(config_path), "--arms", "cooc", "--no-progress", "--no-plots"]) == 0
+    assert f"a run of part of the experiment: report in {full / 'partial'}" in capsys.readouterr().out
+    assert (full / "metrics.json").read_text() == report
+    assert set(json.loads((full / "partial" / "metrics.json").read_text())["arms"]) == {"cooc", config.baseline}
+    assert main(["eval", str(config_path), "--users", "4", "--no-progress", "--no-plots"]) == 0
+    assert json.loads((full / "partial" / "metrics.json").read_text())["users_sampled"] == 4
+    assert (full / "metrics.json").read_text() == report
+    capsys.readouterr()
+    out = tmp_path / "mine"
+    assert main(["eval", str(config_path), "--arms", "cooc", "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    assert (out / "metrics.json").exists() and "a run of part" not in capsys.readouterr().out
