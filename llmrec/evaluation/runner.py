@@ -210,7 +210,9 @@ def run_experiment(
                 continue  # the main process reads the merged cache and reports
         cache = ArmCache(path, fingerprint)
         with cache.locked():
-            if seed_memo and arm.is_llm:
+            if seed_memo and arm.is_llm and arm.llm_scores == "depth":
+                log.info("arm %s scores only its fusion's depth: its cache does not seed the score memo", arm.name)
+            elif seed_memo and arm.is_llm:
                 seeded = seed_memo_from_cache(scorer, arm_cases, cache, progress=progress)
                 log.info("arm %s: %d users' scores put into the score memo from its cache", arm.name, seeded)
             results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress and procs.is_main)
