@@ -129,6 +129,37 @@ class NegativesSection:
         return 19 if mode == "listwise" else 1
 
 
+#: Retrievers that can score a training target as new to its user (fitted without the user's interactions with
+#: it); the others (als, sasrec, dense, fusion) cannot forget a user without a refit, so their score would leak it.
+OFFSET_RETRIEVERS = ("ease", "cooc", "popularity")
+
+
+@dataclass(frozen=True)
+class OffsetSection:
+    """Boosting on a first-stage score (pointwise, ``optim.loss: choices``): each example's Yes-vs-No logit gets
+    ``scale`` times the retriever's z-scored score of its candidate added in the loss, so the model is trained on
+    what that score does not already explain (the fused ranking it will be part of), not to repeat it.
+
+    Attributes:
+        retriever: "ease", "cooc" or "popularity" (each scores a training target as new to its user); None: off.
+        scale: the offset's weight against the LLM's logit.
+        reference: uniform unseen items the score is z-scored among, next to the position's own candidates (as the
+            sampled protocol's 19 random negatives).
+    """
+
+    retriever: str | None = None
+    scale: float = 1.0
+    reference: int = 19
+
+    def __post_init__(self) -> None:
+        check_fields(self, "offset.")
+        require(self.retriever is None or self.retriever in OFFSET_RETRIEVERS, "offset.retriever",
+                f"must be one of {', '.join(OFFSET_RETRIEVERS)} or null (the others cannot score a training target "
+                f"as new to its user without leaking it), got {self.retriever!r}")
+        require(self.scale > 0, "offset.scale", f"must be > 0, got {self.scale}")
+        require(self.reference >= 1, "offset.reference", f"must be >= 1, got {self.reference}")
+
+
 @dataclass(frozen=True)
 class PromptSection:
     """Prompt template and budgets; the same `PromptBuilder` the rankers use renders the training prompts.
@@ -292,6 +323,7 @@ class TrainConfig:
     lora: LoraSection = field(default_factory=LoraSection)
     optim: OptimSection = field(default_factory=OptimSection)
     validation: ValidationSection = field(default_factory=ValidationSection)
+    offset: OffsetSection = field(default_factory=OffsetSection)
     checkpoint_dir: str | None = None
     save_every: int = 50
     overwrite: bool = False
@@ -384,6 +416,10 @@ def _check_across_sections(cfg: TrainConfig) -> None:
                 f"listwise shows target + n candidates labelled A..Z: n <= 25, got {n.n}")
         require(v.negatives <= 25, "validation.negatives", f"listwise: must be <= 25, got {v.negatives}")
     require(cfg.save_every >= 1, "save_every", f"must be >= 1, got {cfg.save_every}")
+    if cfg.offset.retriever is not None:
+        require(cfg.mode == "pointwise", "offset.retriever", f"applies to pointwise training, not to {cfg.mode}")
+        require(cfg.optim.loss == "choices", "offset.retriever",
+                f"needs optim.loss: choices (the offset moves the Yes-vs-No logit), got {cfg.optim.loss!r}")
 
 
 def metric_name(metric: str) -> tuple[str, int | None]:

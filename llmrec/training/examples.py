@@ -73,6 +73,7 @@ class TrainExample:
     answer_id: int
     choice_ids: tuple[int, ...]
     spec: ExampleSpec
+    offset: float = 0.0  # added to the first choice's logit in the loss (`candidate_offsets`)
 
     @property
     def n_tokens(self) -> int:
@@ -287,6 +288,43 @@ def sample_validation_specs(
         negs = negatives.sample(target.user_id, history, n_negatives, rng)
         specs.append(ExampleSpec(target.user_id, history, target.item_id, _shuffled([target.item_id, *negs], rng)))
     return specs
+
+
+# ---- first-stage offsets (boosting) ----------------------------------------------------------------------------
+
+
+def candidate_offsets(
+    specs: Sequence[ExampleSpec], split: Split, retriever: str, *, reference: int = 19, seed: int = 0
+) -> list[float]:
+    """Per pointwise spec, `retriever`'s score of its candidate z-scored among the candidates of its position (same
+    user and history) and `reference` uniform unseen items, with the user's own training interactions left out of
+    the retriever's statistics (so a training target is scored as a test target would be).
+
+    Raises:
+        ConfigError: a spec is not a one-candidate (pointwise) spec.
+    """
+    from llmrec.ranking.fusion import zscore
+    from llmrec.retrieval import build_retriever
+
+    scorer: Any = build_retriever(retriever, split.train_dataset)  # a CatalogueRetriever: scores as new
+    sampler = NegativeSampler(split)
+    train = split.train_dataset
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for n, spec in enumerate(specs):
+        if len(spec.candidates) != 1:
+            raise ConfigError(f"first-stage offsets are for pointwise specs (one candidate), got {len(spec.candidates)}")
+        groups.setdefault((spec.user_id, spec.history), []).append(n)
+    rng = random.Random(seed + 104729)
+    offsets = [0.0] * len(specs)
+    for (user, history), members in tqdm(groups.items(), desc="first-stage offsets", leave=False, disable=len(groups) < 200):
+        shown = list(dict.fromkeys(specs[n].candidates[0] for n in members))
+        others = [i for i in sampler.sample(user, history, reference + len(shown), rng) if i not in shown][:reference]
+        own = [x.item_id for x in train.history(user)]
+        z = zscore(scorer.score(list(history), shown + others, user_items=own))
+        at = {item: float(z[k]) for k, item in enumerate(shown)}
+        for n in members:
+            offsets[n] = at[specs[n].candidates[0]]
+    return offsets
 
 
 # ---- rendering --------------------------------------------------------------------------------------------------

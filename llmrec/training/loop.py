@@ -24,6 +24,7 @@ class Batch:
     answer_ids: Any  # LongTensor [B]
     choice_ids: Any  # LongTensor [B, C] (padded with -1)
     answer_index: Any  # LongTensor [B]: index of the answer in choice_ids
+    offsets: Any = None  # FloatTensor [B] added to the first choice's logit ("choices" loss), or None
 
 
 def collate(examples: Sequence[TrainExample], tokenizer: Any, device: Any = None) -> Batch:
@@ -46,10 +47,13 @@ def collate(examples: Sequence[TrainExample], tokenizer: Any, device: Any = None
         choices[row, : len(ex.choice_ids)] = torch.tensor(ex.choice_ids, dtype=torch.long)
     answers = torch.tensor([ex.answer_id for ex in examples], dtype=torch.long)
     index = torch.tensor([ex.choice_ids.index(ex.answer_id) for ex in examples], dtype=torch.long)
-    batch = Batch(ids, mask, positions, answers, choices, index)
+    offsets = torch.tensor([ex.offset for ex in examples], dtype=torch.float32)
+    batch = Batch(ids, mask, positions, answers, choices, index, offsets if bool(offsets.any()) else None)
     if device is not None:
         for name in ("input_ids", "attention_mask", "position_ids", "answer_ids", "choice_ids", "answer_index"):
             setattr(batch, name, getattr(batch, name).to(device))
+        if batch.offsets is not None:
+            batch.offsets = batch.offsets.to(device)
     return batch
 
 
@@ -66,7 +70,8 @@ def answer_logits(model: Any, batch: Batch) -> Any:
 
 
 def answer_loss(logits: Any, batch: Batch, kind: str = "vocab") -> Any:
-    """Cross-entropy of the answer token: over the vocabulary ("vocab") or over the answer choices ("choices")."""
+    """Cross-entropy of the answer token: over the vocabulary ("vocab") or over the answer choices ("choices"; a
+    batch's `offsets` are added to its first choice's logit, pointwise Yes: the model learns the residual)."""
     import torch
     import torch.nn.functional as F
 
@@ -75,6 +80,8 @@ def answer_loss(logits: Any, batch: Batch, kind: str = "vocab") -> Any:
         return F.cross_entropy(logits, batch.answer_ids)
     gathered = torch.gather(logits, 1, batch.choice_ids.clamp(min=0))
     gathered = gathered.masked_fill(batch.choice_ids < 0, float("-inf"))
+    if batch.offsets is not None:
+        gathered = torch.cat([gathered[:, :1] + batch.offsets.unsqueeze(1), gathered[:, 1:]], dim=1)
     return F.cross_entropy(gathered, batch.answer_index)
 
 

@@ -31,7 +31,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from llmrec.training.config import TrainConfig
 from llmrec.training.examples import (
     NegativeSampler,
     TrainExample,
+    candidate_offsets,
     leaked_items,
     order_specs,
     render_examples,
@@ -117,6 +118,8 @@ def fingerprint(cfg: TrainConfig) -> str:
     """
     data = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE}
     data["optim"] = {**data["optim"], "max_steps": None}
+    if data["offset"]["retriever"] is None:  # no offset: the fingerprint of configs written before it existed
+        del data["offset"]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -513,6 +516,9 @@ def _examples(
         raise LlmrecError(f"training examples would show held-out items, e.g. user {leaks[0][0]} item {leaks[0][1]}")
     specs = order_specs(specs, split, cfg.prompt.candidate_order)
     examples = render_examples(specs, builder, loaded, mode=cfg.mode, progress=progress)
+    if cfg.offset.retriever is not None:
+        offsets = candidate_offsets(specs, split, cfg.offset.retriever, reference=cfg.offset.reference, seed=cfg.optim.seed)
+        examples = [replace(ex, offset=cfg.offset.scale * o) for ex, o in zip(examples, offsets, strict=True)]
     val_specs = sample_validation_specs(
         split,
         users=cfg.validation.users,

@@ -127,3 +127,32 @@ def test_ordered_specs_list_candidates_by_cooc_as_new_to_the_user(split):
         own = {x.item_id for x in split.train_dataset.history(spec.user_id)}
         assert list(spec.candidates) == order_candidates(cooc, spec.history, spec.candidates, user_items=own)
     assert order_specs(specs, split, "given") == specs
+
+
+def test_first_stage_offsets_are_z_scores_of_the_candidate_scored_as_new_to_the_user(split):
+    from llmrec.errors import ConfigError
+    from llmrec.retrieval import build_retriever
+    from llmrec.training.examples import candidate_offsets
+
+    specs = sample_training_specs(split, mode="pointwise", n_negatives=2, min_history=3, max_examples=20, seed=2)
+    offsets = candidate_offsets(specs, split, "cooc", reference=9, seed=0)
+    assert len(offsets) == len(specs) and len(set(offsets)) > 1
+    assert offsets == candidate_offsets(specs, split, "cooc", reference=9, seed=0)  # seeded
+    # each z-score lies within a reference set of 9 + the position's 3 candidates: |z| <= sqrt(n - 1)
+    assert all(abs(o) <= (12 - 1) ** 0.5 + 1e-9 for o in offsets)
+    # within a position the offsets order its candidates as co-occurrence does with the user's own training
+    # interactions left out (a training target scored as a test target would be)
+    cooc = build_retriever("cooc", split.train_dataset)
+    checked = 0
+    for spec in (s for s in specs if s.label):
+        group = [(o, s) for o, s in zip(offsets, specs) if (s.user_id, s.history) == (spec.user_id, spec.history)]
+        own = [x.item_id for x in split.train_dataset.history(spec.user_id)]
+        scores = cooc.score(list(spec.history), [s.candidates[0] for _, s in group], user_items=own)
+        for (a, _), sa in zip(group, scores):
+            for (b, _), sb in zip(group, scores):
+                assert (sa > sb) == (a > b) or sa == sb
+        checked += len(group) == 3
+    assert checked
+    listwise = sample_training_specs(split, mode="listwise", n_negatives=3, min_history=3, max_examples=2, seed=2)
+    with pytest.raises(ConfigError, match="pointwise specs"):
+        candidate_offsets(listwise, split, "cooc")

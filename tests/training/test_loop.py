@@ -57,6 +57,23 @@ def test_choice_loss_is_a_restricted_cross_entropy(lm):
     torch.testing.assert_close(choices, manual)
 
 
+def test_offsets_move_the_first_choice_logit_in_the_choice_loss(lm):
+    import dataclasses
+
+    plain = [example(lm, "prompt one\n", 0), example(lm, "prompt two!\n", 1)]
+    shifted = [dataclasses.replace(plain[0], offset=2.0), dataclasses.replace(plain[1], offset=-1.0)]
+    assert collate(plain, lm.tokenizer).offsets is None
+    batch = collate(shifted, lm.tokenizer)
+    torch.testing.assert_close(batch.offsets, torch.tensor([2.0, -1.0]))
+    with torch.no_grad():
+        logits = answer_logits(lm.model, batch)
+    moved = logits.clone()
+    for row, ex in enumerate(shifted):
+        moved[row, ex.choice_ids[0]] += ex.offset
+    torch.testing.assert_close(answer_loss(logits, batch, "choices"), answer_loss(moved, collate(plain, lm.tokenizer), "choices"))
+    assert answer_loss(logits, batch, "vocab").item() == pytest.approx(answer_loss(logits, collate(plain, lm.tokenizer), "vocab").item())
+
+
 def test_micro_batch_order_is_deterministic_and_covers_each_epoch():
     order = micro_batch_order(10, 3, 2, seed=5)
     assert order == micro_batch_order(10, 3, 2, seed=5)

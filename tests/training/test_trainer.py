@@ -345,3 +345,39 @@ def test_validation_negatives_can_be_drawn_as_the_training_negatives(tmp_path, t
         assert set(g.candidates) - {g.target} == set(top)
     with pytest.raises(ConfigError, match="validation.source: must be one of random, training, got 'hard'"):
         make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"validation.source": "hard"})
+
+
+def test_pointwise_training_on_a_first_stage_offset(tmp_path, tiny_model_dir, synth_dir):
+    over = {
+        "prompt.template": "pointwise",
+        "negatives.n": 2,
+        "optim.loss": "choices",
+        "optim.max_steps": 2,
+        "validation.every": None,
+        "validation.metric": "auc",
+        "offset.retriever": "cooc",
+        "offset.scale": 2.0,
+    }
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, mode="pointwise", **over)
+    result = train(cfg, progress=False)
+    assert all(math.isfinite(x) for x in result.losses)
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "adapter" / "train_config.yaml").read_text())
+    assert saved["offset"] == {"retriever": "cooc", "scale": 2.0, "reference": 19}
+    # without an offset the fingerprint is that of a config written before the offset section existed
+    import hashlib
+
+    from llmrec.training.trainer import _RESUME_FREE, fingerprint
+
+    plain = cfg.with_overrides({"offset.retriever": None})
+    old = {k: v for k, v in plain.to_dict().items() if k not in _RESUME_FREE and k != "offset"}
+    old["optim"] = {**old["optim"], "max_steps": None}
+    assert fingerprint(plain) == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    assert fingerprint(plain) != fingerprint(cfg)
+    with pytest.raises(ConfigError, match="offset.retriever: needs optim.loss: choices"):
+        cfg.with_overrides({"optim.loss": "vocab"})
+    with pytest.raises(ConfigError, match="offset.retriever: applies to pointwise training"):
+        cfg.with_overrides({"mode": "listwise", "prompt.template": "listwise"})
+    with pytest.raises(ConfigError, match="offset.retriever: must be one of ease, cooc, popularity or null"):
+        cfg.with_overrides({"offset.retriever": "sasrec"})
