@@ -130,8 +130,9 @@ class NegativesSection:
 
 
 #: Retrievers that can score a training target as new to its user (fitted without the user's interactions with
-#: it); the others (als, sasrec, dense, fusion) cannot forget a user without a refit, so their score would leak it.
-OFFSET_RETRIEVERS = ("ease", "cooc", "popularity")
+#: it, or learning nothing from interactions: dense); als, sasrec and fusion cannot forget a user without a refit,
+#: so their score would leak the target.
+OFFSET_RETRIEVERS = ("ease", "cooc", "popularity", "dense")
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ class OffsetSection:
     what that score does not already explain (the fused ranking it will be part of), not to repeat it.
 
     Attributes:
-        retriever: "ease", "cooc" or "popularity" (each scores a training target as new to its user); None: off.
+        retriever: "ease", "cooc", "popularity" or "dense" (each scores a training target as new to its user);
+            None: off.
         scale: the offset's weight against the LLM's logit.
         reference: uniform unseen items the score is z-scored among, next to the position's own candidates (as the
             sampled protocol's 19 random negatives).

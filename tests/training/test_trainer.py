@@ -379,5 +379,5 @@ def test_pointwise_training_on_a_first_stage_offset(tmp_path, tiny_model_dir, sy
         cfg.with_overrides({"optim.loss": "vocab"})
     with pytest.raises(ConfigError, match="offset.retriever: applies to pointwise training"):
         cfg.with_overrides({"mode": "listwise", "prompt.template": "listwise"})
-    with pytest.raises(ConfigError, match="offset.retriever: must be one of ease, cooc, popularity or null"):
+    with pytest.raises(ConfigError, match="offset.retriever: must be one of ease, cooc, popularity, dense or null"):
         cfg.with_overrides({"offset.retriever": "sasrec"})
