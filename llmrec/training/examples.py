@@ -209,6 +209,7 @@ def sample_training_specs(
     positions_per_user: int | None = None,
     max_examples: int | None = None,
     seed: int = 0,
+    progress: bool = True,
 ) -> list[ExampleSpec]:
     """Choose the training examples (seeded, leakage-proof; see the module docstring).
 
@@ -240,7 +241,7 @@ def sample_training_specs(
     negatives = negatives or NegativeSampler(split)
     train = split.train_dataset
     specs: list[ExampleSpec] = []
-    for user, pos in tqdm(pairs, desc="sampling examples", leave=False, disable=len(pairs) < 200):
+    for user, pos in tqdm(pairs, desc="sampling examples", leave=False, disable=not progress or len(pairs) < 200):
         seq = train.history(user)
         history = tuple(x.item_id for x in seq[max(0, pos - max_history) : pos])
         target = seq[pos].item_id
@@ -294,7 +295,13 @@ def sample_validation_specs(
 
 
 def candidate_offsets(
-    specs: Sequence[ExampleSpec], split: Split, retriever: str, *, reference: int = 19, seed: int = 0
+    specs: Sequence[ExampleSpec],
+    split: Split,
+    retriever: str,
+    *,
+    reference: int = 19,
+    seed: int = 0,
+    progress: bool = True,
 ) -> list[float]:
     """Per pointwise spec, `retriever`'s score of its candidate z-scored among the candidates of its position (same
     user and history) and `reference` uniform unseen items, with the user's own training interactions left out of
@@ -316,7 +323,8 @@ def candidate_offsets(
         groups.setdefault((spec.user_id, spec.history), []).append(n)
     rng = random.Random(seed + 104729)
     offsets = [0.0] * len(specs)
-    for (user, history), members in tqdm(groups.items(), desc="first-stage offsets", leave=False, disable=len(groups) < 200):
+    bar = tqdm(groups.items(), desc="first-stage offsets", leave=False, disable=not progress or len(groups) < 200)
+    for (user, history), members in bar:
         shown = list(dict.fromkeys(specs[n].candidates[0] for n in members))
         others = [i for i in sampler.sample(user, history, reference + len(shown), rng) if i not in shown][:reference]
         own = [x.item_id for x in train.history(user)]

@@ -510,6 +510,7 @@ def _examples(
         positions_per_user=cfg.data.positions_per_user,
         max_examples=cfg.data.max_examples,
         seed=cfg.optim.seed,
+        progress=progress,
     )
     leaks = leaked_items(split, specs)
     if leaks:  # a bug guard: sampling is built never to do this
@@ -517,7 +518,9 @@ def _examples(
     specs = order_specs(specs, split, cfg.prompt.candidate_order)
     examples = render_examples(specs, builder, loaded, mode=cfg.mode, progress=progress)
     if cfg.offset.retriever is not None:
-        offsets = candidate_offsets(specs, split, cfg.offset.retriever, reference=cfg.offset.reference, seed=cfg.optim.seed)
+        offsets = candidate_offsets(
+            specs, split, cfg.offset.retriever, reference=cfg.offset.reference, seed=cfg.optim.seed, progress=progress
+        )
         examples = [replace(ex, offset=cfg.offset.scale * o) for ex, o in zip(examples, offsets, strict=True)]
     val_specs = sample_validation_specs(
         split,
