@@ -412,6 +412,8 @@ class TrainConfig:
 def _check_across_sections(cfg: TrainConfig) -> None:
     n, v = cfg.negatives, cfg.validation
     require(bool(cfg.output), "output", "must name a folder")
+    require("." not in cfg.adapter_name, "name" if cfg.name else "output",
+            f"the adapter name {cfg.adapter_name!r} may not contain '.' (PEFT cannot load such an adapter)")
     require(n.count(cfg.mode) >= 1, "negatives.n", f"must be >= 1, got {n.n}")
     if cfg.mode == "listwise":
         require(n.count(cfg.mode) <= 25, "negatives.n",
