@@ -29,9 +29,9 @@ def test_many_users_get_what_each_gets_alone(tiny, tmp_path, monkeypatch, name):
         kwargs = {} if name == "fusion" else {"batch_size": batch_size}
         together = retriever.retrieve_many(CASES, 4, excludes, **kwargs)
         assert _ids(together) == _ids(alone)
-        # float scores agree too (SASRec's batched forward may round differently in the last bits)
+        # float scores agree too (SASRec's batched forward may round differently in the last bits, also near 0)
         for a, b in zip(alone, together, strict=True):
-            np.testing.assert_allclose([c.score for c in a], [c.score for c in b], rtol=1e-5)
+            np.testing.assert_allclose([c.score for c in a], [c.score for c in b], rtol=1e-5, atol=1e-7)
             assert [c.source for c in a] == [c.source for c in b]
     if name != "popularity":  # the others fall back to popularity on an empty history
         assert {c.source for c in alone[len(HISTORIES)]} == {FALLBACK_SOURCE}
