@@ -96,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     partial = bool(arms is not None and {a.name for a in config.arms} - set(result.arms)) or (
         args.users is not None and args.users != config.users
     )
-    out = args.out if args.out is not None else config.results_path() / ("partial" if partial else "")
+    if args.out is not None:
+        out = args.out
+    else:
+        out = config.results_path() / "partial" if partial else config.results_path()
     summary = write_report(result, out, plots=not args.no_plots)
     if partial and args.out is None and not args.json:
         print(f"a run of part of the experiment: report in {out}, {config.results_path()} left as it was")

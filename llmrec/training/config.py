@@ -26,7 +26,7 @@ from llmrec.config import build, check_fields, plain, require
 from llmrec.errors import ConfigError
 from llmrec.models.config import QUANTIZATIONS
 from llmrec.prompts import DEFAULT_SETTINGS, PromptSettings, load_template
-from llmrec.ranking.order import check_candidate_order
+from llmrec.ranking.order import GIVEN, ORDER_SOURCES, check_candidate_order
 
 Mode = Literal["listwise", "pointwise"]
 NegativeSource = Literal["random", "popularity", "cooc", "dense", "ease", "als", "sasrec", "fusion"]
@@ -129,10 +129,10 @@ class NegativesSection:
         return 19 if mode == "listwise" else 1
 
 
-#: Retrievers that can score a training target as new to its user (fitted without the user's interactions with
-#: it, or learning nothing from interactions: dense); als, sasrec and fusion cannot forget a user without a refit,
-#: so their score would leak the target.
-OFFSET_RETRIEVERS = ("ease", "cooc", "popularity", "dense")
+#: Retrievers that can score a training target as new to its user: those a candidate order may come from (their
+#: scores leave out the user's own interactions), and EASE (an exact downdate of the user's row). ALS, SASRec and
+#: fusion cannot forget a user without a refit, so their score would leak the target.
+OFFSET_RETRIEVERS = (*(s for s in ORDER_SOURCES if s != GIVEN), "ease")
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,7 @@ class OffsetSection:
     what that score does not already explain (the fused ranking it will be part of), not to repeat it.
 
     Attributes:
-        retriever: "ease", "cooc", "popularity" or "dense" (each scores a training target as new to its user);
-            None: off.
+        retriever: one of `OFFSET_RETRIEVERS` (each scores a training target as new to its user); None: off.
         scale: the offset's weight against the LLM's logit.
         reference: uniform unseen items the score is z-scored among, next to the position's own candidates (as the
             sampled protocol's 19 random negatives).
