@@ -29,6 +29,7 @@ from llmrec.prompts import DEFAULT_SETTINGS, PromptSettings, load_template
 from llmrec.ranking.order import GIVEN, ORDER_SOURCES, check_candidate_order
 
 Mode = Literal["listwise", "pointwise"]
+MixedPrecision = Literal["no", "bf16"]
 NegativeSource = Literal["random", "popularity", "cooc", "dense", "ease", "als", "sasrec", "fusion"]
 SplitKind = Literal["leave_one_out", "time"]
 
@@ -42,12 +43,17 @@ class ModelSection:
         quantization: "none" trains LoRA on full-precision weights; "4bit" is QLoRA (NF4 weights, k-bit prep).
         dtype: compute dtype passed to the model loader ("auto", "float32", "bfloat16", "float16").
         gradient_checkpointing: trade compute for memory (always on for QLoRA).
+        mixed_precision: "bf16" runs the training forward pass (and so its backward) under torch's bfloat16
+            autocast while the weights, LoRA parameters and optimizer state stay in float32; "no" (default)
+            computes in the model's dtype. Much faster on GPUs and on CPUs with AMX or
+            AVX512-BF16 (`eval/bench_train.py` measures it); validation still scores at full precision.
     """
 
     name_or_path: str = "smollm2"
     quantization: str = "none"
     dtype: str = "auto"
     gradient_checkpointing: bool = False
+    mixed_precision: MixedPrecision = "no"
 
     def __post_init__(self) -> None:
         check_fields(self, "model.")

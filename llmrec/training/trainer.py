@@ -120,6 +120,8 @@ def fingerprint(cfg: TrainConfig) -> str:
     data["optim"] = {**data["optim"], "max_steps": None}
     if data["offset"]["retriever"] is None:  # no offset: the fingerprint of configs written before it existed
         del data["offset"]
+    if data["model"]["mixed_precision"] == "no":  # likewise for configs written before mixed precision
+        del data["model"]["mixed_precision"]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -666,12 +668,16 @@ def _optimizer_step(run: _Run, group: list[list[int]], step: int) -> float:
     mine = group[accelerator.process_index :: nproc]
     n_mine = sum(len(g) for g in mine)
     run.model.train()
+    # autocast here rather than accelerate's mixed_precision: that setting is fixed once per process
+    bf16 = run.cfg.model.mixed_precision == "bf16"
     step_loss = 0.0
     for j, idxs in enumerate(mine):
         batch = collate([run.examples[i] for i in idxs], run.loaded.tokenizer, run.device)
         sync = j == len(mine) - 1 or nproc == 1
         with contextlib.nullcontext() if sync else accelerator.no_sync(run.model):
-            loss = answer_loss(answer_logits(run.model, batch), batch, run.cfg.optim.loss) * (len(idxs) / n_mine)
+            with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=bf16):  # model.mixed_precision
+                logits = answer_logits(run.model, batch)
+            loss = answer_loss(logits, batch, run.cfg.optim.loss) * (len(idxs) / n_mine)
             accelerator.backward(loss)
         step_loss += float(loss.detach())
     if not math.isfinite(step_loss):
@@ -765,6 +771,7 @@ def _card(run: _Run, state: TrainState) -> dict[str, Any]:
             "seconds": round(run.elapsed(), 1),
             "resumed_from_step": run.resumed_from,
             "device": str(run.device),
+            "mixed_precision": cfg.model.mixed_precision,
         },
         "validation": validation,
     }
