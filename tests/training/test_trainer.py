@@ -348,14 +348,20 @@ def test_validation_negatives_can_be_drawn_as_the_training_negatives(tmp_path, t
         make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"validation.source": "hard"})
 
 
+# a short pointwise run on the choice loss, validated once at the end by AUC
+POINTWISE_CHOICES = {
+    "prompt.template": "pointwise",
+    "optim.loss": "choices",
+    "validation.every": None,
+    "validation.metric": "auc",
+}
+
+
 def test_pointwise_training_on_a_first_stage_offset(tmp_path, tiny_model_dir, synth_dir):
     over = {
-        "prompt.template": "pointwise",
+        **POINTWISE_CHOICES,
         "negatives.n": 2,
-        "optim.loss": "choices",
         "optim.max_steps": 2,
-        "validation.every": None,
-        "validation.metric": "auc",
         "offset.retriever": "cooc",
         "offset.scale": 2.0,
     }
@@ -400,14 +406,7 @@ def test_committed_recipes_keep_their_resume_fingerprint(recipe):
 
 
 def test_bf16_mixed_precision_trains_close_to_float32(tmp_path, tiny_model_dir, synth_dir):
-    over = {
-        "prompt.template": "pointwise",
-        "negatives.n": 1,
-        "optim.loss": "choices",
-        "optim.max_steps": 3,
-        "validation.every": None,
-        "validation.metric": "auc",
-    }
+    over = {**POINTWISE_CHOICES, "negatives.n": 1, "optim.max_steps": 3}
     losses = {}
     for precision in ("no", "bf16"):
         cfg = make_cfg(
