@@ -67,6 +67,7 @@ from llmrec.training.examples import (
     sample_validation_specs,
 )
 from llmrec.training.loop import answer_logits, answer_loss, collate, micro_batch_order
+from llmrec.training.validation import Validator, paired_gain
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +299,7 @@ class TrainState:
         validation: validation rows ``{"step": step, metric: value, ...}``, in step order.
         best: the best validation row after step 0 (its weights are in ``checkpoint_path/best``), or None.
         seconds: wall time of the run over all its invocations, as of the last step (None before the first).
+        per_user: the selection metric of each validation group, per validated step (``str(step)`` keys).
     """
 
     fingerprint: str
@@ -306,6 +308,7 @@ class TrainState:
     validation: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     seconds: float | None = None
+    per_user: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``state.json`` form."""
@@ -315,6 +318,7 @@ class TrainState:
             "losses": self.losses,
             "validation": self.validation,
             "best": self.best,
+            "per_user": self.per_user,
         }
         if self.seconds is not None:
             data["seconds"] = self.seconds
@@ -329,6 +333,7 @@ class TrainState:
             validation=list(data["validation"]),
             best=data.get("best"),
             seconds=data.get("seconds"),
+            per_user=dict(data.get("per_user", {})),  # absent from checkpoints written before it existed
         )
 
 
@@ -587,8 +592,6 @@ def _resume(run: _Run) -> TrainState:
 
 def _distribute(run: _Run) -> None:
     """Wrap the model and optimizer for data parallelism (several processes), then set up validation."""
-    from llmrec.training.validation import Validator
-
     if run.nproc > 1:
         run.model, run.optimizer = run.accelerator.prepare(run.model, run.optimizer)
     if run.val_specs:
@@ -608,7 +611,9 @@ def _validate(run: _Run, state: TrainState, step: int) -> None:
         return
     if run.is_main:
         key = run.metric_key
-        row = {"step": step, **run.validator.evaluate(run.unwrapped())}
+        means, per_user = run.validator.evaluate(run.unwrapped())
+        row = {"step": step, **means}
+        state.per_user[str(step)] = per_user
         state.validation.append(row)
         log.info("validation at step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
         if step > 0 and (state.best is None or row[key] > state.best[key]):
@@ -707,6 +712,15 @@ def _finish(run: _Run, state: TrainState) -> TrainResult:
         below = validation_below_start(card)
         if below:
             log.warning("%s: %s", run.out, below)
+        close = (card.get("validation") or {}).get("best_vs_last")
+        if close and close["gain"] < 2 * close["se"]:
+            log.warning(
+                "%s: the adapter holds step %d's weights, chosen over the last step (%d) by %s %+.4f (paired SE "
+                "%.4f over %d validation users): within noise. validation.every: null keeps the last step; more "
+                "validation.users tell steps apart",
+                run.out, close["best_step"], close["last_step"], close["metric"], close["gain"], close["se"],
+                close["users"],
+            )
     run.accelerator.wait_for_everyone()
     return TrainResult(
         output=run.out,
@@ -739,6 +753,14 @@ def _card(run: _Run, state: TrainState) -> dict[str, Any]:
             "best_step": (state.best or rows[-1])["step"],
             "history": rows,
         }
+        best_step, last_step = validation["best_step"], rows[-1]["step"]
+        best_values, last_values = state.per_user.get(str(best_step)), state.per_user.get(str(last_step))
+        if best_step != last_step and best_values and last_values and len(best_values) > 1:
+            gain, se = paired_gain(best_values, last_values)
+            validation["best_vs_last"] = {
+                "metric": cfg.validation.metric.lower(), "best_step": best_step, "last_step": last_step,
+                "gain": round(gain, 6), "se": round(se, 6), "users": len(best_values),
+            }
     d = cfg.to_dict()
     return {
         "name": cfg.adapter_name,

@@ -7,6 +7,7 @@ once, and every evaluation scores them with the model as it is at that step.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,8 +48,9 @@ class Validator:
         self.batch_size = batch_size
         self.prompts = [builder.build(list(s.history), list(s.candidates)) for s in self.specs]
 
-    def evaluate(self, model: Any) -> dict[str, float]:
-        """Metrics of `model` (e.g. the PEFT model being trained) on the validation groups, averaged over users."""
+    def evaluate(self, model: Any) -> tuple[dict[str, float], list[float]]:
+        """Metrics of `model` (e.g. the PEFT model being trained) on the validation groups, averaged over users,
+        and the selection metric of each group (in group order, for paired comparisons between steps)."""
         from llmrec.models import LoadedModel
 
         lm = LoadedModel(model=model, tokenizer=self.loaded.tokenizer, config=self.loaded.config)
@@ -72,4 +74,15 @@ class Validator:
                 assert k is not None
                 row[self.metric] = ndcg_at(rank, k)
             rows.append(row)
-        return {key: round(value, 6) for key, value in mean_metrics(rows).items()}
+        means = {key: round(value, 6) for key, value in mean_metrics(rows).items()}
+        return means, [round(float(row[self.metric]), 6) for row in rows]
+
+
+def paired_gain(better: Sequence[float], other: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the per-user difference ``better - other`` (the same users, in the same order)."""
+    if len(better) != len(other) or len(better) < 2:
+        raise ValueError(f"paired_gain needs two equally long lists of at least 2 values, got {len(better)}, {len(other)}")
+    diffs = [a - b for a, b in zip(better, other, strict=True)]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean, math.sqrt(var / len(diffs))

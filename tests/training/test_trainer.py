@@ -427,3 +427,45 @@ def test_bf16_mixed_precision_trains_close_to_float32(tmp_path, tiny_model_dir, 
     assert weights and all(t.dtype == torch.float32 for t in weights.values())  # the LoRA stays float32
     with pytest.raises(ConfigError, match="model.mixed_precision: expected one of 'no' | 'bf16', got 'fp16'"):
         cfg.with_overrides({"model.mixed_precision": "fp16"})
+
+
+def test_paired_gain_is_the_mean_and_standard_error_of_per_user_differences():
+    from llmrec.training.validation import paired_gain
+
+    gain, se = paired_gain([1.0, 0.5, 1.0, 0.0], [0.5, 0.5, 0.0, 0.0])  # differences 0.5, 0, 1, 0
+    assert gain == pytest.approx(0.375)
+    assert se == pytest.approx(math.sqrt((0.125**2 + 0.375**2 + 0.625**2 + 0.375**2) / 3 / 4))
+    with pytest.raises(ValueError, match="two equally long lists"):
+        paired_gain([1.0, 0.0], [1.0])
+
+
+def test_a_best_step_within_noise_of_the_last_is_flagged(tmp_path, tiny_model_dir, synth_dir, monkeypatch, caplog):
+    """The card says by how much (paired over the validation users) the kept step beat the last one, and a margin
+    under two standard errors is warned about. The validator's scores are scripted so that step 2 wins narrowly."""
+    from llmrec.training import trainer
+    from llmrec.training.validation import Validator
+
+    scripted = iter([
+        [0.0, 0.0, 0.0, 0.0],  # step 0 (zero-shot)
+        [1.0, 1.0, 0.0, 1.0],  # step 2: the best, 0.75
+        [1.0, 0.0, 1.0, 0.5],  # step 4: 0.625
+    ])
+
+    def evaluate(self, model):
+        values = next(scripted)
+        return {"ndcg@10": sum(values) / len(values)}, values
+
+    monkeypatch.setattr(Validator, "evaluate", evaluate)
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir)
+    with caplog.at_level("WARNING", logger=trainer.__name__):
+        train(cfg, progress=False)
+    close = read_card(tmp_path / "adapter")["validation"]["best_vs_last"]
+    assert close["best_step"] == 2 and close["last_step"] == 4 and close["users"] == 4
+    assert close["metric"] == "ndcg@10" and close["gain"] == pytest.approx(0.125)  # differences 0, 1, -1, 0.5
+    assert close["se"] == pytest.approx(math.sqrt((0.125**2 + 0.875**2 + 1.125**2 + 0.375**2) / 3 / 4), abs=1e-6)
+    assert "chosen over the last step (4) by ndcg@10 +0.1250" in caplog.text and "within noise" in caplog.text
+
+    state = trainer.TrainState(fingerprint="x", per_user={"2": [1.0, 0.0]})
+    assert trainer.TrainState.from_dict(state.to_dict()).per_user == {"2": [1.0, 0.0]}
+    older = {k: v for k, v in state.to_dict().items() if k != "per_user"}  # a checkpoint written before it existed
+    assert trainer.TrainState.from_dict(older).per_user == {}
