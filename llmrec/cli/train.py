@@ -17,6 +17,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "mode": ("mode", str, "listwise or pointwise"),
     "model": ("model.name_or_path", str, "base model: asset name (smollm2), folder or hub id"),
     "quantization": ("model.quantization", str, "none (LoRA) or 4bit (QLoRA)"),
+    "mixed_precision": ("model.mixed_precision", str, "no, or bf16: bfloat16 autocast, float32 LoRA and optimizer"),
     "dataset": ("data.dataset", str, "dataset name (ml-100k) or folder of atomic files"),
     "template": ("prompt.template", str, "prompt template name or .jinja path"),
     "max_users": ("data.max_users", int, "train on at most this many users"),

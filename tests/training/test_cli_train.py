@@ -55,6 +55,8 @@ def test_cli_bad_config_is_one_line(tmp_path, capsys):
 
 
 def test_print_config_resolves_flags(capsys):
-    assert main(["train", "--print-config", "--lora-r", "32", "--template", "pointwise", "--mode", "pointwise"]) == 0
+    argv = ["train", "--print-config", "--lora-r", "32", "--template", "pointwise", "--mode", "pointwise"]
+    assert main([*argv, "--mixed-precision", "bf16"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["lora"]["r"] == 32 and cfg["mode"] == "pointwise" and cfg["prompt"]["template"] == "pointwise"
+    assert cfg["model"]["mixed_precision"] == "bf16"
