@@ -31,7 +31,8 @@ cache_dir: {cache}
 results_dir: {results}
 arms:
   - {{name: popularity, kind: popularity}}
-  - {{name: llm, kind: llm, model: smollm2, mode: pointwise, template: pointwise_kg, knowledge: true, users: {users}}}
+  - {{name: llm, kind: llm, model: smollm2, mode: pointwise, template: pointwise_kg, knowledge: true, users: {users},
+     dtype: {dtype}}}
 """
 
 
@@ -53,13 +54,16 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads in total")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="the LLM's dtype (bfloat16 writes bench_parallel_eval_bfloat16.{md,json})")
     parser.add_argument("--out", default="eval/results", help="folder for bench_parallel_eval.{md,json}")
     args = parser.parse_args()
     rows = {}
     for processes in (1, args.processes):
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "bench.yaml"
-            config.write_text(CONFIG.format(cache=Path(tmp) / "cache", results=Path(tmp) / "r", users=args.users))
+            config.write_text(CONFIG.format(cache=Path(tmp) / "cache", results=Path(tmp) / "r", users=args.users,
+                                          dtype=args.dtype))
             seconds = _run(config, processes, max(1, args.threads // processes))
         rows[processes] = {"processes": processes, "threads_each": max(1, args.threads // processes),
                            "seconds": seconds, "users_per_s": args.users / seconds}  # fmt: skip
@@ -69,12 +73,14 @@ def main() -> None:
     print(f"throughput ratio {args.processes} processes / 1: {ratio:.2f}x (target >= 1.6x)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_parallel_eval.json").write_text(json.dumps({"rows": list(rows.values()), "ratio": ratio}, indent=2))
+    stem = "bench_parallel_eval" + ("" if args.dtype == "float32" else f"_{args.dtype}")
+    (out / f"{stem}.json").write_text(json.dumps({"rows": list(rows.values()), "ratio": ratio}, indent=2))
     lines = [
         "# Data-parallel LLM evaluation throughput",
         "",
         f"`python eval/bench_parallel_eval.py --users {args.users} --threads {args.threads} --processes "
-        f"{args.processes}`: SmolLM2 zero-shot pointwise with KG facts, 20 candidates per user, {args.users} users, "
+        f"{args.processes}" + ("" if args.dtype == "float32" else f" --dtype {args.dtype}")
+        + f"`: SmolLM2 ({args.dtype}) zero-shot pointwise with KG facts, 20 candidates per user, {args.users} users, "
         "a fresh cache each run (includes process start and model load).",
         "",
         "| processes | threads each | seconds | users/s |",
@@ -83,7 +89,7 @@ def main() -> None:
         "",
         f"Ratio: **{ratio:.2f}x** (target >= 1.6x).",
     ]
-    (out / "bench_parallel_eval.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
