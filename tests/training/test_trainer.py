@@ -425,7 +425,7 @@ def test_bf16_mixed_precision_trains_close_to_float32(tmp_path, tiny_model_dir, 
 
     weights = load_file(tmp_path / "adapter-bf16" / "adapter_model.safetensors")
     assert weights and all(t.dtype == torch.float32 for t in weights.values())  # the LoRA stays float32
-    with pytest.raises(ConfigError, match="model.mixed_precision: expected one of 'no' | 'bf16', got 'fp16'"):
+    with pytest.raises(ConfigError, match=r"model\.mixed_precision: expected one of 'no' \| 'bf16', got 'fp16'"):
         cfg.with_overrides({"model.mixed_precision": "fp16"})
 
 
