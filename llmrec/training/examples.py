@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -409,6 +410,17 @@ def render_examples(
         ids = tuple(encode(lm, prompt))
         out.append(TrainExample(prompt.text, ids, answer, choices, spec))
     return out
+
+
+def label_prior_loss(examples: Sequence[TrainExample]) -> float:
+    """The training loss (nats) of a model that answers with the answers' frequencies and reads nothing of the
+    prompts: the entropy of the answer tokens over `examples` (listwise: the target's label letters; pointwise:
+    Yes/No). A training loss that stays near it has learned the label prior, not the prompts."""
+    counts: dict[int, int] = {}
+    for example in examples:
+        counts[example.answer_id] = counts.get(example.answer_id, 0) + 1
+    total = sum(counts.values())
+    return -sum(c / total * math.log(c / total) for c in counts.values()) if total else float("nan")
 
 
 def leaked_items(split: Split, specs: Sequence[ExampleSpec]) -> list[tuple[str, str]]:

@@ -469,3 +469,33 @@ def test_a_best_step_within_noise_of_the_last_is_flagged(tmp_path, tiny_model_di
     assert trainer.TrainState.from_dict(state.to_dict()).per_user == {"2": [1.0, 0.0]}
     older = {k: v for k, v in state.to_dict().items() if k != "per_user"}  # a checkpoint written before it existed
     assert trainer.TrainState.from_dict(older).per_user == {}
+
+
+def test_label_prior_loss_is_the_entropy_of_the_answers():
+    from llmrec.training.examples import ExampleSpec, TrainExample, label_prior_loss
+
+    spec = ExampleSpec(user_id="u", history=(), target="i", candidates=("i",))
+    examples = [TrainExample("", (1,), answer, (5, 6, 7), spec) for answer in (5, 5, 6, 7)]
+    assert label_prior_loss(examples) == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+    assert label_prior_loss(examples[:2]) == 0.0  # one answer throughout: nothing to learn beyond it
+
+
+def test_a_loss_that_stays_at_the_label_prior_is_flagged(tmp_path, tiny_model_dir, synth_dir, monkeypatch, caplog):
+    """A run that learns nothing (learning rate ~0: the random tiny model's loss over the whole vocabulary is far
+    above the prior's) is warned about, and the card records the prior's loss next to the late training loss."""
+    from llmrec.training import trainer
+
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"optim.learning_rate": 1e-12, "validation.users": 0})
+    with caplog.at_level("WARNING", logger=trainer.__name__):
+        result = train(cfg, progress=False)
+    prior = read_card(tmp_path / "adapter")["training"]["label_prior"]
+    assert prior["steps"] == 4 and prior["late_loss"] == pytest.approx(sum(result.losses) / 4, abs=1e-6)
+    assert 0 < prior["loss"] <= math.log(6) + 1e-9  # target + 5 negatives: at most uniform over 6 letters
+    assert prior["late_loss"] > prior["loss"]
+    assert "stayed at the label prior's" in caplog.text and "not learned from these prompts" in caplog.text
+
+    caplog.clear()
+    monkeypatch.setattr(trainer, "LABEL_PRIOR_SHARE", prior["late_loss"] / prior["loss"] + 0.01)
+    with caplog.at_level("WARNING", logger=trainer.__name__):
+        train(cfg.with_overrides({"overwrite": True}), progress=False)
+    assert "label prior" not in caplog.text  # below the share: no warning
