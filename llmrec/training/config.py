@@ -287,6 +287,9 @@ class ValidationSection:
         source: "random" (uniform unseen items) or "training": drawn as the training negatives are (the
             ``negatives`` section's source, pool and hard share), so a hard-negative recipe picks its best step on
             the task it trains for.
+        patience: stop training once this many validations in a row have not beaten the best score validated
+            before them (the zero-shot start included); the best validated step is still what is written, and the
+            card says where the run stopped. None: run every step.
     """
 
     users: int = 50
@@ -295,6 +298,7 @@ class ValidationSection:
     metric: str = "ndcg@10"
     at_start: bool = True
     source: str = "random"
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, "validation.")
@@ -304,6 +308,11 @@ class ValidationSection:
                 f"must be >= 1 or null, got {self.every}")
         require(self.source in VALIDATION_SOURCES, "validation.source",
                 f"must be one of {', '.join(VALIDATION_SOURCES)}, got {self.source!r}")
+        require(self.patience is None or self.patience >= 1, "validation.patience",
+                f"must be >= 1 or null, got {self.patience}")
+        require(self.patience is None or (self.every is not None and self.users > 0), "validation.patience",
+                "needs periodic validation (validation.every and validation.users > 0): a run validated only at its "
+                "end cannot stop early")
         metric_name(self.metric)
 
 

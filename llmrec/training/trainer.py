@@ -116,10 +116,12 @@ def fingerprint(cfg: TrainConfig) -> str:
     """Hash of everything in the config that changes what is trained (not output paths or save cadence).
 
     ``optim.max_steps`` is left out too: resuming with another ``--max-steps`` stops an interrupted run early (or
-    extends it) on the very same example order; the learning-rate schedule then follows the new total.
+    extends it) on the very same example order; the learning-rate schedule then follows the new total. So is
+    ``validation.patience`` (it only decides where the run stops).
     """
     data = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE}
     data["optim"] = {**data["optim"], "max_steps": None}
+    del data["validation"]["patience"]  # like max_steps, it only decides where the run stops
     if data["offset"]["retriever"] is None:  # no offset: the fingerprint of configs written before it existed
         del data["offset"]
     if data["model"]["mixed_precision"] == "no":  # likewise for configs written before mixed precision
@@ -648,6 +650,8 @@ def _train_steps(
             every = cfg.validation.every
             if state.step == total or (every is not None and state.step % every == 0):
                 _validate(run, state, state.step)
+                if state.step < total and _out_of_patience(run, state):
+                    break
             state.seconds = round(run.elapsed(), 1)
             if state.step < total and state.step % cfg.save_every == 0 and run.is_main:
                 _write_checkpoint(run.ckpt, run.unwrapped(), run.optimizer, run.scheduler, state.to_dict(), run.base_name)
@@ -663,6 +667,44 @@ def _train_steps(
         raise
     finally:
         bar.close()
+
+
+def validations_without_gain(rows: list[dict[str, Any]], key: str) -> int:
+    """How many validations at the end of `rows` (in step order) did not beat the best score before them."""
+    best: float | None = None
+    stale = 0
+    for row in rows:
+        if best is None or row[key] > best:
+            best, stale = row[key], 0
+        else:
+            stale += 1
+    return stale
+
+
+def _out_of_patience(run: _Run, state: TrainState) -> bool:
+    """Whether ``validation.patience`` validations in a row have not beaten the best before them (decided on the
+    main process, which validates, and shared with the others so that every process stops at the same step)."""
+    patience = run.cfg.validation.patience
+    if patience is None:
+        return False
+    stop = _main_decides(run, run.is_main and validations_without_gain(state.validation, run.metric_key) >= patience)
+    if stop:
+        log.info(
+            "stopping at step %d of %d: %d validations in a row without a better %s (validation.patience)",
+            state.step, run.total, patience, run.metric_key,
+        )
+    return stop
+
+
+def _main_decides(run: _Run, decision: bool) -> bool:
+    """The main process's `decision`, shared with every process (a collective call: all processes make it)."""
+    if run.nproc == 1:
+        return decision
+    from accelerate.utils import broadcast_object_list
+
+    shared = [decision]
+    broadcast_object_list(shared, from_process=0)
+    return bool(shared[0])
 
 
 def _optimizer_step(run: _Run, group: list[list[int]], step: int) -> float:
@@ -700,8 +742,10 @@ def _optimizer_step(run: _Run, group: list[list[int]], step: int) -> float:
 def _finish(run: _Run, state: TrainState) -> TrainResult:
     """Validate the final step if that has not happened, restore the best validated weights, write the adapter
     folder with its card, and remove the checkpoints."""
-    if run.validator is not None and (not state.validation or state.validation[-1]["step"] != state.step):
-        _validate(run, state, state.step)  # e.g. resumed with --max-steps equal to the checkpoint's step
+    # e.g. resumed with --max-steps equal to the checkpoint's step; only the main process keeps validation rows
+    unvalidated = run.is_main and (not state.validation or state.validation[-1]["step"] != state.step)
+    if run.validator is not None and _main_decides(run, unvalidated):
+        _validate(run, state, state.step)
     final_model = run.unwrapped()
     best = state.best
     if best is not None and run.is_main:
@@ -804,6 +848,9 @@ def _card(run: _Run, state: TrainState) -> dict[str, Any]:
             "device": str(run.device),
             "mixed_precision": cfg.model.mixed_precision,
             "label_prior": _label_prior(cfg, examples, losses),
+            "stopped_early": (
+                {"planned_steps": run.total, "patience": cfg.validation.patience} if state.step < run.total else None
+            ),
         },
         "validation": validation,
     }

@@ -60,3 +60,26 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tiny_model
     parallel = json.loads((tmp_path / "two.json").read_text())
     assert len(single) == len(parallel) == 4
     assert parallel == pytest.approx(single, rel=1e-3, abs=1e-4)
+
+
+def test_two_processes_stop_together_when_validation_runs_out_of_patience(tmp_path, tiny_model_dir, synth_dir):
+    """The main process validates and decides; the other must stop at the same step (else it would wait forever in
+    the next gradient all-reduce). A learning rate of ~0 leaves the validation score where it started, so patience
+    1 stops the run at its first periodic validation, step 2 of 4."""
+    script = tmp_path / "train_once.py"
+    script.write_text(SCRIPT)
+    path = _config(tmp_path, tiny_model_dir, synth_dir, "patience", grad_accum=1)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["optim"]["learning_rate"] = 1e-12
+    cfg["validation"] = {"users": 4, "negatives": 3, "every": 2, "metric": "auc", "patience": 1}
+    path.write_text(yaml.safe_dump(cfg))
+    accelerate = Path(sys.executable).with_name("accelerate")
+    done = subprocess.run(
+        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+         "no", "--dynamo_backend", "no", str(script), str(path), str(tmp_path / "losses.json")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(json.loads((tmp_path / "losses.json").read_text())) == 2
+    card = json.loads((tmp_path / "adapter-patience" / "adapter_card.json").read_text())
+    assert card["training"]["stopped_early"] == {"planned_steps": 4, "patience": 1}

@@ -499,3 +499,37 @@ def test_a_loss_that_stays_at_the_label_prior_is_flagged(tmp_path, tiny_model_di
     with caplog.at_level("WARNING", logger=trainer.__name__):
         train(cfg.with_overrides({"overwrite": True}), progress=False)
     assert "label prior" not in caplog.text  # below the share: no warning
+
+
+def test_patience_stops_a_run_whose_validation_stopped_improving(tmp_path, tiny_model_dir, synth_dir, monkeypatch):
+    """Scripted validation: the zero-shot start is best and the next two validations are below it, so with
+    patience 2 the run stops at step 4 of 8, writes the best validated step and says where it stopped."""
+    from llmrec.training import trainer
+    from llmrec.training.validation import Validator
+
+    scores = iter([0.5, 0.25, 0.3, 0.9, 0.9])  # steps 0, 2, 4 (stop); steps 6 and 8 must not be reached
+
+    def evaluate(self, model):
+        value = next(scores)
+        return {"ndcg@10": value}, [value] * 4
+
+    monkeypatch.setattr(Validator, "evaluate", evaluate)
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"optim.max_steps": 8, "validation.patience": 2})
+    result = train(cfg, progress=False)
+    assert result.steps == 4 and [row["step"] for row in result.validation] == [0, 2, 4]
+    card = read_card(tmp_path / "adapter")
+    assert card["training"]["steps"] == 4
+    assert card["training"]["stopped_early"] == {"planned_steps": 8, "patience": 2}
+    assert card["validation"]["best_step"] == 4  # the best validated step after the start (0.3 > 0.25)
+    assert trainer.fingerprint(cfg) == trainer.fingerprint(cfg.with_overrides({"validation.patience": None}))
+
+    rows = [{"step": s, "m": v} for s, v in ((0, 0.5), (2, 0.6), (4, 0.6), (6, 0.55))]
+    assert trainer.validations_without_gain(rows, "m") == 2  # a tie is no gain
+    assert trainer.validations_without_gain(rows[:2], "m") == 0
+
+
+def test_patience_needs_periodic_validation(tmp_path, tiny_model_dir, synth_dir):
+    with pytest.raises(ConfigError, match=r"validation\.patience: needs periodic validation"):
+        make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"validation.patience": 2, "validation.every": None})
+    with pytest.raises(ConfigError, match=r"validation\.patience: must be >= 1 or null, got 0"):
+        make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"validation.patience": 0})
