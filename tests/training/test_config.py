@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from llmrec.errors import ConfigError
@@ -101,12 +103,22 @@ def test_knowledge_follows_template_unless_forced():
     assert TrainConfig.from_dict({"prompt": {"template": "listwise", "knowledge": "on"}}).use_knowledge
 
 
-def test_shipped_recipe_parses():
-    from pathlib import Path
+RECIPES = sorted((Path(__file__).parents[2] / "adapters").glob("*.yaml"))
 
+
+def test_shipped_recipe_parses():
     recipe = Path(__file__).parents[2] / "adapters" / "smollm2-ml100k-listwise-kg.yaml"
     cfg = TrainConfig.from_file(recipe)
     assert cfg.mode == "listwise" and cfg.prompt.template == "listwise_kg" and cfg.use_knowledge
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
+def test_every_committed_recipe_is_a_valid_config_that_names_its_adapter(recipe):
+    """A recipe that no longer parses (a renamed key, a value the config refuses) fails here, not an hour into a
+    run; each writes the adapter it is named after, shipped in the package or a trial in the ignored build/."""
+    cfg = TrainConfig.from_file(recipe)
+    assert cfg.adapter_name == recipe.stem
+    assert Path(cfg.output).parent.as_posix() in ("llmrec/adapters", "build/trials")
 
 
 def test_knowledge_auto_reads_the_template_header_not_its_name(tmp_path):
