@@ -843,6 +843,7 @@ def _card(run: _Run, state: TrainState) -> dict[str, Any]:
             "epochs": round(state.step * cfg.optim.batch_size * cfg.optim.grad_accum / max(1, len(examples)), 3),
             "final_loss": round(sum(tail) / len(tail), 6) if tail else None,
             "first_loss": losses[0] if losses else None,
+            "losses": losses,  # every optimizer step's, in order: the loss curve
             "seconds": round(run.elapsed(), 1),
             "resumed_from_step": run.resumed_from,
             "device": str(run.device),

@@ -488,7 +488,9 @@ def test_a_loss_that_stays_at_the_label_prior_is_flagged(tmp_path, tiny_model_di
     cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"optim.learning_rate": 1e-12, "validation.users": 0})
     with caplog.at_level("WARNING", logger=trainer.__name__):
         result = train(cfg, progress=False)
-    prior = read_card(tmp_path / "adapter")["training"]["label_prior"]
+    training = read_card(tmp_path / "adapter")["training"]
+    assert training["losses"] == result.losses and len(result.losses) == 4  # the loss curve, step by step
+    prior = training["label_prior"]
     assert prior["steps"] == 4 and prior["late_loss"] == pytest.approx(sum(result.losses) / 4, abs=1e-6)
     assert 0 < prior["loss"] <= math.log(6) + 1e-9  # target + 5 negatives: at most uniform over 6 letters
     assert prior["late_loss"] > prior["loss"]
