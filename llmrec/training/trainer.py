@@ -859,7 +859,8 @@ def _card(run: _Run, state: TrainState) -> dict[str, Any]:
 
 #: A late training loss at this share of the label prior's loss or above counts as not learned from the prompts.
 #: Measured on the shipped pointwise adapters (mean of their last 10 steps): those that learned ended at 0.74-0.94
-#: of it, the two whose validation showed nothing learned at 1.03 and 1.07.
+#: of it, the two whose validation showed nothing learned at 1.03 and 1.07; the listwise residual trial, which
+#: learned nothing either, at 1.02 (adapters/README.md).
 LABEL_PRIOR_SHARE = 0.98
 
 
