@@ -3,6 +3,8 @@
 One run: load the split, render training prompts with the rankers' `PromptBuilder`, wrap the base model (loaded by
 `llmrec.models.load_model`'s loader) in LoRA, train with the answer-token loss, validate periodically with the
 ranking scorers on held-out validation targets, keep the best adapter, and write it with its card atomically.
+Optionally stop early (``validation.patience``); the card records the loss curve and whether the late loss fell
+below the label prior's (a run that learned nothing from the prompts gets a warning).
 
 Resumable: every `save_every` optimizer steps a checkpoint (adapter, optimizer, scheduler, RNG, step) is written
 atomically under ``cfg.checkpoint_path``; rerunning the same config continues from it. The micro-batch order is a
