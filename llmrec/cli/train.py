@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 from typing import Any
@@ -55,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-resume", dest="no_resume", action="store_true",
                         help="ignore (and replace) a checkpoint of an interrupted run")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--estimate", nargs="?", type=int, const=3, default=None, metavar="STEPS",
+                        help="time STEPS optimizer steps (default 3; the first warms up) and one validation pass, "
+                        "print what the whole run would take on this machine, and exit without writing anything")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -92,6 +96,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    if args.estimate is not None:
+        from llmrec.training import estimate_run
+
+        estimate = estimate_run(cfg, steps=args.estimate, progress=not args.no_progress)
+        print(estimate.describe())
+        print(json.dumps({**dataclasses.asdict(estimate), "total_seconds": round(estimate.total_seconds, 1)}))
         return 0
     from llmrec.training import train
 

@@ -21,7 +21,14 @@ from llmrec.training.examples import (
     sample_validation_specs,
     training_positions,
 )
-from llmrec.training.trainer import CheckpointMismatchError, OutputExistsError, TrainResult, train
+from llmrec.training.trainer import (
+    CheckpointMismatchError,
+    OutputExistsError,
+    RunEstimate,
+    TrainResult,
+    estimate_run,
+    train,
+)
 
 __all__ = [
     "AdapterCardError",
@@ -30,9 +37,11 @@ __all__ = [
     "NegativeSampler",
     "NotEnoughDataError",
     "OutputExistsError",
+    "RunEstimate",
     "TrainConfig",
     "TrainExample",
     "TrainResult",
+    "estimate_run",
     "leaked_items",
     "read_card",
     "render_examples",

@@ -103,6 +103,33 @@ class TrainResult:
     resumed_from: int = 0
 
 
+@dataclass(frozen=True)
+class RunEstimate:
+    """What a run would cost, from a few timed steps on this machine (`estimate_run`); nothing was written."""
+
+    examples: int
+    mean_prompt_tokens: float
+    steps: int  # planned optimizer steps
+    seconds_per_step: float  # median of the timed steps after the first (which warms up)
+    timed_steps: int
+    validations: int  # planned validation passes (the zero-shot start and the end included)
+    seconds_per_validation: float  # 0.0 without validation
+
+    @property
+    def total_seconds(self) -> float:
+        return self.steps * self.seconds_per_step + self.validations * self.seconds_per_validation
+
+    def describe(self) -> str:
+        validation = (
+            f" + {self.validations} validations x {self.seconds_per_validation:.0f} s" if self.validations else ""
+        )
+        return (
+            f"{self.examples} examples (mean {self.mean_prompt_tokens:.0f} prompt tokens), {self.steps} steps x "
+            f"{self.seconds_per_step:.1f} s{validation} = about {self.total_seconds / 60:.0f} minutes on this machine "
+            f"(median of {self.timed_steps} timed steps; other load on the machine changes it)"
+        )
+
+
 # ---- set-up helpers ---------------------------------------------------------------------------------------------
 
 
@@ -448,6 +475,49 @@ def train(
         _validate(run, state, 0)  # the zero-shot base model (LoRA starts as the identity), or lora.init_from
     _train_steps(run, state, progress=progress, on_step=on_step)
     return _finish(run, state)
+
+
+def estimate_run(
+    cfg: TrainConfig, *, steps: int = 3, dataset: Dataset | None = None, progress: bool = True
+) -> RunEstimate:
+    """Time `steps` optimizer steps and one validation pass of the run `cfg` describes, and extrapolate to the whole
+    run. The examples, model and LoRA are set up as `train` sets them up; no adapter or checkpoint is written (an
+    existing output folder or checkpoint is left alone)."""
+    import statistics
+
+    import torch
+    from accelerate import Accelerator
+
+    if steps < 2:
+        raise ConfigError(f"estimate: time at least 2 steps (the first one warms up), got {steps}")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    random.seed(cfg.optim.seed)
+    torch.manual_seed(cfg.optim.seed)
+    run = _set_up(cfg, accelerator, Path(cfg.output), time.perf_counter(), dataset=dataset, progress=progress)
+    _distribute(run)
+    timed = min(steps, run.total)
+    seconds = []
+    for step in tqdm(range(timed), desc="timing steps", disable=not progress, unit="step"):
+        start = time.perf_counter()
+        _optimizer_step(run, run.micro[step * run.per_step : (step + 1) * run.per_step], step + 1)
+        seconds.append(time.perf_counter() - start)
+    per_validation, validations = 0.0, 0
+    if run.validator is not None:
+        start = time.perf_counter()
+        run.validator.evaluate(run.unwrapped())
+        per_validation = time.perf_counter() - start
+        every = cfg.validation.every
+        periodic = run.total // every if every else 0
+        validations = int(cfg.validation.at_start) + periodic + (0 if every and run.total % every == 0 else 1)
+    return RunEstimate(
+        examples=len(run.examples),
+        mean_prompt_tokens=sum(e.n_tokens for e in run.examples) / max(1, len(run.examples)),
+        steps=run.total,
+        seconds_per_step=statistics.median(seconds[1:] if len(seconds) > 1 else seconds),
+        timed_steps=len(seconds[1:] if len(seconds) > 1 else seconds),
+        validations=validations,
+        seconds_per_validation=per_validation,
+    )
 
 
 def _set_up(
@@ -923,8 +993,10 @@ def _write_output(
 __all__ = [
     "CheckpointMismatchError",
     "OutputExistsError",
+    "RunEstimate",
     "TrainResult",
     "TrainState",
+    "estimate_run",
     "fingerprint",
     "make_split",
     "train",

@@ -60,3 +60,27 @@ def test_print_config_resolves_flags(capsys):
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["lora"]["r"] == 32 and cfg["mode"] == "pointwise" and cfg["prompt"]["template"] == "pointwise"
     assert cfg["model"]["mixed_precision"] == "bf16"
+
+
+def test_estimate_times_a_few_steps_and_writes_nothing(tmp_path, tiny_model_dir, synth_dir, capsys):
+    import json
+
+    path = write_config(tmp_path, tiny_model_dir, synth_dir)
+    rc = main(["train", "--config", str(path), "--estimate", "3", "--set", "validation.every=2",
+               "--checkpoint-dir", str(tmp_path / "ckpt"), "--no-progress"])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    estimate = json.loads(lines[-1])
+    assert "steps x" in lines[0] and "minutes on this machine" in lines[0] and "median of 2 timed steps" in lines[0]
+    assert estimate["timed_steps"] == 2 and estimate["seconds_per_step"] > 0 and estimate["seconds_per_validation"] > 0
+    steps = estimate["steps"]
+    assert steps >= 3
+    # the zero-shot start, one per 2 steps, and the end when the last step is odd
+    assert estimate["validations"] == 1 + steps // 2 + steps % 2
+    total = steps * estimate["seconds_per_step"] + estimate["validations"] * estimate["seconds_per_validation"]
+    assert estimate["total_seconds"] == round(total, 1)
+    assert not (tmp_path / "from-config").exists()  # no adapter, and no checkpoint folder either
+    assert not (tmp_path / "ckpt").exists()
+
+    assert main(["train", "--config", str(path), "--estimate", "1"]) == 2
+    assert "at least 2 steps" in capsys.readouterr().err
