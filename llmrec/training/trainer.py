@@ -70,7 +70,7 @@ from llmrec.training.examples import (
     sample_validation_specs,
 )
 from llmrec.training.loop import answer_logits, answer_loss, collate, micro_batch_order
-from llmrec.training.validation import Validator, paired_gain
+from llmrec.training.validation import Validator, mean_and_se, paired_gain
 
 log = logging.getLogger(__name__)
 
@@ -936,8 +936,7 @@ def _label_prior(cfg: TrainConfig, examples: list[TrainExample], losses: list[fl
     if len(losses) < 4 or cfg.offset.retriever is not None:
         return None
     late = losses[-(len(losses) // 2):]
-    mean = sum(late) / len(late)
-    se = math.sqrt(sum((x - mean) ** 2 for x in late) / (len(late) - 1) / len(late))
+    mean, se = mean_and_se(late)
     return {
         "loss": round(label_prior_loss(examples), 6),
         "late_loss": round(mean, 6),

@@ -78,11 +78,17 @@ class Validator:
         return means, [round(float(row[self.metric]), 6) for row in rows]
 
 
+def mean_and_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean of at least 2 values (sample standard deviation / sqrt(n))."""
+    if len(values) < 2:
+        raise ValueError(f"a standard error needs at least 2 values, got {len(values)}")
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var / len(values))
+
+
 def paired_gain(better: Sequence[float], other: Sequence[float]) -> tuple[float, float]:
     """Mean and standard error of the per-user difference ``better - other`` (the same users, in the same order)."""
     if len(better) != len(other) or len(better) < 2:
         raise ValueError(f"paired_gain needs two equally long lists of at least 2 values, got {len(better)}, {len(other)}")
-    diffs = [a - b for a, b in zip(better, other, strict=True)]
-    mean = sum(diffs) / len(diffs)
-    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
-    return mean, math.sqrt(var / len(diffs))
+    return mean_and_se([a - b for a, b in zip(better, other, strict=True)])
