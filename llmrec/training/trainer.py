@@ -459,16 +459,9 @@ def train(
         ConfigError: template/mode mismatch, unknown LoRA target module, ...
         LlmrecError: the adapter could not be written (e.g. disk full); no partial folder is left.
     """
-    import torch
-    from accelerate import Accelerator
-
     started = time.perf_counter()
     out = _check_output(cfg)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    random.seed(cfg.optim.seed)
-    torch.manual_seed(cfg.optim.seed)
-
-    run = _set_up(cfg, accelerator, out, started, dataset=dataset, progress=progress)
+    run = _set_up(cfg, _seeded_accelerator(cfg), out, started, dataset=dataset, progress=progress)
     state = _resume(run)
     _distribute(run)
     if run.resumed_from == 0 and run.validator is not None and cfg.validation.at_start:
@@ -485,39 +478,52 @@ def estimate_run(
     existing output folder or checkpoint is left alone)."""
     import statistics
 
-    import torch
-    from accelerate import Accelerator
-
     if steps < 2:
         raise ConfigError(f"estimate: time at least 2 steps (the first one warms up), got {steps}")
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    random.seed(cfg.optim.seed)
-    torch.manual_seed(cfg.optim.seed)
-    run = _set_up(cfg, accelerator, Path(cfg.output), time.perf_counter(), dataset=dataset, progress=progress)
+    run = _set_up(cfg, _seeded_accelerator(cfg), Path(cfg.output), time.perf_counter(), dataset=dataset,
+                  progress=progress)
     _distribute(run)
-    timed = min(steps, run.total)
     seconds = []
-    for step in tqdm(range(timed), desc="timing steps", disable=not progress, unit="step"):
+    for step in tqdm(range(min(steps, run.total)), desc="timing steps", disable=not progress, unit="step"):
         start = time.perf_counter()
         _optimizer_step(run, run.micro[step * run.per_step : (step + 1) * run.per_step], step + 1)
         seconds.append(time.perf_counter() - start)
+    warm = seconds[1:] or seconds  # the first step warms up
     per_validation, validations = 0.0, 0
     if run.validator is not None:
         start = time.perf_counter()
         run.validator.evaluate(run.unwrapped())
         per_validation = time.perf_counter() - start
-        every = cfg.validation.every
-        periodic = run.total // every if every else 0
-        validations = int(cfg.validation.at_start) + periodic + (0 if every and run.total % every == 0 else 1)
+        validations = int(cfg.validation.at_start) + sum(
+            _validates_after(cfg, step, run.total) for step in range(1, run.total + 1)
+        )
     return RunEstimate(
         examples=len(run.examples),
         mean_prompt_tokens=sum(e.n_tokens for e in run.examples) / max(1, len(run.examples)),
         steps=run.total,
-        seconds_per_step=statistics.median(seconds[1:] if len(seconds) > 1 else seconds),
-        timed_steps=len(seconds[1:] if len(seconds) > 1 else seconds),
+        seconds_per_step=statistics.median(warm),
+        timed_steps=len(warm),
         validations=validations,
         seconds_per_validation=per_validation,
     )
+
+
+def _seeded_accelerator(cfg: TrainConfig) -> Any:
+    """The run's accelerator (CPU where no CUDA device is), with Python's and torch's RNGs seeded from the config."""
+    import torch
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    random.seed(cfg.optim.seed)
+    torch.manual_seed(cfg.optim.seed)
+    return accelerator
+
+
+def _validates_after(cfg: TrainConfig, step: int, total: int) -> bool:
+    """Whether training validates after optimizer step `step` of `total`: every ``validation.every`` steps, and at
+    the end."""
+    every = cfg.validation.every
+    return step == total or (every is not None and step % every == 0)
 
 
 def _set_up(
@@ -719,8 +725,7 @@ def _train_steps(
             if state.validation:
                 postfix[key] = f"{state.validation[-1][key]:.3f}"
             bar.set_postfix(postfix)
-            every = cfg.validation.every
-            if state.step == total or (every is not None and state.step % every == 0):
+            if _validates_after(cfg, state.step, total):
                 _validate(run, state, state.step)
                 if state.step < total and _out_of_patience(run, state):
                     break
