@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).parent / "data"
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers importable from every folder: `numerics`
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from numerics import approx_across_batchings
 
 from llmrec.errors import ConfigError
 from llmrec.ranking.fusion import ScoreFusion
@@ -158,7 +159,9 @@ def test_an_arm_with_llm_scores_depth_scores_only_the_top_k_and_fuses_as_the_ful
     result = run_experiment(dataclasses.replace(config, arms=(config.arm("cooc"), full, only)), progress=False)
     assert "tiny-llm-top4.llm-only" not in result.arms and "tiny-llm-top4.no-llm" in result.arms
     for f, d in zip(result.arms["tiny-llm"].users, result.arms["tiny-llm-top4"].users, strict=True):
-        assert d.scores == pytest.approx(f.scores)  # pointwise scores do not depend on the other candidates
+        # pointwise scores do not depend on the other candidates, up to the rounding of another batching (4
+        # prompts here, 10 in batches of 8 + 2 there), which a z-score over 4 values amplifies
+        assert d.scores == approx_across_batchings(f.scores)
         assert d.rank == f.rank
     scored = lambda name: sum(u.prompt_tokens for u in result.arms[name].users)  # noqa: E731
     assert 0 < scored("tiny-llm-top4") < scored("tiny-llm")
