@@ -7,6 +7,7 @@ from pathlib import Path
 from llmrec.assets import ensure_asset
 from llmrec.data.atomic import load_atomic
 from llmrec.data.dataset import Dataset, PositivePolicy
+from llmrec.data.matrix import InteractionMatrix
 from llmrec.data.raw_movielens import raw_movielens_error
 from llmrec.data.splits import (
     Split,
@@ -26,6 +27,7 @@ __all__ = [
     "ColumnMap",
     "DATASET_ASSETS",
     "Dataset",
+    "InteractionMatrix",
     "ItemColumnMap",
     "PositivePolicy",
     "Split",

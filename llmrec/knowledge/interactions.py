@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmrec.data.dataset import PositivePolicy
+from llmrec.data.matrix import InteractionMatrix
 from llmrec.errors import ConfigError
 from llmrec.knowledge.selection import Fact, item_name
 
@@ -68,28 +69,10 @@ class InteractionEvidence:
         history_len: int = 20,
     ) -> InteractionEvidence:
         """Count likes (interactions the policy calls positive; rating >= 4 by default) per item and item pair."""
-        from scipy.sparse import coo_matrix  # type: ignore[import-untyped]
-
         if min_support < 1 or history_len < 1:
             raise ConfigError(f"min_support and history_len must be >= 1, got {min_support}, {history_len}")
-        policy = policy or PositivePolicy(4.0)
-        ids = tuple(dataset.items)
-        position = {item: n for n, item in enumerate(ids)}
-        users: dict[str, int] = {}
-        rows, cols = [], []
-        for x in dataset.interactions:
-            if x.item_id in position and policy.is_positive(x):
-                rows.append(users.setdefault(x.user_id, len(users)))
-                cols.append(position[x.item_id])
-        matrix = coo_matrix(
-            (np.ones(len(rows)), (rows, cols)), shape=(max(1, len(users)), len(ids))
-        ).tocsr()
-        matrix.data[:] = 1.0
-        co = (matrix.T @ matrix).tocsr()
-        co.setdiag(0.0)
-        co.eliminate_zeros()
-        liked = np.asarray(matrix.sum(axis=0)).ravel()
-        return cls(ids, liked, co, min_support, history_len)
+        likes = InteractionMatrix.build(dataset, policy or PositivePolicy(4.0))
+        return cls(tuple(likes.item_ids), likes.item_counts, likes.cooccurrence(), min_support, history_len)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", {item: n for n, item in enumerate(self.item_ids)})

@@ -16,9 +16,9 @@ from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
 from llmrec.retrieval.dense import DenseRetriever
 from llmrec.retrieval.embeddings import ItemEncoder, embed_items, item_text
 from llmrec.retrieval.factory import RETRIEVER_NAMES, build_retriever
-from llmrec.retrieval.fusion import FusionRetriever
 from llmrec.retrieval.index import IndexConfig, IndexMismatchError, VectorIndex
 from llmrec.retrieval.popularity import PopularityRetriever
+from llmrec.retrieval.rrf import FusionRetriever
 from llmrec.retrieval.user import UserRetrieval, retrieve_for_user
 
 __all__ = [

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llmrec.data.matrix import InteractionMatrix
 from llmrec.errors import ConfigError
 from llmrec.retrieval.base import CatalogueRetriever
-from llmrec.retrieval.matrix import InteractionMatrix
 from llmrec.retrieval.popularity import PopularityRetriever
 
 if TYPE_CHECKING:
@@ -33,13 +33,11 @@ class AlsRetriever(CatalogueRetriever):
     """
 
     name = "als"
-    tiebreak_by_fallback = True
 
     def __init__(self, item_ids: list[str], model: Any, popularity: PopularityRetriever, dataset_name: str = "?"):
-        super().__init__(item_ids, dataset_name)
+        super().__init__(item_ids, dataset_name, fallback=popularity)
         self.model = model
         self.item_factors = np.asarray(model.item_factors, dtype=np.float64)
-        self.fallback = popularity
 
     @classmethod
     def fit(

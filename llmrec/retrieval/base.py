@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from llmrec.errors import ConfigError, UnknownIdError
 from llmrec.types import Candidate
-
-if TYPE_CHECKING:
-    from llmrec.data.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +76,27 @@ class CatalogueRetriever:
     """Shared machinery for retrievers that can score the whole catalogue at once.
 
     Subclasses set ``name`` and implement `_scores(history_idx)` returning one float per catalogue item
-    (``-inf`` for items that can never be proposed), and may set `tiebreak_by_fallback` or override `_tiebreak()`.
+    (``-inf`` for items that can never be proposed). A retriever that learns from the history passes its
+    `fallback` (popularity) here, and this class does the rest: an empty history is retrieved and scored by the
+    fallback (candidates say ``FALLBACK_SOURCE``), and equal scores are ordered by the fallback's.
     """
 
     name: str = "catalogue"
-    #: Order equal scores by the fallback's (popularity) instead of by catalogue position.
-    tiebreak_by_fallback: bool = False
 
-    def __init__(self, item_ids: Sequence[str], dataset_name: str = "?") -> None:
+    def __init__(
+        self, item_ids: Sequence[str], dataset_name: str = "?", *, fallback: CatalogueRetriever | None = None
+    ) -> None:
         if len(item_ids) == 0:
             raise ConfigError(f"dataset {dataset_name!r} has no items to retrieve from")
         self.item_ids: list[str] = [str(i) for i in item_ids]
         self.dataset_name = dataset_name
         self._index: dict[str, int] = {item: n for n, item in enumerate(self.item_ids)}
+        if fallback is not None and fallback.item_ids != self.item_ids:
+            raise ConfigError(
+                f"the {fallback.name} fallback must cover the same catalogue as the {self.name} retriever"
+            )
         # Retriever used instead of this one when a history is empty (results then say FALLBACK_SOURCE).
-        self.fallback: CatalogueRetriever | None = None
+        self.fallback = fallback
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -124,16 +127,25 @@ class CatalogueRetriever:
 
     def _tiebreak(self) -> np.ndarray | None:
         """A secondary key (higher first) for equal scores: the fallback's scores for an empty history (its
-        popularity) when `tiebreak_by_fallback` is set; None means catalogue order."""
-        if not self.tiebreak_by_fallback:
+        popularity); None (no fallback) means catalogue order."""
+        if self.fallback is None:
             return None
-        assert self.fallback is not None, f"{self.name} breaks ties by its fallback but has none"
         return self.fallback._scores(np.empty(0, dtype=np.int64))
+
+    def _scores_of(self, history_idx: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        """Scores of the catalogue positions `wanted` for a (non-empty, unless no fallback) history."""
+        return np.asarray(self._scores(history_idx), dtype=np.float64)[wanted]
 
     def _scores_as_new(self, history_idx: np.ndarray, wanted: np.ndarray, own: np.ndarray) -> np.ndarray:
         """Scores of `wanted` with the user's interactions with them (`own`: the user's items) left out of the
         fitted statistics. Retrievers that learn nothing from interactions need no override."""
-        return np.asarray(self._scores(history_idx), dtype=np.float64)[wanted]
+        return self._scores_of(history_idx, wanted)
+
+    def _ranked_batch(self, histories: Sequence[np.ndarray], k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
+        """The best `k` for each (non-empty, unless no fallback) history, `excluded[n]` left out: the catalogue
+        scored at once (`_batch_scores`) and ranked. A retriever that searches instead of scoring overrides this."""
+        scores = np.asarray(self._batch_scores(histories), dtype=np.float64)
+        return [self._rank(row.copy(), k, out, self.name) for row, out in zip(scores, excluded, strict=True)]
 
     # --- protocol -------------------------------------------------------------------------------------------
 
@@ -167,10 +179,10 @@ class CatalogueRetriever:
         source = self.fallback if len(history_idx) == 0 and self.fallback is not None else self
         own = np.asarray([self._index[str(i)] for i in user_items if str(i) in self._index], dtype=np.int64)
         if len(own):
-            scores = np.asarray(source._scores_as_new(history_idx, wanted, own), dtype=np.float64)
-            return [float(s) for s in scores]
-        scores = np.asarray(source._scores(history_idx), dtype=np.float64)
-        return [float(s) for s in scores[wanted]]
+            scores = source._scores_as_new(history_idx, wanted, own)
+        else:
+            scores = source._scores_of(history_idx, wanted)
+        return [float(s) for s in np.asarray(scores, dtype=np.float64)]
 
     def retrieve_many(
         self,
@@ -218,9 +230,9 @@ class CatalogueRetriever:
         size = max(1, int(batch_size))
         for start in range(0, len(batched), size):
             chunk = batched[start : start + size]
-            scores = np.asarray(self._batch_scores([positions[n] for n in chunk]), dtype=np.float64)
-            for row, n in zip(scores, chunk, strict=True):
-                out[n] = self._rank(row.copy(), k, self._excluded_positions(positions[n], excludes[n]), self.name)
+            excluded = [self._excluded_positions(positions[n], excludes[n]) for n in chunk]
+            for n, found in zip(chunk, self._ranked_batch([positions[n] for n in chunk], k, excluded), strict=True):
+                out[n] = found
         return out
 
     def _batch_scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
@@ -286,8 +298,3 @@ def check_history_options(history_len: object, recency_decay: object) -> None:
         or not 0 < recency_decay <= 1
     ):
         raise ConfigError(f"recency_decay must be in (0, 1], got {recency_decay!r}")
-
-
-def catalogue_ids(dataset: Dataset) -> list[str]:
-    """The dataset's item ids in catalogue order (the order of ``dataset.items``)."""
-    return list(dataset.items)

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from llmrec.data.matrix import InteractionMatrix
 from llmrec.errors import ConfigError
 from llmrec.retrieval.base import CatalogueRetriever, check_history_options, recency_weights
-from llmrec.retrieval.matrix import InteractionMatrix
 from llmrec.retrieval.popularity import PopularityRetriever
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ class CooccurrenceRetriever(CatalogueRetriever):
     """
 
     name = "cooc"
-    tiebreak_by_fallback = True
 
     def __init__(
         self,
@@ -48,7 +47,7 @@ class CooccurrenceRetriever(CatalogueRetriever):
         item_users: np.ndarray | None = None,
         normalization: str = "cosine",
     ) -> None:
-        super().__init__(item_ids, dataset_name)
+        super().__init__(item_ids, dataset_name, fallback=popularity)
         check_history_options(history_len, recency_decay)
         n = len(self.item_ids)
         if similarity.shape != (n, n):
@@ -61,7 +60,6 @@ class CooccurrenceRetriever(CatalogueRetriever):
         self.normalization = normalization
         self.history_len = history_len
         self.recency_decay = float(recency_decay)
-        self.fallback = popularity
 
     @classmethod
     def fit(
@@ -85,10 +83,8 @@ class CooccurrenceRetriever(CatalogueRetriever):
         if normalization not in NORMALIZATIONS:
             raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         interactions = InteractionMatrix.build(dataset, policy)
-        ids, user_item = interactions.item_ids, interactions.matrix
-        co = (user_item.T @ user_item).tocsr()
-        co.setdiag(0.0)
-        co.eliminate_zeros()
+        ids = interactions.item_ids
+        co = interactions.cooccurrence()
         similarity = co
         item_users = interactions.item_counts
         if normalization == "cosine":

@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from llmrec.data.matrix import catalogue_ids
 from llmrec.errors import ConfigError
-from llmrec.retrieval.base import (
-    CatalogueRetriever,
-    Ranked,
-    catalogue_ids,
-    check_excludes,
-    check_history_options,
-    check_k,
-    recency_weights,
-)
+from llmrec.retrieval.base import CatalogueRetriever, Ranked, check_history_options, recency_weights
 from llmrec.retrieval.embeddings import ItemEncoder, embed_items, item_text, texts_version
 from llmrec.retrieval.index import IndexConfig, IndexMismatchError, VectorIndex, check_meta
 from llmrec.retrieval.popularity import PopularityRetriever
@@ -59,7 +52,7 @@ class DenseRetriever(CatalogueRetriever):
         query: str = "mean",
         dataset_name: str = "?",
     ) -> None:
-        super().__init__(index.item_ids, dataset_name)
+        super().__init__(index.item_ids, dataset_name, fallback=popularity)
         check_history_options(history_len, recency_decay)
         if query not in QUERY_MODES:
             raise ConfigError(f"query must be one of {QUERY_MODES}, got {query!r}")
@@ -67,8 +60,6 @@ class DenseRetriever(CatalogueRetriever):
             raise ConfigError(
                 f"query={query!r} embeds the history's text, so it needs an encoder and item texts"
             )
-        if popularity.item_ids != self.item_ids:
-            raise ConfigError("the popularity fallback must cover the same catalogue as the index")
         self.index = index
         self.vectors = index.vectors
         self.encoder = encoder
@@ -76,7 +67,6 @@ class DenseRetriever(CatalogueRetriever):
         self.history_len = history_len
         self.recency_decay = float(recency_decay)
         self.query = query
-        self.fallback = popularity
 
     @classmethod
     def build(
@@ -184,30 +174,15 @@ class DenseRetriever(CatalogueRetriever):
     def _scores(self, history_idx: np.ndarray) -> np.ndarray:
         return self.vectors @ self.query_vector(history_idx)
 
-    # --- protocol -------------------------------------------------------------------------------------------
+    def _scores_of(self, history_idx: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        """Cosine of each wanted item with the history's query vector. Embeddings learn nothing from interactions,
+        so these are also the scores as new to the user (`_scores_as_new`)."""
+        return self.vectors[wanted] @ self.query_vector(history_idx)
 
-    def ranked_many(
-        self,
-        histories: Sequence[Sequence[str]],
-        k: int,
-        excludes: Sequence[Collection[str]] | None = None,
-        *,
-        batch_size: int = 256,
-    ) -> list[Ranked]:
-        """The `k` items nearest to each history's query vector, best first (history and `exclude` left out):
-        one index search per user, so many users get exactly what each gets alone.
-
-        An empty history falls back to popularity (candidates then have source ``FALLBACK_SOURCE``).
-        """
-        k = check_k(k, len(self.item_ids))
-        out = []
-        for history, exclude in zip(histories, check_excludes(histories, excludes), strict=True):
-            history_idx = self._positions(list(history))
-            if len(history_idx) == 0:
-                out += super().ranked_many([history], k, [exclude])  # the popularity fallback
-            else:
-                out.append(self._search(history_idx, k, self._excluded_positions(history_idx, exclude)))
-        return out
+    def _ranked_batch(self, histories: Sequence[np.ndarray], k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
+        """The `k` items nearest to each history's query vector, best first: one index search per user, so many
+        users get exactly what each gets alone."""
+        return [self._search(h, k, out) for h, out in zip(histories, excluded, strict=True)]
 
     def _search(self, history_idx: np.ndarray, k: int, excluded: np.ndarray) -> Ranked:
         query = self.query_vector(history_idx)
@@ -222,14 +197,3 @@ class DenseRetriever(CatalogueRetriever):
             # An approximate index may have returned fewer usable hits: ask for more.
             fetch = min(n, fetch * 2)
         return Ranked(positions[keep][:k].astype(np.int64), scores[keep][:k], self.name)
-
-    def score(
-        self, history: Sequence[str], item_ids: Sequence[str], *, user_items: Collection[str] = ()
-    ) -> list[float]:
-        """Cosine of each given item with the history's query vector (popularity for an empty history).
-        `user_items` only matters to the popularity fallback: embeddings learn nothing from interactions."""
-        history_idx = self._positions(list(history))
-        if len(history_idx) == 0:
-            return super().score(history, item_ids, user_items=user_items)
-        wanted = self._positions(list(item_ids), what="candidate")
-        return [float(s) for s in self.vectors[wanted] @ self.query_vector(history_idx)]

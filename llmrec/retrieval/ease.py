@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from llmrec.data.matrix import InteractionMatrix
 from llmrec.errors import ConfigError
 from llmrec.retrieval.base import CatalogueRetriever
-from llmrec.retrieval.matrix import InteractionMatrix
 from llmrec.retrieval.popularity import PopularityRetriever
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ class EaseRetriever(CatalogueRetriever):
     """
 
     name = "ease"
-    tiebreak_by_fallback = True
 
     def __init__(
         self,
@@ -52,14 +51,13 @@ class EaseRetriever(CatalogueRetriever):
         l2: float,
         dataset_name: str = "?",
     ) -> None:
-        super().__init__(item_ids, dataset_name)
+        super().__init__(item_ids, dataset_name, fallback=popularity)
         n = len(self.item_ids)
         if inverse_gram.shape != (n, n):
             raise ValueError(f"inverse_gram has shape {inverse_gram.shape}, expected ({n}, {n})")
         self.l2 = float(l2)
         self.inverse_gram = inverse_gram
         self.weights = _weights_from_inverse(inverse_gram)
-        self.fallback = popularity
 
     @classmethod
     def fit(

@@ -13,8 +13,8 @@ from llmrec.retrieval.base import Retriever
 from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
 from llmrec.retrieval.dense import DenseRetriever
 from llmrec.retrieval.ease import EaseRetriever
-from llmrec.retrieval.fusion import FusionRetriever
 from llmrec.retrieval.popularity import PopularityRetriever
+from llmrec.retrieval.rrf import FusionRetriever
 from llmrec.retrieval.sequential import SasrecRetriever
 
 if TYPE_CHECKING:

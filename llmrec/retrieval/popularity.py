@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmrec.retrieval.base import CatalogueRetriever, catalogue_ids
+from llmrec.data.matrix import catalogue_ids
+from llmrec.retrieval.base import CatalogueRetriever
 
 if TYPE_CHECKING:
     from llmrec.data.dataset import Dataset, PositivePolicy

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llmrec.data.matrix import catalogue_ids
 from llmrec.errors import ConfigError
-from llmrec.retrieval.base import CatalogueRetriever, catalogue_ids
+from llmrec.retrieval.base import CatalogueRetriever
 from llmrec.retrieval.popularity import PopularityRetriever
 
 if TYPE_CHECKING:
@@ -124,7 +125,6 @@ class SasrecRetriever(CatalogueRetriever):
     """Scores every item by the model's next-item logits after the last `max_len` history items."""
 
     name = "sasrec"
-    tiebreak_by_fallback = True
 
     def __init__(
         self,
@@ -134,10 +134,9 @@ class SasrecRetriever(CatalogueRetriever):
         popularity: PopularityRetriever,
         dataset_name: str = "?",
     ) -> None:
-        super().__init__(item_ids, dataset_name)
+        super().__init__(item_ids, dataset_name, fallback=popularity)
         self.module = module.eval()
         self.settings = settings
-        self.fallback = popularity
 
     @classmethod
     def fit(

@@ -1,4 +1,12 @@
-"""The binary user x item matrix that collaborative retrievers (co-occurrence, EASE, ALS) learn from."""
+"""The binary user x item matrix and the item co-occurrence counts it gives, built once for every layer above.
+
+Collaborative retrievers (co-occurrence, EASE, ALS) learn from the matrix; the knowledge layer's collaborative
+evidence reads its like counts and co-like counts. Both build it here, so both count the same way.
+
+Example:
+    >>> interactions = InteractionMatrix.build(split.train_dataset, PositivePolicy(4.0))  # doctest: +SKIP
+    >>> interactions.item_counts, interactions.cooccurrence()  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
@@ -7,12 +15,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmrec.retrieval.base import catalogue_ids
-
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
 
     from llmrec.data.dataset import Dataset, PositivePolicy
+
+
+def catalogue_ids(dataset: Dataset) -> list[str]:
+    """The dataset's item ids in catalogue order (the order of ``dataset.items``)."""
+    return list(dataset.items)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class InteractionMatrix:
 
     @classmethod
     def build(cls, dataset: Dataset, policy: PositivePolicy | None = None) -> InteractionMatrix:
+        """The matrix of `dataset`'s interactions (only those `policy` calls positive, when given)."""
         from scipy.sparse import coo_matrix
 
         ids = catalogue_ids(dataset)
@@ -51,3 +63,10 @@ class InteractionMatrix:
     def item_counts(self) -> np.ndarray:
         """Users per item."""
         return np.asarray(self.matrix.sum(axis=0)).ravel()
+
+    def cooccurrence(self) -> csr_matrix:
+        """Item x item counts of the users who have both items (sparse; the diagonal is 0 and not stored)."""
+        co = (self.matrix.T @ self.matrix).tocsr()
+        co.setdiag(0.0)
+        co.eliminate_zeros()
+        return co
