@@ -34,9 +34,10 @@ from llmrec.config import check_known_keys, from_mapping
 from llmrec.errors import ConfigError, LlmrecWarning
 from llmrec.models.config import DTYPES, QUANTIZATIONS
 from llmrec.prompts.templates import MODES
+from llmrec.retrieval.factory import RETRIEVER_NAMES
 
 #: Baseline arm kinds that score candidates with the retriever of the same name (``build_retriever``).
-RETRIEVER_ARM_KINDS = ("popularity", "cooc", "dense", "ease", "als", "sasrec", "fusion")
+RETRIEVER_ARM_KINDS = RETRIEVER_NAMES
 BASELINE_KINDS = ("random", *RETRIEVER_ARM_KINDS, "candidate_order")
 ARM_KINDS = (*BASELINE_KINDS, "llm")
 PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise")

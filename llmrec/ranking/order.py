@@ -11,10 +11,11 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from llmrec.errors import ConfigError
+from llmrec.retrieval.factory import retriever_names
 
 GIVEN = "given"
 #: Retrievers a candidate order may come from: their scores can leave out a user's own interactions.
-ORDER_SOURCES = (GIVEN, "cooc", "popularity", "dense")
+ORDER_SOURCES = (GIVEN, *retriever_names(orders_candidates=True))
 
 
 def check_candidate_order(value: object, where: str) -> str:

@@ -15,7 +15,13 @@ from llmrec.retrieval.base import FALLBACK_SOURCE, CatalogueRetriever, Retriever
 from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
 from llmrec.retrieval.dense import DenseRetriever
 from llmrec.retrieval.embeddings import ItemEncoder, embed_items, item_text
-from llmrec.retrieval.factory import RETRIEVER_NAMES, build_retriever
+from llmrec.retrieval.factory import (
+    RETRIEVER_NAMES,
+    RETRIEVERS,
+    RetrieverSpec,
+    build_retriever,
+    retriever_names,
+)
 from llmrec.retrieval.index import IndexConfig, IndexMismatchError, VectorIndex
 from llmrec.retrieval.popularity import PopularityRetriever
 from llmrec.retrieval.rrf import FusionRetriever
@@ -23,6 +29,7 @@ from llmrec.retrieval.user import UserRetrieval, retrieve_for_user
 
 __all__ = [
     "FALLBACK_SOURCE",
+    "RETRIEVERS",
     "RETRIEVER_NAMES",
     "CatalogueRetriever",
     "CooccurrenceRetriever",
@@ -33,6 +40,7 @@ __all__ = [
     "ItemEncoder",
     "PopularityRetriever",
     "Retriever",
+    "RetrieverSpec",
     "UserRetrieval",
     "VectorIndex",
     "build_retriever",
@@ -41,4 +49,5 @@ __all__ = [
     "item_text",
     "retrieve_for_user",
     "retrieve_many",
+    "retriever_names",
 ]

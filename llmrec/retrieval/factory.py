@@ -1,10 +1,20 @@
-"""`build_retriever(name, dataset, **opts)`: one entry point for every retriever, by name."""
+"""The retriever registry, and `build_retriever(name, dataset, **opts)`: one entry point for every retriever.
+
+`RETRIEVERS` is the one list of retriever names: each with its builder and what its scores allow. The other
+layers derive their lists from it: the CLI's choices, the evaluation harness's retriever arms, training's negative
+sources, and the candidate orders of `llmrec.ranking.order`.
+
+Example:
+    >>> retriever_names(orders_candidates=True)
+    ('cooc', 'popularity', 'dense')
+"""
 
 from __future__ import annotations
 
 import difflib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmrec.errors import ConfigError
@@ -20,15 +30,59 @@ from llmrec.retrieval.sequential import SasrecRetriever
 if TYPE_CHECKING:
     from llmrec.data.dataset import Dataset
 
-BUILDERS: dict[str, Callable[..., Retriever]] = {
-    "dense": DenseRetriever.build,
-    "popularity": PopularityRetriever.fit,
-    "cooc": CooccurrenceRetriever.fit,
-    "ease": EaseRetriever.fit,
-    "als": AlsRetriever.fit,
-    "sasrec": SasrecRetriever.fit,
+
+
+@dataclass(frozen=True)
+class RetrieverSpec:
+    """One registered retriever.
+
+    Attributes:
+        name: what configs and the CLI call it.
+        build: ``build(dataset, **opts)``; None for ``fusion``, which `build_retriever` builds from its members.
+        scores_as_new: its ``score(..., user_items=...)`` leaves the user's own interactions out of the fitted
+            statistics, so a training target (which is in the fitted data) is scored as a test target would be.
+            A model that cannot forget a user without a refit (ALS, SASRec, and a fusion of them) cannot.
+        orders_candidates: a listwise prompt may list candidates best-first by its scores (`llmrec.ranking.order`);
+            needs `scores_as_new`, since training orders a target's candidates with the user left out. EASE
+            qualifies but is not offered: no adapter was trained or measured with an EASE order.
+    """
+
+    name: str
+    build: Callable[..., Retriever] | None
+    scores_as_new: bool = False
+    orders_candidates: bool = False
+
+    def __post_init__(self) -> None:
+        if self.orders_candidates and not self.scores_as_new:
+            raise ValueError(f"retriever {self.name!r} orders candidates, so its scores must leave a user out")
+
+
+#: Every retriever, by name. The order is the order of every list derived from it (choices, error messages).
+RETRIEVERS: dict[str, RetrieverSpec] = {
+    spec.name: spec
+    for spec in (
+        RetrieverSpec("cooc", CooccurrenceRetriever.fit, scores_as_new=True, orders_candidates=True),
+        RetrieverSpec("popularity", PopularityRetriever.fit, scores_as_new=True, orders_candidates=True),
+        RetrieverSpec("dense", DenseRetriever.build, scores_as_new=True, orders_candidates=True),
+        RetrieverSpec("ease", EaseRetriever.fit, scores_as_new=True),
+        RetrieverSpec("als", AlsRetriever.fit),
+        RetrieverSpec("sasrec", SasrecRetriever.fit),
+        RetrieverSpec("fusion", None),
+    )
 }
-RETRIEVER_NAMES = (*BUILDERS, "fusion")
+RETRIEVER_NAMES = tuple(RETRIEVERS)
+
+
+def retriever_names(
+    *, scores_as_new: bool | None = None, orders_candidates: bool | None = None
+) -> tuple[str, ...]:
+    """The registered names, in registry order, that have the given properties (None: either value)."""
+    return tuple(
+        spec.name
+        for spec in RETRIEVERS.values()
+        if scores_as_new in (None, spec.scores_as_new) and orders_candidates in (None, spec.orders_candidates)
+    )
+
 #: The default first stage: SASRec + EASE + dense, fused 2:2:1 by reciprocal rank. Chosen on ml-100k validation
 #: targets (eval/results/ml100k-tune): full-catalogue HR@50 0.572 vs 0.531 for SASRec alone; dense keeps items
 #: without interactions reachable.
@@ -50,9 +104,9 @@ def _check_opts(name: str, builder: Callable[..., Any], opts: Mapping[str, Any])
 
 
 def build_retriever(name: str, dataset: Dataset, *, progress: bool | None = None, **opts: Any) -> Retriever:
-    """Build the retriever called `name` over `dataset` ("dense", "popularity", "cooc" or "fusion").
+    """Build the retriever called `name` (any of `RETRIEVER_NAMES`) over `dataset`.
 
-    ``opts`` go to the builder (`DenseRetriever.build`, `PopularityRetriever.fit`, `CooccurrenceRetriever.fit`).
+    ``opts`` go to the registered builder (e.g. `DenseRetriever.build`, `CooccurrenceRetriever.fit`).
     For "fusion": ``members`` (default ``DEFAULT_FUSION``: sasrec, ease, dense), ``weights`` (default 1 each,
     except the default members get ``DEFAULT_FUSION_WEIGHTS``, chosen on validation targets), ``rrf_k``,
     ``depth`` and ``member_opts`` ({member name: opts}). ``progress`` (None: each builder's default) shows or
@@ -65,27 +119,33 @@ def build_retriever(name: str, dataset: Dataset, *, progress: bool | None = None
     Raises:
         ConfigError: unknown name or option (with a did-you-mean hint).
     """
-    if name == "fusion":
-        opts = dict(opts)
-        members: Sequence[str] = opts.pop("members", DEFAULT_FUSION)
-        if tuple(members) == DEFAULT_FUSION:
-            opts.setdefault("weights", DEFAULT_FUSION_WEIGHTS)
-        member_opts: Mapping[str, Mapping[str, Any]] = opts.pop("member_opts", {})
-        _check_opts("fusion", FusionRetriever.__init__, {"retrievers": None, **opts})
-        unknown_members = [m for m in member_opts if m not in members]
-        if unknown_members:
-            raise ConfigError(
-                f"member_opts names retrievers not in members {list(members)}: {unknown_members}"
-            )
-        if "fusion" in members:
-            raise ConfigError("fusion cannot be a member of itself")
-        built = [build_retriever(m, dataset, **{"progress": progress, **member_opts.get(m, {})}) for m in members]
-        return FusionRetriever(built, **opts)
-    if name not in BUILDERS:
+    spec = RETRIEVERS.get(name) if isinstance(name, str) else None
+    if spec is None:
         close = difflib.get_close_matches(str(name), RETRIEVER_NAMES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown retriever {name!r}{hint}; known: {', '.join(RETRIEVER_NAMES)}")
-    _check_opts(name, BUILDERS[name], opts)
-    if progress is not None and "progress" in inspect.signature(BUILDERS[name]).parameters:
+    if spec.build is None:
+        return _build_fusion(dataset, progress, opts)
+    _check_opts(name, spec.build, opts)
+    if progress is not None and "progress" in inspect.signature(spec.build).parameters:
         opts = {"progress": progress, **opts}
-    return BUILDERS[name](dataset, **opts)
+    return spec.build(dataset, **opts)
+
+
+def _build_fusion(dataset: Dataset, progress: bool | None, opts: Mapping[str, Any]) -> FusionRetriever:
+    """The "fusion" retriever: its members built by `build_retriever`, fused by `FusionRetriever`."""
+    opts = dict(opts)
+    members: Sequence[str] = opts.pop("members", DEFAULT_FUSION)
+    if tuple(members) == DEFAULT_FUSION:
+        opts.setdefault("weights", DEFAULT_FUSION_WEIGHTS)
+    member_opts: Mapping[str, Mapping[str, Any]] = opts.pop("member_opts", {})
+    _check_opts("fusion", FusionRetriever.__init__, {"retrievers": None, **opts})
+    unknown_members = [m for m in member_opts if m not in members]
+    if unknown_members:
+        raise ConfigError(
+            f"member_opts names retrievers not in members {list(members)}: {unknown_members}"
+        )
+    if "fusion" in members:
+        raise ConfigError("fusion cannot be a member of itself")
+    built = [build_retriever(m, dataset, **{"progress": progress, **member_opts.get(m, {})}) for m in members]
+    return FusionRetriever(built, **opts)
