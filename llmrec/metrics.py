@@ -1,24 +1,32 @@
-"""Ranking metrics over one held-out target per user, and AUC.
+"""Ranking metrics over one held-out target per user, and AUC: the one owner of the tie rule.
 
-Below both of their users: training validation (`llmrec.training.validation`) and the evaluation harness
-(`llmrec.evaluation`) score with these same functions, and neither imports the other.
+Below all of their users: the evaluation reports (`llmrec.evaluation`), training validation
+(`llmrec.training.validation`), the score-fusion fit (`llmrec.ranking.fusion`) and SASRec's early stopping
+(`llmrec.retrieval.sequential`) score with these same functions, so weights and epochs are chosen under the rule
+the reports measure.
 
 Every metric here works from the target's 1-based rank among the candidates an arm scored (``None`` when the
 target was not among the candidates: a miss that scores 0 on every ranking metric). Ties are broken by candidate
-position (the candidates are shuffled with a seed, so this is a seeded random tie-break, never in the target's
-favour by construction).
+position: an equal score earlier in the list ranks before the target (the candidates are shuffled with a seed, so
+this is a seeded random tie-break, never in the target's favour by construction). NaN ranks last. `target_rank`
+applies the rule to one list, `target_ranks` / `target_ndcg` to many rows at once.
 
 Example:
     >>> target_rank([0.1, 0.9, 0.5], 2)
     2
     >>> round(ndcg_at(2, 5), 4)
     0.6309
+    >>> target_ranks([[0.5, 0.5, 0.1], [0.2, 0.9, 0.9]], [1, 2]).tolist()
+    [2, 2]
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from llmrec.errors import ConfigError
 
@@ -46,6 +54,56 @@ def target_rank(scores: Sequence[float], target_index: int | None) -> int | None
         if s > t or (s == t and n < target_index):
             rank += 1
     return rank
+
+
+def target_ranks(scores: ArrayLike, targets: int | ArrayLike) -> np.ndarray:
+    """1-based rank of each row's target (`target_rank`'s rule, row by row, vectorised).
+
+    Args:
+        scores: a 2-D array, one row per ranking (a user, a weighting), one column per candidate.
+        targets: the target's column, one for all rows or one per row.
+
+    Returns:
+        An int64 array with one rank per row.
+
+    Raises:
+        ConfigError: `scores` is not 2-D, or a target is out of range.
+    """
+    x = np.asarray(scores)
+    if x.ndim != 2:
+        raise ConfigError(f"target_ranks needs a 2-D array of scores (rows x candidates), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    n_rows, n_cols = x.shape
+    t = np.broadcast_to(np.asarray(targets, dtype=np.int64), (n_rows,))
+    if ((t < 0) | (t >= n_cols)).any():
+        bad = int(t[(t < 0) | (t >= n_cols)][0])
+        raise ConfigError(f"target_index {bad} out of range for {n_cols} candidates")
+    nan = np.isnan(x)
+    if nan.any():  # as `clean_score`: NaN sorts last
+        x = np.where(nan, -np.inf, x)
+    at_target = x[np.arange(n_rows), t][:, None]
+    earlier = np.arange(n_cols)[None, :] < t[:, None]
+    better = (x > at_target).sum(axis=1) + ((x == at_target) & earlier).sum(axis=1)
+    return (better + 1).astype(np.int64)
+
+
+def target_ndcg(scores: ArrayLike, targets: int | ArrayLike, k: int = 10) -> np.ndarray:
+    """NDCG@k of each row's target (`ndcg_at` of `target_ranks`; bit for bit the scalar functions' values).
+
+    Example:
+        >>> target_ndcg([[0.3, 0.9, 0.3]], 2, k=2).tolist()
+        [0.0]
+    """
+    return ndcg_at_ranks(target_ranks(scores, targets), k)
+
+
+def ndcg_at_ranks(ranks: ArrayLike, k: int) -> np.ndarray:
+    """`ndcg_at` of each rank in an integer array (all ranks present: no misses)."""
+    r = np.asarray(ranks, dtype=np.int64)
+    # A table of the scalar function's own values, so a vectorised mean equals a mean of `ndcg_at` exactly.
+    gains = np.array([0.0] + [ndcg_at(n, k) for n in range(1, k + 1)])
+    return np.where(r <= k, gains[np.clip(r, 0, k)], 0.0)
 
 
 def clean_score(score: float) -> float:

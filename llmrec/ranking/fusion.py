@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from llmrec.errors import ConfigError
+from llmrec.metrics import target_ndcg
+from llmrec.stats import mean_and_se, paired_bootstrap
 
 #: Candidate weights of the grid search (relative to the first member, whose weight is 1).
 LLM_WEIGHT_GRID = tuple(round(0.05 * n, 2) for n in range(0, 21)) + (1.25, 1.5, 2.0, 3.0)
@@ -155,15 +157,6 @@ class ScoreFusion:
         return [float(s) for s in fused]
 
 
-def _target_ndcg10(scores: np.ndarray, target: int) -> np.ndarray:
-    """NDCG@10 of the target under each row of `scores` (rows: weightings, columns: candidates); ties with the
-    target count half (neither optimistic nor pessimistic)."""
-    at_target = scores[:, target : target + 1]
-    others = np.delete(scores, target, axis=1)
-    rank = 1.0 + (others > at_target).sum(axis=1) + 0.5 * (others == at_target).sum(axis=1)
-    return np.where(rank <= 10, 1.0 / np.log2(rank + 1.0), 0.0)
-
-
 def _first_best(table: np.ndarray) -> tuple[int, ...]:
     """Index of the best value of `table` (C order; the first of equal values, i.e. the simpler weighting)."""
     flat = table.ravel()
@@ -193,13 +186,6 @@ def _cross_validate(table: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.nd
     return with_llm, without_llm
 
 
-def _mean_ci(diff: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of `diff`."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def fit_score_fusion(
     llm_scores: Sequence[Sequence[float]],
     member_scores: Mapping[str, Sequence[Sequence[float]]],
@@ -220,13 +206,15 @@ def fit_score_fusion(
 
     The first member's weight is 1; the others and the LLM's are searched over `MEMBER_WEIGHT_GRID` and
     `LLM_WEIGHT_GRID`. Ties prefer the earlier grid point (smaller member weights, then the smaller LLM weight).
+    A user's NDCG@10 is the reports' (`llmrec.metrics.target_ndcg`): a candidate scored equal to the target ranks
+    before it when it comes earlier in the candidate list.
 
     A weight fit on a few hundred users gives even a useless LLM some weight by chance. So the fit is also
     cross-validated (`CV_FOLDS` folds of users): each fold is scored by weights fit on the others, once with the
     LLM and once without it. Unless the LLM raises that held-out NDCG@10 by more than one standard error of the
     paired gain (the one-standard-error rule: the simpler model wins unless clearly beaten), it gets weight 0 and
     the members keep the weights fit without it; `fitted["cv"]` records the held-out gain, its standard error and
-    its 95% bootstrap interval.
+    its 95% paired bootstrap interval (`llmrec.stats`, seed 0, as the reports' comparisons).
     """
     members = list(member_scores)
     if not members:
@@ -243,9 +231,9 @@ def fit_score_fusion(
         z_members = np.stack([zscore(member_scores[m][u]) for m in members])
         base = combos @ z_members  # (combos, candidates)
         grid = base[:, None, :] + llm_grid[None, :, None] * z_llm[None, None, :]
-        table[u] = _target_ndcg10(grid.reshape(-1, len(z_llm)), targets[u]).reshape(len(combos), len(llm_grid))
-        llm_alone[u] = _target_ndcg10(z_llm[None, :], targets[u])[0]
-        first[u] = _target_ndcg10(z_members[:1], targets[u])[0]
+        table[u] = target_ndcg(grid.reshape(-1, len(z_llm)), targets[u]).reshape(len(combos), len(llm_grid))
+        llm_alone[u] = target_ndcg(z_llm[None, :], targets[u])[0]
+        first[u] = target_ndcg(z_members[:1], targets[u])[0]
     mean = table.mean(axis=0)
     combo, weight = _first_best(mean)
     value = float(mean[combo, weight])
@@ -258,23 +246,22 @@ def fit_score_fusion(
     }
     if n_users >= 2:
         with_llm, without_llm = _cross_validate(table)
-        gain = with_llm - without_llm
-        low, high = _mean_ci(gain)
+        gain, se = mean_and_se(with_llm - without_llm)
+        cmp = paired_bootstrap(with_llm, without_llm, samples=1000, seed=0)
         record["cv"] = {
             "folds": min(CV_FOLDS, n_users),
             "ndcg@10_with_llm": float(with_llm.mean()),
             "ndcg@10_without_llm": float(without_llm.mean()),
-            "llm_gain": float(gain.mean()),
-            "llm_gain_ci95": [low, high],
+            "llm_gain": gain,
+            "llm_gain_ci95": [cmp.low, cmp.high],
+            "llm_gain_se": se,
         }
-        se = float(gain.std(ddof=1) / np.sqrt(n_users))
-        record["cv"]["llm_gain_se"] = se
-        if gain.mean() <= se and llm_weight > 0 and not keep_llm:
+        if gain <= se and llm_weight > 0 and not keep_llm:
             (combo,) = _first_best(mean[:, 0])
             record["llm_weight_fit"] = llm_weight
             record["llm_dropped"] = (
                 f"the LLM (fitted weight {llm_weight:g}) did not raise held-out NDCG@10 in {min(CV_FOLDS, n_users)}"
-                f"-fold cross-validation by more than one standard error (gain {gain.mean():+.4f}, SE {se:.4f}): "
+                f"-fold cross-validation by more than one standard error (gain {gain:+.4f}, SE {se:.4f}): "
                 "weight 0, members fit without it"
             )
             record["ndcg@10"]["fused"] = float(mean[combo, 0])

@@ -28,6 +28,7 @@ import numpy as np
 
 from llmrec.data.matrix import catalogue_ids
 from llmrec.errors import ConfigError
+from llmrec.metrics import target_ndcg
 from llmrec.retrieval.base import CatalogueRetriever
 from llmrec.retrieval.popularity import PopularityRetriever
 
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Bumped when the module or its training changes, so that old checkpoints are refit.
-FORMAT_VERSION = 1
+#: Bumped when the module or its training changes, so that old checkpoints are refit. 2: early stopping scores the
+#: held-out items with `llmrec.metrics`'s tie rule (was: optimistic), which can move the selected epoch.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -309,7 +311,9 @@ def _train(sequences: list[list[int]], n_items: int, settings: SasrecSettings, p
 
 
 def _holdout_ndcg(module: Any, inputs: Any, targets: np.ndarray, seen: list[np.ndarray]) -> float:
-    """Full-catalogue NDCG@10 of the held-out items (each user's own earlier items excluded)."""
+    """Full-catalogue NDCG@10 of the held-out items (each user's own earlier items excluded), under the reports'
+    tie rule (`llmrec.metrics.target_ndcg`: an item scored equal to the target ranks before it when its catalogue
+    position comes earlier)."""
     import torch
 
     module.eval()
@@ -317,7 +321,4 @@ def _holdout_ndcg(module: Any, inputs: Any, targets: np.ndarray, seen: list[np.n
         scores = module.logits(module(inputs)[:, -1]).numpy()
     for row, items in zip(scores, seen, strict=True):
         row[items] = -np.inf
-    target_scores = scores[np.arange(len(targets)), targets]
-    ranks = (scores > target_scores[:, None]).sum(axis=1)
-    gains = np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return float(gains.mean())
+    return float(target_ndcg(scores, targets, 10).mean())

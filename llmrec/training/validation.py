@@ -7,14 +7,17 @@ once, and every evaluation scores them with the model as it is at that step.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from llmrec.metrics import mean_metrics, ndcg_at, target_rank, user_metrics
 from llmrec.ranking.factory import make_scorer
+from llmrec.stats import mean_and_se, paired_gain
 from llmrec.training.config import metric_name
 from llmrec.training.examples import ExampleSpec
+
+# The trainer compares validation steps with `llmrec.stats`'s paired gain; importable from here as before.
+__all__ = ["Validator", "mean_and_se", "paired_gain"]
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +80,3 @@ class Validator:
         means = {key: round(value, 6) for key, value in mean_metrics(rows).items()}
         return means, [round(float(row[self.metric]), 6) for row in rows]
 
-
-def mean_and_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean of at least 2 values (sample standard deviation / sqrt(n))."""
-    if len(values) < 2:
-        raise ValueError(f"a standard error needs at least 2 values, got {len(values)}")
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var / len(values))
-
-
-def paired_gain(better: Sequence[float], other: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the per-user difference ``better - other`` (the same users, in the same order)."""
-    if len(better) != len(other) or len(better) < 2:
-        raise ValueError(f"paired_gain needs two equally long lists of at least 2 values, got {len(better)}, {len(other)}")
-    return mean_and_se([a - b for a, b in zip(better, other, strict=True)])

@@ -4,49 +4,18 @@ import random
 
 import pytest
 
+from llmrec import stats
 from llmrec.errors import ConfigError
-from llmrec.evaluation.significance import (
-    bootstrap_interval,
-    bootstrap_pooled_auc,
-    paired_bootstrap,
-    pooled_auc_resamples,
-)
+from llmrec.evaluation import significance
+from llmrec.evaluation.significance import bootstrap_pooled_auc, pooled_auc_resamples
 from llmrec.metrics import pairwise_auc
 
 
-def test_identical_arms_are_not_different():
-    values = [random.Random(1).random() for _ in range(50)]
-    cmp = paired_bootstrap(values, values, samples=200)
-    assert cmp.diff == 0.0 and cmp.p_value == 1.0 and not cmp.significant
-
-
-def test_clear_improvement_is_significant_and_ci_brackets_the_mean():
-    rng = random.Random(2)
-    base = [rng.random() for _ in range(200)]
-    arm = [b + 0.2 + rng.gauss(0, 0.05) for b in base]
-    cmp = paired_bootstrap(arm, base, samples=500, seed=3)
-    assert cmp.significant and cmp.low > 0.15 and cmp.high < 0.25
-    assert cmp.low <= cmp.diff <= cmp.high
-    assert cmp.p_value <= 1 / 500 + 1e-12
-    # Deterministic given the seed.
-    assert paired_bootstrap(arm, base, samples=500, seed=3) == cmp
-
-
-def test_noise_only_difference_is_not_significant():
-    rng = random.Random(4)
-    base = [rng.random() for _ in range(300)]
-    arm = [rng.random() for _ in range(300)]
-    cmp = paired_bootstrap(arm, base, samples=500)
-    assert cmp.low < 0 < cmp.high
-
-
-def test_interval_and_errors():
-    iv = bootstrap_interval([0.0, 1.0] * 50, samples=300)
-    assert iv.mean == 0.5 and iv.low < 0.5 < iv.high
-    with pytest.raises(ConfigError):
-        paired_bootstrap([1.0], [1.0, 2.0])
-    with pytest.raises(ConfigError):
-        bootstrap_interval([])
+def test_the_report_intervals_are_the_statistics_module_s():
+    # One owner of the paired bootstrap: the reports, the fusion fit and training use llmrec.stats.
+    assert significance.paired_bootstrap is stats.paired_bootstrap
+    assert significance.bootstrap_interval is stats.bootstrap_interval
+    assert significance.Interval is stats.Interval
 
 
 def _users(n: int, negatives: int, shift: float, seed: int) -> tuple[list[float], list[list[float]]]:
@@ -86,3 +55,17 @@ def test_bootstrap_pooled_auc_rejects_mismatched_or_empty_input():
         bootstrap_pooled_auc([0.1, 0.2], [[0.0]])
     with pytest.raises(ConfigError, match="negative score"):
         bootstrap_pooled_auc([0.1], [[]])
+
+
+def test_bootstrap_pooled_auc_resamples_users_with_the_seeded_draws(monkeypatch):
+    import numpy as np
+
+    monkeypatch.setattr(stats, "CHUNK_ENTRIES", 500)  # several chunks of draws: the same draws as one
+    pos, neg = _users(30, 2, 0.5, seed=3)
+    iv = bootstrap_pooled_auc(pos, neg, samples=50, seed=9)
+    drawn = np.random.default_rng(9).integers(0, 30, size=(50, 30))
+    counts = np.zeros((50, 30))
+    np.add.at(counts, (np.arange(50)[:, None], drawn), 1.0)
+    aucs = pooled_auc_resamples(pos, neg, counts)
+    alpha = (1.0 - 0.95) / 2
+    assert (iv.low, iv.high) == (float(np.nanquantile(aucs, alpha)), float(np.nanquantile(aucs, 1 - alpha)))

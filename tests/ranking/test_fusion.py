@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from llmrec.errors import ConfigError
+from llmrec.metrics import ndcg_at, target_rank
 from llmrec.ranking.fusion import ScoreFusion, fit_score_fusion, zscore
 
 
@@ -110,3 +111,28 @@ def test_an_informative_llm_passes_the_held_out_check():
     cv = fusion.fitted["cv"]
     assert fusion.llm_weight > 0 and cv["llm_gain"] > 0.01 and cv["llm_gain_ci95"][0] > 0
     assert "llm_dropped" not in fusion.fitted
+
+
+def test_the_fit_ranks_a_tied_target_by_its_position_as_the_reports_do():
+    # Every candidate scores the same: the target at position 5 ranks 6th (never the middle, never the top).
+    n = 3
+    fusion = fit_score_fusion([[0.0] * 20] * n, {"pop": [[1.0] * 20] * n}, [5] * n)
+    assert fusion.fitted["ndcg@10"] == {"fused": ndcg_at(6, 10), "llm_alone": ndcg_at(6, 10), "pop": ndcg_at(6, 10)}
+
+
+def test_the_fit_objective_is_the_reports_ndcg_of_the_fused_scores():
+    rng = np.random.default_rng(8)
+    n = 60
+    pop = rng.integers(0, 4, size=(n, 20)).astype(float)  # few values: many ties with the target
+    llm = rng.integers(0, 3, size=(n, 20)).astype(float)
+    targets = [int(t) for t in rng.integers(0, 20, size=n)]
+    fusion = fit_score_fusion(llm.tolist(), {"pop": pop.tolist()}, targets, keep_llm=True)
+
+    def reported(scores: np.ndarray) -> float:
+        return sum(ndcg_at(target_rank(list(s), t), 10) for s, t in zip(scores, targets)) / n
+
+    fused = np.array([fusion.combine(list(a), [list(b)]) for a, b in zip(llm, pop)])
+    tolerance = n * np.finfo(np.float64).eps  # a mean of n values in [0, 1], summed in another order
+    assert fusion.fitted["ndcg@10"]["pop"] == pytest.approx(reported(pop), rel=0, abs=tolerance)
+    assert fusion.fitted["ndcg@10"]["llm_alone"] == pytest.approx(reported(llm), rel=0, abs=tolerance)
+    assert fusion.fitted["ndcg@10"]["fused"] == pytest.approx(reported(fused), rel=0, abs=tolerance)
