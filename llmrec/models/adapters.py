@@ -7,13 +7,19 @@ harness through `read_adapter_card`) holds:
 ==============================================  ==============================================================
 ``adapter_config.json``, ``adapter_model.*``     the PEFT LoRA adapter
 ``llmrec_base_model.json``                      architecture and fingerprint of the exact base model
-``adapter_card.json``                           the card (`AdapterCard`): base model, mode, template, prompt
-                                                settings, training split, metrics, and whatever else it holds
+``adapter_card.json``                           the card (`AdapterCard`): its format version (``card_version``),
+                                                base model, mode, template, prompt settings, training split,
+                                                metrics, and whatever else it holds
 ``train_config.yaml``                           the full resolved training config
 ``README.md``                                   the card in words
 ==============================================  ==============================================================
 
 A plain PEFT folder (no card) also loads; it just says nothing about how it was trained.
+
+The card is a versioned schema: `write_card` always writes the current ``card_version`` (`CARD_VERSION`), and
+reading a card dispatches on its version. A card without one is version 1 (written before cards carried it) and
+is brought to the current version by the steps in `_MIGRATIONS`, one per version, here and nowhere else; a card
+of a newer version than this llmrec knows is refused.
 
 Adapters are named by path, or by the name of a shipped adapter (``"smollm2-ml100k-listwise-kg"``): those ship as
 package data in ``llmrec/adapters/`` and may be added under ``$LLMREC_HOME/adapters/``. Names never look at the
@@ -28,16 +34,21 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-from collections.abc import Collection, Mapping
+import math
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from llmrec import __version__
 from llmrec.assets import llmrec_home
 from llmrec.data.splits import Split, SplitSettings, check_training_split
 from llmrec.errors import ConfigError, LlmrecError
+from llmrec.prompts.templates import text_environment
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,12 @@ README_FILE = "README.md"
 CONFIG_FILE = "train_config.yaml"
 #: What a finished llmrec adapter folder holds (`read_card` checks them).
 REQUIRED_FILES = (PEFT_CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, README_FILE, CONFIG_FILE)
+#: The card format this llmrec writes (``card_version``); it reads every version up to this one.
+CARD_VERSION = 2
+#: The version of a card that has no ``card_version`` (one written before cards carried it).
+FIRST_CARD_VERSION = 1
+#: The Jinja template (package data next to this module) that `render_readme` fills from a card.
+README_TEMPLATE = "adapter_readme.md.jinja"
 
 #: The base model the shipped default adapters were trained on; other base models run bare unless given one.
 DEFAULT_ADAPTER_BASE = "smollm2"
@@ -59,6 +76,7 @@ DEFAULT_ADAPTER = DEFAULT_ADAPTERS["listwise"]
 
 #: Card keys in the order `AdapterCard.to_dict` writes them (keys it does not know follow, in their own order).
 _KEY_ORDER = (
+    "card_version",
     "name",
     "path",
     "llmrec_version",
@@ -84,11 +102,82 @@ _KEY_ORDER = (
 
 
 class AdapterError(LlmrecError):
-    """An adapter path does not exist, is not a PEFT adapter, or was trained on another base model."""
+    """An adapter path does not exist, is not a PEFT adapter, was trained on another base model, or has a card of
+    a newer format than this llmrec reads."""
 
 
 class AdapterCardError(LlmrecError):
     """An adapter folder is incomplete or its card is malformed."""
+
+
+# ----------------------------------------------------------------------------------------------- card versions
+
+
+def _card_v1_to_v2(card: dict[str, Any], folder: Path | None) -> dict[str, Any]:
+    """Version 1 -> 2. Version 1 is every card written before cards carried a ``card_version``; the older of them
+    lack two facts that version 2 records whenever they are known:
+
+    - ``base_model_fingerprint``: the first cards left it to ``llmrec_base_model.json``, so it is taken from there
+      (when the card is read from its folder and that record has one);
+    - ``validation.negatives_source``: validation negatives were random unseen items before the trainer could draw
+      them as its training negatives (``validation.source``), and cards said so only from then on.
+    """
+    if card.get("base_model_fingerprint") is None and folder is not None:
+        info = read_base_model_info(folder)
+        if info and info.get("fingerprint"):
+            card["base_model_fingerprint"] = str(info["fingerprint"])
+    validation = card.get("validation")
+    if isinstance(validation, Mapping) and validation and "negatives_source" not in validation:
+        card["validation"] = {**validation, "negatives_source": "random unseen items"}
+    return card
+
+
+#: How a card of version ``v`` becomes one of version ``v + 1``: one step per version below `CARD_VERSION`, each
+#: given a copy of the card it may change and the folder the card was read from (None: a card given as a mapping).
+_MIGRATIONS: dict[int, Callable[[dict[str, Any], Path | None], dict[str, Any]]] = {1: _card_v1_to_v2}
+
+
+def card_version(data: Mapping[str, Any], *, where: str = "adapter card") -> int:
+    """The format version of a card mapping: its ``card_version``, `FIRST_CARD_VERSION` when it has none.
+
+    Raises:
+        AdapterCardError: ``card_version`` is not a positive integer.
+        AdapterError: a version newer than this llmrec reads (`CARD_VERSION`), naming `where`.
+    """
+    if "card_version" not in data:
+        return FIRST_CARD_VERSION
+    version = data["card_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < FIRST_CARD_VERSION:
+        raise AdapterCardError(f"{where}: card_version must be a positive integer, got {version!r}")
+    if version > CARD_VERSION:
+        raise AdapterError(
+            f"{where}: card_version {version} is newer than llmrec {__version__} reads (newest known: "
+            f"{CARD_VERSION}); upgrade llmrec to use this adapter"
+        )
+    return version
+
+
+def migrate_card(
+    data: Mapping[str, Any], *, where: str = "adapter card", folder: str | Path | None = None
+) -> dict[str, Any]:
+    """A card mapping brought to the current format: each step of `_MIGRATIONS` from its version up, then
+    ``card_version`` set to `CARD_VERSION` (`data` itself is left as it is).
+
+    Args:
+        data: the card as read.
+        where: how errors name the card (e.g. its file).
+        folder: the adapter folder the card was read from (older cards take facts from its other files).
+
+    Raises:
+        AdapterCardError: ``card_version`` is not a positive integer.
+        AdapterError: a card of a newer version than this llmrec reads.
+    """
+    version = card_version(data, where=where)
+    card = copy.deepcopy(dict(data))  # steps change nested sections freely; `data` stays as it is
+    for step in range(version, CARD_VERSION):
+        card = _MIGRATIONS[step](card, Path(folder) if folder is not None else None)
+    card["card_version"] = CARD_VERSION
+    return card
 
 
 # ----------------------------------------------------------------------------------------------- the card
@@ -96,7 +185,7 @@ class AdapterCardError(LlmrecError):
 
 @dataclass(frozen=True)
 class AdapterCard:
-    """What an adapter says about itself (``adapter_card.json``).
+    """What an adapter says about itself (``adapter_card.json``), in the current card format (`CARD_VERSION`).
 
     Attributes:
         base_model: the base model name the run was given (an asset name, folder or hub id).
@@ -136,15 +225,20 @@ class AdapterCard:
             raise AdapterCardError(f"AdapterCard.fusion must be a mapping or None, got {self.fusion!r}")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = "adapter card") -> AdapterCard:
-        """Parse a card mapping. Unknown keys go to `extra` (and come back out of `to_dict`).
+    def from_dict(
+        cls, data: Mapping[str, Any], *, where: str = "adapter card", folder: str | Path | None = None
+    ) -> AdapterCard:
+        """Parse a card mapping of any known version (`migrate_card`; `folder`: the adapter folder it was read
+        from). Unknown keys go to `extra` (and come back out of `to_dict`).
 
         Raises:
-            AdapterCardError: no ``base_model``, or a known key of the wrong type.
+            AdapterCardError: no ``base_model``, a bad ``card_version``, or a known key of the wrong type.
+            AdapterError: a card of a newer version than this llmrec reads.
         """
         if not isinstance(data, Mapping) or "base_model" not in data:
             raise AdapterCardError(f"{where}: not an llmrec adapter card (no base_model)")
-        rest = dict(data)
+        rest = migrate_card(data, where=where, folder=folder)
+        del rest["card_version"]  # always the current one: `to_dict` writes it
         split = rest.pop("training_split", None)
         try:
             settings = SplitSettings.from_dict(split) if isinstance(split, Mapping) else None
@@ -170,8 +264,10 @@ class AdapterCard:
             raise AdapterCardError(f"{where}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """The card as written to ``adapter_card.json`` (None-valued optional fields are left out)."""
+        """The card as written to ``adapter_card.json``, in the current format (None-valued optional fields are
+        left out)."""
         typed: dict[str, Any] = {
+            "card_version": CARD_VERSION,
             "name": self.name,
             "base_model": self.base_model,
             "base_model_fingerprint": self.base_model_fingerprint,
@@ -244,24 +340,18 @@ class AdapterCard:
 
 
 def read_adapter_card(folder: str | Path) -> AdapterCard:
-    """The card of a finished adapter folder; its base-model fingerprint is taken from ``llmrec_base_model.json``
-    when the card itself does not carry one.
+    """The card of a finished adapter folder, brought to the current format (`migrate_card`).
 
     Raises:
         AdapterCardError: the folder is missing a required file or the card is malformed.
+        AdapterError: the card is of a newer version than this llmrec reads.
     """
     folder = Path(folder)
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise AdapterCardError(f"{folder} is not a complete llmrec adapter: missing {', '.join(missing)}")
-    card = AdapterCard.from_dict(_read_json(folder / CARD_FILE, AdapterCardError), where=str(folder / CARD_FILE))
-    if card.base_model_fingerprint is None:
-        info = read_base_model_info(folder)
-        if info and info.get("fingerprint"):
-            from dataclasses import replace
-
-            card = replace(card, base_model_fingerprint=str(info["fingerprint"]))
-    return card
+    data = _read_json(folder / CARD_FILE, AdapterCardError)
+    return AdapterCard.from_dict(data, where=str(folder / CARD_FILE), folder=folder)
 
 
 def read_card(folder: str | Path) -> dict[str, Any]:
@@ -454,130 +544,36 @@ def validation_below_start(card: Mapping[str, Any]) -> str | None:
 
 
 def render_readme(card: Mapping[str, Any] | AdapterCard, *, ref: str | None = None) -> str:
-    """A short human-readable README for an adapter card (`ref`: how the examples name the adapter; default
-    the card's ``path``)."""
-    if isinstance(card, AdapterCard):
-        card = card.to_dict()
-    t, v = card.get("training", {}), card.get("validation", {})
-    ref = ref or str(card.get("path", "adapters/" + str(card.get("name"))))
-    lines = [
-        f"# {card.get('name', 'adapter')}",
-        "",
-        f"LoRA adapter for `{card['base_model']}` trained by llmrec {card.get('llmrec_version', '?')} "
-        f"for **{card.get('mode')}** reranking with the `{card.get('template')}` prompt template "
-        f"({'with' if card.get('knowledge') else 'without'} knowledge-graph facts).",
-        "",
-        "## Use",
-        "",
-        "```bash",
-        f"llmrec rank --adapter {ref} ...",
-        "```",
-        "",
-        "```python",
-        "from llmrec import Reranker, RerankerConfig",
-        f"reranker = Reranker(dataset, RerankerConfig({card['base_model']!r}, adapter={ref!r}))",
-        "```",
-        "",
-        "## Data",
-        "",
-        f"- dataset: `{card.get('dataset')}`, split: `{card.get('split')}` (training examples from earlier "
-        "positions of each user's training sequence; no validation or test item of a user appears in its "
-        "training examples)",
-    ]
-    split = card.get("training_split")
-    if isinstance(split, Mapping):
-        lines.append(
-            "- training split: " + ", ".join(f"{k}={_fmt(x)}" for k, x in split.items())
-            + " (an evaluation whose split could put its held-out items into this training split is refused)"
-        )
-    lines += [
-        f"- examples: {t.get('examples')} ({t.get('positions')} target positions of {t.get('users')} users), "
-        f"negatives: {card.get('negatives', {}).get('n')} {card.get('negatives', {}).get('source')} per target",
-        "",
-        "## Training",
-        "",
-    ]
-    for key in ("quantization", "lora", "optim"):
-        value = card.get(key)
-        if isinstance(value, Mapping):
-            lines.append(f"- {key}: " + ", ".join(f"{k}={_fmt(x)}" for k, x in value.items()))
-        elif value is not None:
-            lines.append(f"- {key}: {value}")
-    prompt = card.get("prompt")
-    if isinstance(prompt, Mapping):
-        lines.append(
-            "- prompt: " + ", ".join(f"{k}={_fmt(x)}" for k, x in prompt.items())
-            + " (rankers using this adapter reuse the budgets and the candidate order unless told otherwise)"
-        )
-    lines += [
-        f"- steps: {t.get('steps')}, epochs: {_fmt(t.get('epochs'))}, final train loss: {_fmt(t.get('final_loss'))}, "
-        f"wall time: {_fmt(t.get('seconds'))} s on {t.get('device')}",
-        "",
-        "## Validation",
-        "",
-    ]
-    if v:
-        lines.append(
-            f"{v.get('users')} validation users (each user's validation item vs {v.get('negatives')} "
-            f"{v.get('negatives_source', 'random unseen items')}, same sample and negatives for every row), "
-            f"metric `{v.get('metric')}`:"
-        )
-        lines += ["", "| model | " + " | ".join(v.get("metric_names", [])) + " |",
-                  "|---|" + "---|" * len(v.get("metric_names", []))]
-        init = (card.get("lora") or {}).get("init_from")
-        start = f"step 0: adapter {init}, which training started from" if init else "zero-shot base model"
-        for row_name, key in ((start, "zero_shot"), ("this adapter (best step)", "best")):
-            row = v.get(key)
-            if row:
-                lines.append(f"| {row_name} | " + " | ".join(_fmt(row.get(m)) for m in v.get("metric_names", [])) + " |")
-        metric = v.get("metric")
-        history = v.get("history") or []
-        if history and metric:
-            lines += ["", f"`{metric}` by step: " + ", ".join(f"{r['step']}: {_fmt(r.get(metric))}" for r in history) + "."]
-        lines += [
-            "",
-            f"Best step: {v.get('best_step')} (kept as this adapter). The best step is chosen on these same validation "
-            "users, so its number is optimistic when several steps were validated; the evaluation harness's test-split "
-            "numbers are the unbiased ones.",
-        ]
-        below = validation_below_start(card)
-        if below:
-            lines += ["", f"**Warning**: {below}."]
-    else:
-        lines.append("No validation was run.")
-    fusion = card.get("fusion")
-    if isinstance(fusion, Mapping):
-        fitted = fusion.get("fitted") or {}
-        weights = ", ".join(
-            f"{m} {_fmt(w)}" for m, w in zip(fusion.get("members", []), fusion.get("weights", []), strict=False)
-        )
-        lines += [
-            "",
-            "## Score fusion",
-            "",
-            f"Rankers add this adapter's score to first-stage scores, each z-scored per user: LLM weight "
-            f"{_fmt(fusion.get('llm_weight'))}, {weights}. Fit on {fitted.get('users')} validation users "
-            f"(NDCG@10: {', '.join(f'{k} {_fmt(x)}' for k, x in (fitted.get('ndcg@10') or {}).items())}); "
-            "`fusion=False` ranks by the adapter's score alone.",
-        ]
-        cv = fitted.get("cv")
-        if isinstance(cv, Mapping) and "llm_gain" in cv:
-            low, high = cv.get("llm_gain_ci95") or (float("nan"), float("nan"))
-            lines += [
-                "",
-                f"Held-out check ({cv.get('folds')}-fold cross-validation over those users): the LLM changes "
-                f"NDCG@10 by {cv['llm_gain']:+.4f} (95% CI [{low:+.4f}, {high:+.4f}]).",
-            ]
-        if fitted.get("llm_dropped"):
-            lines += ["", f"The LLM gets no weight: {fitted['llm_dropped']}."]
-        if fusion.get("llm_depth") is not None:
-            lines += [
-                "",
-                f"The LLM scores only the {fusion['llm_depth']} best candidates of the first-stage members' fusion; "
-                "the others follow below in that order (`llm_depth`).",
-            ]
-    notes = card.get("notes")
-    if notes:
-        lines += ["", "## Notes", "", str(notes)]
-    lines.append("")
-    return "\n".join(lines)
+    """A short human-readable README for an adapter card, of any known version (`ref`: how the examples name the
+    adapter; default the card's ``path``), filled into the template `README_TEMPLATE`.
+
+    Raises:
+        AdapterCardError / AdapterError: a card mapping with a bad or too new ``card_version``.
+    """
+    data = card.to_dict() if isinstance(card, AdapterCard) else migrate_card(card)
+    return _readme_template().render(
+        card=data,
+        ref=ref or str(data.get("path", "adapters/" + str(data.get("name")))),
+        below=validation_below_start(data),
+    )
+
+
+def _pairs(value: Mapping[Any, Any] | Iterable[tuple[Any, Any]], sep: str = "=") -> str:
+    """``k=v, ...`` (`sep` between key and value) for a mapping or (key, value) pairs; values as `_fmt` writes."""
+    items = value.items() if isinstance(value, Mapping) else value
+    return ", ".join(f"{k}{sep}{_fmt(x)}" for k, x in items)
+
+
+@lru_cache(maxsize=1)
+def _readme_template() -> Any:
+    """The compiled README template (package data next to this module), in the environment prompts render in."""
+    env = text_environment()
+    env.filters.update(
+        fmt=_fmt,
+        pairs=_pairs,
+        signed=lambda x: f"{x:+.4f}",
+        cells=lambda row, names: [_fmt(row.get(m)) for m in names],
+        repr=repr,
+    )
+    env.globals.update(zip=zip, nan=math.nan)
+    return env.from_string((Path(__file__).parent / README_TEMPLATE).read_text(encoding="utf-8"))

@@ -1,9 +1,10 @@
-"""The adapter folder format: the card (typed, round-tripping unknown keys), finding adapters by name or path,
-and the shipped adapters as package data."""
+"""The adapter folder format: the card (typed, round-tripping unknown keys, versioned: older cards migrated, newer
+ones refused), its README, finding adapters by name or path, and the shipped adapters as package data."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,12 @@ import yaml
 import llmrec
 from llmrec.data import SplitSettings
 from llmrec.models.adapters import (
+    _MIGRATIONS,
+    BASE_INFO_FILE,
     CARD_FILE,
+    CARD_VERSION,
     DEFAULT_ADAPTERS,
+    FIRST_CARD_VERSION,
     REQUIRED_FILES,
     AdapterCard,
     AdapterCardError,
@@ -21,6 +26,7 @@ from llmrec.models.adapters import (
     adapter_names,
     card_of,
     default_adapter,
+    migrate_card,
     read_adapter_card,
     read_card,
     render_readme,
@@ -38,7 +44,9 @@ ALL_SHIPPED = tuple(sorted(p.name for p in shipped_adapter_dir().iterdir() if (p
 
 
 def _card_dict() -> dict:
+    """A card of the current version."""
     return {
+        "card_version": CARD_VERSION,
         "name": "mine",
         "path": "out/mine",
         "base_model": "smollm2",
@@ -56,7 +64,7 @@ def _card_dict() -> dict:
             "dataset_fingerprint": "abc",
         },
         "training": {"steps": 3},
-        "validation": {"metric": "auc", "best": {"auc": 0.8}},
+        "validation": {"metric": "auc", "best": {"auc": 0.8}, "negatives_source": "random unseen items"},
         "fusion": {"weights": {"llm": 0.7, "cooc": 0.3}},
         "something_new": [1, 2],
     }
@@ -84,8 +92,54 @@ def test_card_is_typed_and_round_trips_unknown_keys(tmp_path: Path):
     write_card(folder, card)
     assert read_card(folder) == data and read_adapter_card(folder) == card
     assert "## Notes" not in (folder / "README.md").read_text()
-    # a card always has a prompt and a validation section (empty: none recorded)
-    assert AdapterCard.from_dict({"base_model": "m"}).to_dict() == {"base_model": "m", "prompt": {}, "validation": {}}
+    # a card always has a version, a prompt and a validation section (empty: none recorded)
+    assert AdapterCard.from_dict({"base_model": "m"}).to_dict() == {
+        "card_version": CARD_VERSION, "base_model": "m", "prompt": {}, "validation": {}
+    }
+
+
+def test_a_card_without_a_version_is_the_first_one_and_is_migrated_to_the_current_one(tmp_path: Path):
+    assert sorted(_MIGRATIONS) == list(range(FIRST_CARD_VERSION, CARD_VERSION))  # one step per older version
+    old = {k: v for k, v in _card_dict().items() if k != "card_version"}
+    old["validation"] = {"metric": "auc", "users": 3, "negatives": 4, "best": {"auc": 0.8}}  # from before negatives_source
+    folder = _folder(tmp_path, old)
+    (folder / BASE_INFO_FILE).write_text(json.dumps({"architecture": "X", "fingerprint": "f00d"}))
+    written = (folder / CARD_FILE).read_text()
+    card = read_adapter_card(folder)
+    # what version 1 left to other files or said nothing about is filled in by the one migration step
+    assert card.base_model_fingerprint == "f00d"  # from llmrec_base_model.json
+    assert card.metrics["negatives_source"] == "random unseen items"  # validation negatives were random then
+    assert card.to_dict() == {**old, "card_version": CARD_VERSION, "base_model_fingerprint": "f00d",
+                              "validation": {**old["validation"], "negatives_source": "random unseen items"}}
+    assert (folder / CARD_FILE).read_text() == written  # reading never rewrites the file
+    # without its folder, the migration has no base-model record to read; the old mapping is left as it was
+    assert migrate_card(old) == {k: v for k, v in card.to_dict().items() if k != "base_model_fingerprint"}
+    assert "card_version" not in old and "negatives_source" not in old["validation"]
+    # a version-1 mapping renders the README the migrated card does, and writing it back writes the current version
+    assert render_readme(old, ref="x") == render_readme(card, ref="x")
+    assert "3 validation users (each user's validation item vs 4 random unseen items," in render_readme(old)
+    update_card(folder, card)
+    assert json.loads((folder / CARD_FILE).read_text())["card_version"] == CARD_VERSION
+    assert read_adapter_card(folder) == card
+    # a current card says what it knows itself: nothing is taken from the base-model record any more
+    (tmp_path / "current").mkdir()
+    current = _folder(tmp_path / "current", {k: v for k, v in _card_dict().items() if k != "base_model_fingerprint"})
+    (current / BASE_INFO_FILE).write_text(json.dumps({"fingerprint": "f00d"}))
+    assert read_adapter_card(current).base_model_fingerprint is None
+
+
+def test_a_card_of_a_newer_version_is_refused_naming_the_folder_and_both_versions(tmp_path: Path):
+    folder = _folder(tmp_path, {**_card_dict(), "card_version": CARD_VERSION + 1})
+    expected = re.escape(f"{folder / CARD_FILE}: card_version {CARD_VERSION + 1} is newer than llmrec ") + (
+        rf".* \(newest known: {CARD_VERSION}\); upgrade llmrec"
+    )
+    with pytest.raises(AdapterError, match=expected):
+        read_adapter_card(folder)
+    with pytest.raises(AdapterError, match=expected):
+        card_of(folder)
+    for bad in ("2", True, 0, 1.0, None):
+        with pytest.raises(AdapterCardError, match=f"card_version must be a positive integer, got {bad!r}"):
+            AdapterCard.from_dict({**_card_dict(), "card_version": bad})
 
 
 def test_an_updated_card_keeps_naming_a_named_adapter_by_its_name(tmp_path: Path, monkeypatch):
@@ -166,6 +220,19 @@ def test_shipped_adapters_are_complete_and_record_their_training_split(name: str
     assert train_cfg["output"] == f"llmrec/adapters/{name}"
     assert (folder / "README.md").read_text() == render_readme(card, ref=name)
     assert set(SHIPPED) <= set(adapter_names())
+
+
+@pytest.mark.parametrize("name", ALL_SHIPPED)
+def test_shipped_cards_are_current_or_differ_from_it_only_by_what_the_migration_fills_in(name: str):
+    folder = resolve_adapter(name)
+    text = (folder / CARD_FILE).read_text()
+    raw = json.loads(text)
+    card = read_adapter_card(folder).to_dict()
+    if "card_version" in raw:  # current: exactly as `write_card` writes it
+        assert raw["card_version"] == CARD_VERSION and json.dumps(card, indent=2) + "\n" == text
+    else:  # version 1, kept as trained (its bytes are hashed by caches): only the validation negatives are named
+        assert card == {**raw, "card_version": CARD_VERSION, "validation": card["validation"]}
+        assert card["validation"] == {**raw["validation"], "negatives_source": "random unseen items"}
 
 
 def test_default_adapters_are_shipped():
