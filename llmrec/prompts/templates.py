@@ -179,19 +179,27 @@ def _str_list(name: str, header: Mapping[str, Any], key: str) -> tuple[str, ...]
     return tuple(value)
 
 
-@lru_cache(maxsize=256)
-def _compile(name: str, body: str, line_offset: int = 0) -> Any:
+def text_environment() -> Any:
+    """A ``jinja2.Environment`` as llmrec renders text templates with (prompts, the adapter README): a missing
+    value is an error (StrictUndefined), nothing is escaped, a line holding only a block tag leaves no trace
+    (``trim_blocks``, ``lstrip_blocks``) and a trailing newline is kept."""
     import jinja2
 
-    env = jinja2.Environment(
+    return jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+
+
+@lru_cache(maxsize=256)
+def _compile(name: str, body: str, line_offset: int = 0) -> Any:
+    import jinja2
+
     try:
-        return env.from_string(body)
+        return text_environment().from_string(body)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(
             name, f"Jinja syntax error on line {(exc.lineno or 0) + line_offset}: {exc.message}"
@@ -201,18 +209,60 @@ def _compile(name: str, body: str, line_offset: int = 0) -> Any:
 def _validate(
     name: str, header: Mapping[str, Any], body: str, header_lines: int, path: Path | None
 ) -> PromptTemplate:
-    import jinja2
-    import jinja2.meta
+    """Check a parsed template, header first, then its body, then its mode's settings, and build it.
 
+    Raises:
+        TemplateError: at the first failed check, naming the template.
+    """
+    _check_header_fields(name, header)
+    mode = _mode(name, header)
+    required, optional = _declared_variables(name, header, mode)
+    _compile(name, body, header_lines)  # syntax errors name the template and the file line
+    _check_body_variables(name, body, mode, required, optional)
+    max_candidates, label_style = _candidate_settings(name, header, mode)
+    answer = _answer_settings(name, header, mode)
+    output = _output_settings(name, header, mode)
+    _check_text_fields(name, header)
+    knowledge = _knowledge(name, header)
+    return PromptTemplate(
+        name=name,
+        mode=mode,
+        body=body,
+        path=path,
+        description=str(header.get("description", "")).strip(),
+        required=required,
+        optional=optional,
+        max_candidates=max_candidates,
+        label_style=label_style,
+        system=str(header.get("system", "")).strip(),
+        answer_cue=str(header.get("answer_cue", "Answer:")).strip(),
+        knowledge=knowledge,
+        header=dict(header),
+        **answer,
+        **output,
+    )
+
+
+def _check_header_fields(name: str, header: Mapping[str, Any]) -> None:
+    """The header holds only known fields."""
     unknown_keys = sorted(set(header) - HEADER_KEYS)
     if unknown_keys:
         raise TemplateError(
             name,
             f"unknown header field(s) {', '.join(unknown_keys)}; allowed: {', '.join(sorted(HEADER_KEYS))}",
         )
+
+
+def _mode(name: str, header: Mapping[str, Any]) -> str:
+    """The header's ``mode``, one of `MODES`."""
     mode = header.get("mode")
     if mode not in MODES:
         raise TemplateError(name, f"header field 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
+    return str(mode)
+
+
+def _declared_variables(name: str, header: Mapping[str, Any], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ``required`` and ``optional`` variables: lists of names the builder supplies in `mode`, none in both."""
     required = _str_list(name, header, "required")
     optional = _str_list(name, header, "optional")
     allowed = MODE_VARIABLES[mode]
@@ -225,10 +275,17 @@ def _validate(
     both = sorted(set(required) & set(optional))
     if both:
         raise TemplateError(name, f"variable(s) {', '.join(both)} declared both required and optional")
+    return required, optional
 
-    _compile(name, body, header_lines)  # syntax errors name the template and the file line
-    env = jinja2.Environment()
-    used = jinja2.meta.find_undeclared_variables(env.parse(body))
+
+def _check_body_variables(
+    name: str, body: str, mode: str, required: tuple[str, ...], optional: tuple[str, ...]
+) -> None:
+    """The body uses only declared variables, every required one, and what its mode must show (`MODE_MUST_USE`)."""
+    import jinja2
+    import jinja2.meta
+
+    used = jinja2.meta.find_undeclared_variables(jinja2.Environment().parse(body))
     undeclared = sorted(used - set(required) - set(optional))
     if undeclared:
         raise TemplateError(
@@ -243,76 +300,84 @@ def _validate(
     if must:
         raise TemplateError(name, f"a {mode} template must use {', '.join(must)}")
 
-    kwargs: dict[str, Any] = {}
+
+def _candidate_settings(name: str, header: Mapping[str, Any], mode: str) -> tuple[int | None, str]:
+    """``max_candidates`` and the label style: listwise and generative templates need a positive number of
+    candidates that the style has labels for; pointwise ones (one candidate, no labels) take neither."""
     label_style = header.get("labels", "letters")
     max_candidates = header.get("max_candidates")
-    if mode in ("listwise", "generative"):
-        if label_style not in LABEL_STYLES:
-            raise TemplateError(
-                name, f"header field 'labels' must be one of {LABEL_STYLES}, got {label_style!r}"
-            )
-        if not isinstance(max_candidates, int) or isinstance(max_candidates, bool) or max_candidates < 1:
-            raise TemplateError(
-                name, f"a {mode} template needs 'max_candidates' (a positive integer), got {max_candidates!r}"
-            )
-        available = len(LABEL_POOLS[label_style])
-        if max_candidates > available:
-            raise TemplateError(
-                name,
-                f"max_candidates {max_candidates} exceeds the {available} labels of style {label_style!r}",
-            )
-    elif max_candidates is not None:
-        raise TemplateError(name, "'max_candidates' only applies to listwise and generative templates")
     if mode == "pointwise":
-        words = header.get("answer_words", ["Yes", "No"])
-        if (
-            not isinstance(words, list)
-            or len(words) != 2
-            or not all(isinstance(w, str) and w.strip() == w and w for w in words)
-            or words[0] == words[1]
-        ):
-            raise TemplateError(
-                name,
-                f"'answer_words' must be two different words without spaces (positive, negative), got {words!r}",
-            )
-        kwargs["answer_words"] = (words[0], words[1])
-    elif "answer_words" in header:
-        raise TemplateError(name, "'answer_words' only applies to pointwise templates")
-    if mode == "generative":
-        fmt = header.get("output_format")
-        if not isinstance(fmt, str) or not fmt.strip():
-            raise TemplateError(
-                name, "a generative template needs 'output_format' (a string describing the output)"
-            )
-        sep = header.get("output_separator", ">")
-        if not isinstance(sep, str) or not sep.strip():
-            raise TemplateError(name, f"'output_separator' must be a non-blank string, got {sep!r}")
-        kwargs["output_format"] = fmt.strip()
-        kwargs["output_separator"] = sep.strip()
-    elif "output_format" in header or "output_separator" in header:
-        raise TemplateError(name, "'output_format' / 'output_separator' only apply to generative templates")
+        if max_candidates is not None:
+            raise TemplateError(name, "'max_candidates' only applies to listwise and generative templates")
+        return None, "letters"
+    if label_style not in LABEL_STYLES:
+        raise TemplateError(
+            name, f"header field 'labels' must be one of {LABEL_STYLES}, got {label_style!r}"
+        )
+    if not isinstance(max_candidates, int) or isinstance(max_candidates, bool) or max_candidates < 1:
+        raise TemplateError(
+            name, f"a {mode} template needs 'max_candidates' (a positive integer), got {max_candidates!r}"
+        )
+    available = len(LABEL_POOLS[label_style])
+    if max_candidates > available:
+        raise TemplateError(
+            name,
+            f"max_candidates {max_candidates} exceeds the {available} labels of style {label_style!r}",
+        )
+    return max_candidates, str(label_style)
+
+
+def _answer_settings(name: str, header: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    """A pointwise template's ``answer_words`` (two different words, default Yes/No); no other mode takes them."""
+    if mode != "pointwise":
+        if "answer_words" in header:
+            raise TemplateError(name, "'answer_words' only applies to pointwise templates")
+        return {}
+    words = header.get("answer_words", ["Yes", "No"])
+    if (
+        not isinstance(words, list)
+        or len(words) != 2
+        or not all(isinstance(w, str) and w.strip() == w and w for w in words)
+        or words[0] == words[1]
+    ):
+        raise TemplateError(
+            name,
+            f"'answer_words' must be two different words without spaces (positive, negative), got {words!r}",
+        )
+    return {"answer_words": (words[0], words[1])}
+
+
+def _output_settings(name: str, header: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    """A generative template's ``output_format`` (required) and ``output_separator`` (default ``>``); no other
+    mode takes them."""
+    if mode != "generative":
+        if "output_format" in header or "output_separator" in header:
+            raise TemplateError(name, "'output_format' / 'output_separator' only apply to generative templates")
+        return {}
+    fmt = header.get("output_format")
+    if not isinstance(fmt, str) or not fmt.strip():
+        raise TemplateError(
+            name, "a generative template needs 'output_format' (a string describing the output)"
+        )
+    sep = header.get("output_separator", ">")
+    if not isinstance(sep, str) or not sep.strip():
+        raise TemplateError(name, f"'output_separator' must be a non-blank string, got {sep!r}")
+    return {"output_format": fmt.strip(), "output_separator": sep.strip()}
+
+
+def _check_text_fields(name: str, header: Mapping[str, Any]) -> None:
+    """``description``, ``system`` and ``answer_cue`` are strings where given."""
     for key in ("description", "system", "answer_cue"):
         if key in header and not isinstance(header[key], str):
             raise TemplateError(name, f"header field {key!r} must be a string, got {header[key]!r}")
+
+
+def _knowledge(name: str, header: Mapping[str, Any]) -> bool:
+    """The header's ``knowledge`` flag (default false)."""
     knowledge = header.get("knowledge", False)
     if not isinstance(knowledge, bool):
         raise TemplateError(name, f"header field 'knowledge' must be true or false, got {knowledge!r}")
-    return PromptTemplate(
-        name=name,
-        mode=mode,
-        body=body,
-        path=path,
-        description=str(header.get("description", "")).strip(),
-        required=required,
-        optional=optional,
-        max_candidates=max_candidates if mode != "pointwise" else None,
-        label_style=label_style if mode != "pointwise" else "letters",
-        system=str(header.get("system", "")).strip(),
-        answer_cue=str(header.get("answer_cue", "Answer:")).strip(),
-        knowledge=knowledge,
-        header=dict(header),
-        **kwargs,
-    )
+    return knowledge
 
 
 def builtin_template_dir() -> Path:

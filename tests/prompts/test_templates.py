@@ -100,6 +100,65 @@ def test_invalid_templates_fail_loudly_with_the_name(source, needle):
     assert needle in _bad(source)
 
 
+POINTWISE_OK = "---\nmode: pointwise\nrequired: [history, candidate]\n---\n{{ history }} {{ candidate }}\n"
+GENERATIVE_OK = (
+    "---\nmode: generative\nrequired: [history, candidates]\nmax_candidates: 5\noutput_format: 'A > B'\n---\n"
+    "{{ history }}{{ candidates }}\n"
+)
+
+
+def _header(source: str, fields: str) -> str:
+    """`source` with `fields` (YAML lines) added at the end of its header."""
+    return source.replace("---\n", f"---\n{fields}\n", 1)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        # the header's fields, its mode, the variables it declares
+        (_header(LISTWISE_OK, "colour: blue"), "unknown header field(s) colour; allowed: answer_cue, answer_words, "
+         "description, knowledge, labels, max_candidates, mode, optional, output_format, output_separator, "
+         "required, system"),
+        (LISTWISE_OK.replace("mode: listwise", "mode: 3"),
+         "header field 'mode' must be one of listwise, pointwise, generative, got 3"),
+        (LISTWISE_OK.replace("[history, candidates]", "[history, 3]"),
+         "header field 'required' must be a list of variable names, got ['history', 3]"),
+        (_header(LISTWISE_OK, "optional: [candidates]"), "variable(s) candidates declared both required and optional"),
+        # the body's variables
+        (LISTWISE_OK.replace("[history, candidates]", "[candidates]"),
+         "uses variable(s) history not declared in its header (required/optional)"),
+        (POINTWISE_OK.replace("[history, candidate]", "[history]").replace(" {{ candidate }}", ""),
+         "a pointwise template must use candidate"),
+        # the mode's settings
+        (LISTWISE_OK.replace("max_candidates: 5", "max_candidates: true"),
+         "a listwise template needs 'max_candidates' (a positive integer), got True"),
+        (_header(LISTWISE_OK, "labels: roman"), "header field 'labels' must be one of ('letters', 'numbers'), got 'roman'"),
+        (_header(POINTWISE_OK, "max_candidates: 3"), "'max_candidates' only applies to listwise and generative templates"),
+        (_header(POINTWISE_OK, "answer_words: [Oui, Oui]"),
+         "'answer_words' must be two different words without spaces (positive, negative), got ['Oui', 'Oui']"),
+        (_header(GENERATIVE_OK, "answer_words: [Oui, Non]"), "'answer_words' only applies to pointwise templates"),
+        (_header(GENERATIVE_OK, "output_separator: ' '"), "'output_separator' must be a non-blank string, got ' '"),
+        (_header(POINTWISE_OK, "output_separator: ','"),
+         "'output_format' / 'output_separator' only apply to generative templates"),
+        (_header(POINTWISE_OK, "system: [a]"), "header field 'system' must be a string, got ['a']"),
+        (_header(POINTWISE_OK, "knowledge: 'yes'"), "header field 'knowledge' must be true or false, got 'yes'"),
+        # checks run in that order: the first failed one is named
+        (_header(POINTWISE_OK, "knowledge: 'yes'\nmax_candidates: 3\nsystem: [a]"),
+         "'max_candidates' only applies to listwise and generative templates"),
+        (_header(LISTWISE_OK.replace("mode: listwise", "mode: x"), "colour: blue").replace("{{ c.name }}", "{{ z }}"),
+         "unknown header field(s) colour"),
+    ],
+)
+def test_each_check_names_the_template_and_the_problem(source, message):
+    assert _bad(source).startswith(f"prompt template 'mytpl': {message}")
+
+
+def test_every_mode_has_a_valid_minimal_template():
+    pointwise, generative = (PromptTemplate.from_string("t", s) for s in (POINTWISE_OK, GENERATIVE_OK))
+    assert (pointwise.max_candidates, pointwise.label_style, pointwise.answer_words) == (None, "letters", ("Yes", "No"))
+    assert (generative.output_format, generative.output_separator, generative.knowledge) == ("A > B", ">", False)
+
+
 def test_syntax_error_reports_the_file_line():
     source = LISTWISE_OK.replace("{{ c.label }}", "{{ c.label ")
     message = _bad(source)
