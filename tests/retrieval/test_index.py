@@ -4,9 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from numerics import batching_tolerance
 
 from llmrec.errors import ConfigError, DataFormatError
 from llmrec.retrieval import IndexConfig, IndexMismatchError, VectorIndex
+
+from .conftest import assert_same_top_k
 
 
 def random_unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -25,9 +28,10 @@ def test_flat_search_equals_brute_force():
     scores, positions = index.search(queries, 10)
     exact = queries @ vectors.T
     for q in range(5):
-        expected = np.argsort(-exact[q])[:10]
-        assert list(positions[q]) == list(expected)
-        assert scores[q] == pytest.approx(exact[q, expected], abs=1e-5)
+        # faiss and numpy reduce the dot products in other orders: the same top 10 up to float32 noise
+        expected = np.argsort(-exact[q], kind="stable")[:10]
+        tol = batching_tolerance(exact[q, expected])
+        assert_same_top_k(list(positions[q]), list(scores[q]), list(expected), list(exact[q, expected]), tol=tol)
 
 
 def test_auto_switches_to_approximate_above_threshold():
