@@ -38,11 +38,6 @@ def register(subparsers: Any) -> None:
         help="score every prompt with the model, even one whose scores are in the score memo "
         "(score-memo/ in the cache folder: scores keyed on the prompts, model, adapter and scoring code)",
     )
-    parser.add_argument(
-        "--seed-score-memo",
-        action="store_true",
-        help="first fill the score memo from the LLM arms' result caches (caches made before the memo existed)",
-    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--json", action="store_true", help='print {"arms": {NAME: {METRIC: value}}} as JSON')
@@ -89,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
         arms=arms,
         progress=not args.no_progress,
         score_memo=not args.no_score_memo,
-        seed_memo=args.seed_score_memo,
     )
     if not result.arms:  # a non-main process of a data-parallel run: the main process writes the report
         return 0

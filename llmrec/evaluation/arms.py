@@ -2,14 +2,14 @@
 
 Baseline arms score the given candidates with a retriever fit on the train split (``Retriever.score``), or
 randomly, or by the protocol's candidate order (under the retrieved protocol: the retriever's own order). LLM
-arms rerank the given candidates with :class:`llmrec.ranking.Reranker` and report its token counts, forward
-passes, parse failures and latency.
+arms rerank the given candidates with :class:`llmrec.ranking.Reranker` (its settings, candidate order, score
+fusion and LLM depth: the pipeline users call) and report its token counts, forward passes, parse failures and
+latency.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Collection
@@ -42,12 +42,11 @@ def build_arm(
     dataset: Any,
     score_memo: Path | None = None,
     memo_writer: str = "main",
-    llm_fusion: Any = None,
 ) -> ArmScorer:
-    """The scorer of `arm`. Retrievers come from `retriever_factory` (fit on the train split, shared). An LLM arm
-    answers prompts it has scored before from the score memo under `score_memo` (None: no memo; see
-    `llmrec.evaluation.score_memo`), appending what it scores to ``<memo_writer>.jsonl``. An LLM arm with
-    ``llm_scores: depth`` scores only the candidates its `llm_fusion` (a `ScoreFusion` with an ``llm_depth``) reads.
+    """The scorer of `arm`. Retrievers come from `retriever_factory` (fit on the train split, shared; an LLM arm's
+    `Reranker` gets its fusion members from it too). An LLM arm answers prompts it has scored before from the score
+    memo under `score_memo` (None: no memo; see `llmrec.evaluation.score_memo`), appending what it scores to
+    ``<memo_writer>.jsonl``.
     """
     if arm.kind == "random":
         return _RandomArm(arm.name, seed)
@@ -56,10 +55,7 @@ def build_arm(
     if arm.kind in RETRIEVER_ARM_KINDS:
         return _RetrieverArm(retriever_factory(arm.kind, dict(arm.retriever_options)))
     if arm.kind == "llm":
-        scorer = _LlmArm(arm, dataset, score_memo, memo_writer)
-        if arm.llm_scores == "depth":
-            return _DepthLlmArm(scorer, _depth_fusion(arm, llm_fusion), retriever_factory)
-        return scorer
+        return _LlmArm(arm, dataset, score_memo, memo_writer, lambda name: retriever_factory(name, {}))
     raise ConfigError(f"arm {arm.name!r}: unknown kind {arm.kind!r}")
 
 
@@ -164,11 +160,19 @@ class _LlmArm:
     """Reranks the case's candidates with llmrec.ranking.Reranker (built on first use), through the score memo
     when one is given."""
 
-    def __init__(self, arm: ArmConfig, dataset: Any, memo_root: Path | None = None, writer: str = "main") -> None:
+    def __init__(
+        self,
+        arm: ArmConfig,
+        dataset: Any,
+        memo_root: Path | None = None,
+        writer: str = "main",
+        retrievers: Callable[[str], Any] | None = None,
+    ) -> None:
         self.arm = arm
         self.dataset = dataset
         self.memo_root = memo_root
         self.writer = writer
+        self.retrievers = retrievers
         self.memo: Any = None
         self._reranker: Any = None
 
@@ -176,7 +180,7 @@ class _LlmArm:
     def reranker(self) -> Any:
         """The arm's `Reranker` (model loaded on first use)."""
         if self._reranker is None:
-            self._reranker = build_reranker(self.arm, self.dataset)
+            self._reranker = build_reranker(self.arm, self.dataset, self.retrievers)
             if self.memo_root is not None:
                 from llmrec.evaluation.score_memo import adapter_weights_digest, attach_memo
 
@@ -192,45 +196,3 @@ class _LlmArm:
             # a memo hit costs no model time: report the scoring time it took when it was scored
             output = replace(output, latency_s=output.latency_s + self.memo.replayed_seconds - replayed)
         return output
-
-
-def _depth_fusion(arm: ArmConfig, fusion: Any) -> Any:
-    """`fusion`, checked to be one whose LLM scores only a depth (what ``llm_scores: depth`` needs)."""
-    if fusion is None or fusion.llm_depth is None or not fusion.llm_weight:
-        why = (
-            "it has no score fusion (none on the arm, none in its adapter card)"
-            if fusion is None
-            else "its fusion has no llm_depth"
-            if fusion.llm_depth is None
-            else "its fusion gives the LLM weight 0"
-        )
-        raise ConfigError(f"arm {arm.name!r}: llm_scores: depth needs a fusion whose LLM scores a depth, but {why}")
-    return fusion
-
-
-class _DepthLlmArm:
-    """An LLM arm that scores only the candidates its fusion reads (the members' best ``llm_depth``, as
-    `llmrec.ranking.Reranker` with that depth does); the other candidates get NaN."""
-
-    def __init__(self, llm: _LlmArm, fusion: Any, retriever_factory: RetrieverFactory) -> None:
-        self.llm = llm
-        self.fusion = fusion
-        self.members = [retriever_factory(name, {}) for name in fusion.members]
-
-    @property
-    def memo(self) -> Any:
-        return self.llm.memo
-
-    def __call__(self, case: EvalCase) -> ArmOutput:
-        start = time.perf_counter()
-        history, candidates = list(case.history), list(case.candidates)
-        member_scores = [m.score(history, candidates) for m in self.members]
-        picked = self.fusion.llm_candidates(member_scores)
-        members_s = time.perf_counter() - start
-        sub_case = replace(case, candidates=tuple(candidates[i] for i in picked), target_index=None)
-        output = self.llm(sub_case)
-        scores = [math.nan] * len(candidates)
-        for i, score in zip(picked, output.scores, strict=True):
-            scores[i] = score
-        # the members' scoring is part of what a Reranker with this depth spends per user
-        return replace(output, scores=tuple(scores), latency_s=output.latency_s + members_s)

@@ -29,8 +29,9 @@ from llmrec.io import append_line
 
 log = logging.getLogger(__name__)
 
-#: Bump when the meaning of cached scores changes.
-CACHE_VERSION = 2
+#: Bump when the meaning of cached scores changes. 3: an LLM arm's scores are the `Reranker`'s own (fused when it
+#: fuses), with its LLM and first-stage scores beside them.
+CACHE_VERSION = 3
 
 #: Code outside the harness that decides what an arm outputs (retrievers, KG facts, prompts, scorers, loading).
 CODE_PACKAGES = ("data", "retrieval", "knowledge", "prompts", "ranking", "models")
@@ -248,15 +249,23 @@ class ArmCache:
             forward_passes=int(record["forward_passes"]),
             parse_failures=int(record["parse_failures"]),
             latency_s=float(record["latency_s"]),
+            llm_scores=_floats(record.get("llm_scores")),
+            first_stage_scores=_floats(record.get("first_stage_scores")),
         )
 
     def put(self, case: EvalCase, output: ArmOutput) -> None:
         """Append the case's output (flushed and fsynced, so a crash loses at most this line)."""
         record = {"user": case.user_id, "candidates": list(case.candidates), **asdict(output)}
-        record["scores"] = list(output.scores)
+        for key in ("scores", "llm_scores", "first_stage_scores"):
+            if record[key] is not None:
+                record[key] = list(record[key])
         append_line(self.path, json.dumps(record), header=_header_line(self.fingerprint), fresh_line=self._needs_newline)
         self._needs_newline = False
         self._records[case.user_id] = record
+
+
+def _floats(values: Sequence[float] | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(v) for v in values)
 
 
 def parse_line(line: str) -> dict[str, Any] | None:

@@ -45,8 +45,6 @@ NEGATIVE_SOURCES = ("unseen", "disliked")
 SPLIT_KINDS = ("leave_one_out",)
 #: Rows a fused LLM arm adds to the report: its LLM score alone, and the fusion without the LLM.
 FUSION_SUFFIXES = (".llm-only", ".no-llm")
-#: What an LLM arm's model scores: every candidate, or only those its fusion's ``llm_depth`` reads.
-LLM_SCORES = ("all", "depth")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -203,14 +201,11 @@ class ArmConfig:
         options: LLM arms: further ``RerankerConfig`` fields, passed through.
         fusion: LLM arms: score fusion with first-stage retrievers (`llmrec.ranking.fusion`). None (default):
             the adapter card's fitted fusion when it has one; false: the LLM score alone; a mapping (members,
-            weights, llm_weight, optionally llm_depth): these weights. A fused arm also reports
-            ``<name>.llm-only`` (the LLM's own score) and ``<name>.no-llm`` (the same fusion without the LLM), from
-            the same LLM scores. With ``llm_depth`` K the fused arm reads only the LLM scores of the members' top K
-            (what a `Reranker` with that depth scores); the LLM still scores every candidate here, for
-            ``.llm-only``, so the arm's latency is the full-depth one, unless ``llm_scores`` is ``depth``.
-        llm_scores: LLM arms: ``all`` (default): the LLM scores every candidate; ``depth``: only those its fusion's
-            ``llm_depth`` reads, as a `Reranker` with that depth does (about candidates / depth times cheaper; the
-            arm's s/user is then the Reranker's). Such an arm has no ``.llm-only`` row.
+            weights, llm_weight, optionally llm_depth): these weights. The arm ranks through `Reranker.rank`
+            with that fusion (`RerankerConfig.fusion`), and also reports ``<name>.llm-only`` (the LLM's own score)
+            and ``<name>.no-llm`` (the same fusion without the LLM) from the same ranked lists. With ``llm_depth`` K
+            the LLM scores only the members' top K, as a `Reranker` with that depth does, so the arm has no
+            ``.llm-only`` row.
         users: evaluate this arm on only the first `users` users of the experiment's seeded user order (costly
             arms on a sample, cheap ones on everyone); comparisons with the baseline pair the shared users.
     """
@@ -229,7 +224,6 @@ class ArmConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     users: int | None = None
     fusion: Any = None
-    llm_scores: str = "all"
 
     _LLM_FIELDS = ("model", "adapter", "template", "mode", "knowledge", "permutations", "quantization", "dtype")
 
@@ -269,9 +263,6 @@ class ArmConfig:
                 )
             if self.fusion is True:
                 object.__setattr__(self, "fusion", None)
-            _check_choice(self.llm_scores, LLM_SCORES, f"{where}: llm_scores")
-            if self.llm_scores == "depth" and self.fusion is False:
-                raise ConfigError(f"{where}: llm_scores: depth needs a score fusion with an llm_depth (fusion is false)")
             if self.fusion is not None and self.fusion is not False:
                 from llmrec.ranking.fusion import ScoreFusion
 
@@ -282,8 +273,6 @@ class ArmConfig:
                 extra.append("options")
             if self.fusion is not None:
                 extra.append("fusion")
-            if self.llm_scores != "all":
-                extra.append("llm_scores")
             if extra:
                 raise ConfigError(
                     f"{where}: field(s) {', '.join(repr(e) for e in extra)} apply to llm arms, "
@@ -304,11 +293,14 @@ class ArmConfig:
                 out[key] = getattr(self, key)
             out["options"] = dict(self.options)
             out["fusion"] = self.fusion if self.fusion is None or self.fusion is False else dict(self.fusion)
-            if self.llm_scores != "all":
-                out["llm_scores"] = self.llm_scores  # recorded only when set: older caches and reports still match
         else:
             out["retriever_options"] = dict(self.retriever_options)
         return out
+
+
+def _has_llm_depth(arm: ArmConfig) -> bool:
+    """Whether the arm's own fusion makes the LLM score only a depth (a card's fusion is read at run time)."""
+    return isinstance(arm.fusion, Mapping) and arm.fusion.get("llm_depth") is not None
 
 
 @dataclass(frozen=True)
@@ -376,7 +368,7 @@ class ExperimentConfig:
             for a in self.arms
             if a.is_llm
             for suffix in FUSION_SUFFIXES
-            if a.llm_scores == "all" or suffix != FUSION_SUFFIXES[0]  # a depth-only arm has no LLM-alone row
+            if suffix != FUSION_SUFFIXES[0] or not _has_llm_depth(a)  # the LLM scored a depth: no LLM-alone row
         ]
         pairs = []
         for pair in self.comparisons:

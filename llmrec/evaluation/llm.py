@@ -1,8 +1,15 @@
-"""LLM arms: build a `llmrec.ranking.Reranker` from an arm config and rerank one case's candidates with it."""
+"""LLM arms: build a `llmrec.ranking.Reranker` from an arm config and rerank one case's candidates with it.
+
+The harness ranks through the pipeline users call: settings resolved from the adapter card, candidate order,
+score fusion with first-stage retrievers and the LLM depth all happen inside `Reranker.rank`; the harness only
+reads the ranked list (its fused scores, and the LLM and first-stage scores it carries for the report's rows).
+"""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from llmrec.errors import ConfigError
@@ -42,18 +49,20 @@ def reranker_config(arm: ArmConfig) -> Any:
             "template": arm.template,
             "knowledge": bool(arm.knowledge),
             "permutations": int(arm.permutations or 1),
-            "fusion": False,  # the harness fuses the cached LLM scores itself (runner.fused_results)
+            # the arm's weights, or false, or (none given) the card's, as a Reranker resolves them
+            "fusion": True if arm.fusion is None else arm.fusion,
             "check_split": False,  # the runner's leak guard checked the users this arm is evaluated on
             **options,
         }
     )
 
 
-def build_reranker(arm: ArmConfig, dataset: Any) -> Any:
-    """The Reranker of an LLM arm over `dataset` (the train split: catalogue + KG, no held-out interactions)."""
+def build_reranker(arm: ArmConfig, dataset: Any, retrievers: Callable[[str], Any] | None = None) -> Any:
+    """The Reranker of an LLM arm over `dataset` (the train split: catalogue + KG, no held-out interactions);
+    `retrievers` hands it the retrievers the harness already fit on that split, by name."""
     from llmrec.ranking import Reranker
 
-    return Reranker(dataset, reranker_config(arm))
+    return Reranker(dataset, reranker_config(arm), retrievers=retrievers)
 
 
 def rank_case(reranker: Any, case: EvalCase) -> ArmOutput:
@@ -67,10 +76,13 @@ def rank_case(reranker: Any, case: EvalCase) -> ArmOutput:
         raise ConfigError(
             f"the reranker returned no score for candidate(s) {missing[:5]} of user {case.user_id!r}"
         )
+    fused = ranked.fusion is not None
     return ArmOutput(
         scores=tuple(float(by_id[c]) for c in case.candidates),
         prompt_tokens=int(ranked.prompt_tokens),
         forward_passes=int(ranked.forward_passes),
         parse_failures=int(ranked.parse_failures),
         latency_s=latency,
+        llm_scores=tuple(float(ranked.llm_scores.get(c, math.nan)) for c in case.candidates) if fused else None,
+        first_stage_scores=tuple(float(ranked.first_stage_scores[c]) for c in case.candidates) if fused else None,
     )

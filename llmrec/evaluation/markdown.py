@@ -256,15 +256,6 @@ def _arms(summary: Summary) -> list[str]:
             f"{c.get('retriever') or '—'} | {_score_text(c) if c['kind'] == 'llm' else '—'} |"
         )
     lines.append("")
-    depth_arms = [arm["config"] for arm in summary["arms"].values() if _llm_depth(arm["config"]) is not None]
-    if any(config.get("llm_scores", "all") == "all" for config in depth_arms):
-        lines += [
-            "An arm whose LLM scores only the members' top K reads just those LLM scores; its s/user is still that "
-            "of scoring every candidate (the harness scores them all, for the `.llm-only` row), while a `Reranker` "
-            "with that `llm_depth` scores only K (`eval/bench_rerank50.py` times both), as an arm with "
-            "`llm_scores: depth` does.",
-            "",
-        ]
     return lines
 
 

@@ -62,13 +62,20 @@ class EvalCase:
 
 @dataclass(frozen=True)
 class ArmOutput:
-    """What an arm returns for one case: one score per candidate (candidate order) and its costs."""
+    """What an arm returns for one case: one score per candidate (candidate order) and its costs.
+
+    A fused LLM arm (`llmrec.ranking.Reranker` with score fusion) also returns, in candidate order, the LLM's own
+    scores (NaN for candidates an ``llm_depth`` left unscored) and the first-stage members' fusion without the
+    LLM: the report's ``.llm-only`` and ``.no-llm`` rows, from the same call.
+    """
 
     scores: tuple[float, ...]
     prompt_tokens: int = 0
     forward_passes: int = 0
     parse_failures: int = 0
     latency_s: float = 0.0
+    llm_scores: tuple[float, ...] | None = None
+    first_stage_scores: tuple[float, ...] | None = None
 
 
 RetrieverFactory = Callable[[str, dict], object]

@@ -44,6 +44,8 @@ class UserResult:
     parse_failures: int
     latency_s: float
     scored: bool = True  # False: an LLM arm skipped a case whose target the retriever missed (a miss anyway)
+    llm_scores: tuple[float, ...] | None = None  # a fused LLM arm: the LLM's own scores (see ArmOutput)
+    first_stage_scores: tuple[float, ...] | None = None  # ... and the members' fusion without the LLM
 
 
 @dataclass
@@ -136,7 +138,6 @@ def run_experiment(
     progress: bool = True,
     dataset: Any = None,
     score_memo: bool = True,
-    seed_memo: bool = False,
 ) -> ExperimentResult:
     """Run every arm (or those named in `arms`) of `config` and return per-user results.
 
@@ -148,8 +149,6 @@ def run_experiment(
         dataset: an already loaded dataset (default: load ``config.dataset``).
         score_memo: LLM arms answer prompts scored before (by any arm or config, same model, adapter and scoring
             code) from the score memo in the cache folder (``score-memo/``; `llmrec.evaluation.score_memo`).
-        seed_memo: first fill the score memo from the LLM arms' result caches (made by this code, before the
-            memo existed): each cached user's prompts are rendered again and stored with the cached scores.
 
     Under ``accelerate launch --num_processes N`` the users of each arm are sharded over the processes (see
     `ProcessGroup`); only the main process returns results (the others return an empty ``arms``).
@@ -198,23 +197,15 @@ def run_experiment(
             seed=config.seed,
             retriever_factory=pool,
             dataset=split.train_dataset,
-            score_memo=config.cache_path() / "score-memo" if score_memo or seed_memo else None,
+            score_memo=config.cache_path() / "score-memo" if score_memo else None,
             memo_writer="main" if procs.size == 1 else f"rank{procs.rank}",
-            llm_fusion=fusion,
         )
         if procs.size > 1:
-            if seed_memo:
-                raise ConfigError("seed the score memo in one process (without accelerate launch)")
             _run_shard(arm, arm_cases, scorer, path, fingerprint, config, progress, procs)
             if not procs.is_main:
                 continue  # the main process reads the merged cache and reports
         cache = ArmCache(path, fingerprint)
         with cache.locked():
-            if seed_memo and arm.is_llm and arm.llm_scores == "depth":
-                log.info("arm %s scores only its fusion's depth: its cache does not seed the score memo", arm.name)
-            elif seed_memo and arm.is_llm:
-                seeded = seed_memo_from_cache(scorer, arm_cases, cache, progress=progress)
-                log.info("arm %s: %d users' scores put into the score memo from its cache", arm.name, seeded)
             results[arm.name] = _run_arm(arm, arm_cases, scorer, cache, config, progress and procs.is_main)
         memo = getattr(scorer, "memo", None)
         if memo is not None and memo.hits + memo.misses:
@@ -223,7 +214,7 @@ def run_experiment(
         if retriever is not None:
             results[arm.name].full_catalogue_ranks = full_catalogue_ranks(retriever, arm_cases)
         if fusion is not None:
-            results.update(fused_results(arm, results.pop(arm.name), fusion, arm_cases, pool, config))
+            results.update(fusion_rows(arm, results.pop(arm.name), fusion, arm_cases, config))
     return ExperimentResult(
         config,
         results,
@@ -274,48 +265,6 @@ class ProcessGroup:
         return self.state.main_process_first() if self.state is not None else contextlib.nullcontext()
 
 
-def seed_memo_from_cache(scorer: Any, cases: Sequence[EvalCase], cache: ArmCache, *, progress: bool = True) -> int:
-    """Put the cached LLM scores of `cases` into the score memo of the LLM arm `scorer` (built with a memo).
-
-    The arm's cache was made by the current code (its fingerprint says so), so rendering each cached user's
-    prompts again gives the prompts those scores were computed from. Each user is replayed through the reranker
-    and its output checked against the cache. Returns the number of users put in the memo.
-
-    Raises:
-        ConfigError: the arm does not score one candidate set per user (only pointwise arms can be seeded), or a
-            replayed user's scores differ from its cached ones.
-    """
-    from tqdm.auto import tqdm
-
-    from llmrec.evaluation.llm import rank_case
-    from llmrec.evaluation.score_memo import ReplayScores
-
-    reranker = scorer.reranker
-    memo = scorer.memo
-    if reranker.mode != "pointwise" or reranker.config.permutations != 1:
-        raise ConfigError(
-            f"arm {scorer.arm.name!r}: only pointwise arms (one candidate set per user) can seed the score memo"
-        )
-    replay = ReplayScores()
-    real, memo.inner = memo.inner, replay
-    seeded = 0
-    try:
-        for case in tqdm(cases, desc=f"seeding memo/{scorer.arm.name}", unit="user", disable=not progress):
-            cached = cache.get(case)
-            if cached is None or not cached.scores:
-                continue
-            replay.candidates, replay.cached = case.candidates, cached
-            replay.started = time.perf_counter()
-            misses = memo.misses
-            output = rank_case(reranker, case)
-            if output.scores != cached.scores:
-                raise ConfigError(f"arm {scorer.arm.name!r}, user {case.user_id}: replayed scores differ from the cache")
-            seeded += memo.misses - misses
-    finally:
-        memo.inner = real
-    return seeded
-
-
 def _run_shard(
     arm: ArmConfig,
     cases: Sequence[EvalCase],
@@ -346,12 +295,10 @@ def _run_shard(
 
 
 def arm_cache_fingerprint(arm: ArmConfig, case_fp: Mapping[str, Any], adapter_dir: Path | None) -> str:
-    """The fingerprint of `arm`'s cache: its resolved config without fusion (applied after scoring, from the
-    cached LLM scores), the cases, the code, and the adapter by name and content (not by where it lies)."""
-    resolved = arm.resolved()
-    if arm.llm_scores == "all":  # with llm_scores: depth the fusion decides which candidates were scored
-        resolved.pop("fusion", None)
-    return arm_fingerprint(resolved, case_fp, adapter_dir)
+    """The fingerprint of `arm`'s cache: its resolved config (fusion included: the `Reranker` fuses), the cases,
+    the code, and the adapter by name and content (not by where it lies). Another fusion of the same LLM is
+    re-ranked quickly: the score memo answers its prompts."""
+    return arm_fingerprint(arm.resolved(), case_fp, adapter_dir)
 
 
 def fit_arm_fusion(
@@ -443,73 +390,66 @@ def _run_arm(
 
 
 def arm_fusion(arm: ArmConfig, adapter_dir: Path | None) -> Any:
-    """The `ScoreFusion` an LLM arm applies: its own ``fusion`` mapping, else its adapter card's, else None."""
-    from llmrec.ranking.fusion import ScoreFusion
-
-    if arm.fusion is False:
-        return None
-    if arm.fusion is not None:
-        return ScoreFusion.from_dict(arm.fusion, f"arm {arm.name!r}: fusion")
-    if adapter_dir is None:
-        return None
+    """The `ScoreFusion` an LLM arm's `Reranker` applies (`llmrec.ranking.resolve_fusion`: the arm's own
+    ``fusion`` mapping, else its adapter card's, else None), read without loading the model."""
+    from llmrec.evaluation.llm import reranker_config
     from llmrec.models.adapters import card_of
-    from llmrec.ranking.reranker import card_fusion
+    from llmrec.ranking.reranker import resolve_fusion
 
-    card = card_of(adapter_dir)
-    note = card.fusion_note() if card is not None else None
-    if note is not None:
-        log.warning(
-            "arm %r, adapter %s: %s; here ARM is %s (or set fusion: false on the arm to silence this)",
-            arm.name, adapter_dir, note, arm.name,
-        )  # fmt: skip
-    return card_fusion(card)
+    card = card_of(adapter_dir) if adapter_dir is not None else None
+    if arm.fusion is None and card is not None:
+        note = card.fusion_note()
+        if note is not None:
+            log.warning(
+                "arm %r, adapter %s: %s; here ARM is %s (or set fusion: false on the arm to silence this)",
+                arm.name, adapter_dir, note, arm.name,
+            )  # fmt: skip
+    config = reranker_config(arm)
+    return resolve_fusion(config.fusion, card, config.llm_depth, adapter=str(adapter_dir) if adapter_dir else None)
 
 
-def fused_results(
-    arm: ArmConfig, llm: ArmResult, fusion: Any, cases: Sequence[EvalCase], pool: Any, config: ExperimentConfig
+def fusion_rows(
+    arm: ArmConfig, fused: ArmResult, fusion: Any, cases: Sequence[EvalCase], config: ExperimentConfig
 ) -> dict[str, ArmResult]:
-    """From one LLM arm's scores: ``<name>`` fused, ``<name>.llm-only`` and ``<name>.no-llm`` (LLM weight 0).
-
-    Member retrievers come from `pool` (fit on the train split) and score each case's candidates. An arm with
-    ``llm_scores: depth`` scored only the fusion's depth, so it has no ``.llm-only`` row.
-    """
-    members = [pool(name, {}) for name in fusion.members]
-    no_llm = fusion.without_llm()
-    fused, alone = ArmResult(arm, computed=llm.computed, reused=llm.reused), ArmResult(arm)
-    started = time.perf_counter()
-    for case, user in zip(cases, llm.users, strict=True):
+    """A fused LLM arm's report rows, all read from its `Reranker`'s ranked lists: ``<name>`` (the fused score),
+    ``<name>.llm-only`` (the LLM's own score; not when the LLM scored only an ``llm_depth``) and ``<name>.no-llm``
+    (the first-stage members' fusion without the LLM)."""
+    only_suffix, without_suffix = FUSION_SUFFIXES
+    alone = ArmResult(dataclasses.replace(arm, name=f"{arm.name}{without_suffix}", fusion=fusion.without_llm().to_dict()))
+    llm = ArmResult(dataclasses.replace(arm, name=f"{arm.name}{only_suffix}", fusion=False))
+    llm.computed, llm.reused, llm.seconds = fused.computed, fused.reused, fused.seconds
+    for case, user in zip(cases, fused.users, strict=True):
         if not user.scored:
-            fused.users.append(user)
             alone.users.append(user)
+            llm.users.append(user)
             continue
-        history, candidates = list(case.history), list(case.candidates)
-        member_scores = [m.score(history, candidates) for m in members]
-        both = ArmOutput(
-            tuple(fusion.combine(user.scores, member_scores)),
-            prompt_tokens=user.prompt_tokens,
-            forward_passes=user.forward_passes,
-            parse_failures=user.parse_failures,
-            latency_s=user.latency_s,
+        if user.first_stage_scores is None or user.llm_scores is None:
+            raise ConfigError(f"arm {arm.name!r}, user {case.user_id}: the reranker returned no first-stage scores")
+        alone.users.append(_user_result(case, ArmOutput(user.first_stage_scores), config))
+        costs = dataclasses.asdict(user)
+        llm.users.append(
+            _user_result(
+                case,
+                ArmOutput(
+                    user.llm_scores,
+                    **{k: costs[k] for k in ("prompt_tokens", "forward_passes", "parse_failures", "latency_s")},
+                ),
+                config,
+            )
         )
-        fused.users.append(_user_result(case, both, config))
-        alone.users.append(_user_result(case, ArmOutput(tuple(no_llm.combine(None, member_scores))), config))
-    fused.seconds = llm.seconds + time.perf_counter() - started
+    fused.config = dataclasses.replace(arm, fusion=fusion.to_dict())
     log.info(
-        "arm %s: fused the LLM score with %s (weights %s, LLM weight %.2f%s)",
+        "arm %s: the LLM score fused with %s (weights %s, LLM weight %.2f%s)",
         arm.name,
         "+".join(fusion.members),
         list(fusion.weights),
         fusion.llm_weight,
         "" if fusion.llm_depth is None else f", LLM on the members' top {fusion.llm_depth}",
     )
-    only_suffix, without_suffix = FUSION_SUFFIXES
-    without = dataclasses.replace(arm, name=f"{arm.name}{without_suffix}", fusion=no_llm.to_dict())
-    alone.config = without
-    fused.config = dataclasses.replace(arm, fusion=fusion.to_dict())
-    if arm.llm_scores == "depth":
-        return {arm.name: fused, without.name: alone}
-    llm.config = dataclasses.replace(arm, name=f"{arm.name}{only_suffix}", fusion=False)
-    return {arm.name: fused, llm.config.name: llm, without.name: alone}
+    rows = {arm.name: fused, alone.config.name: alone}
+    if fusion.llm_depth is None:
+        rows[llm.config.name] = llm
+    return rows
 
 
 def full_catalogue_ranks(retriever: Any, cases: Sequence[EvalCase]) -> dict[str, int | None]:
@@ -540,4 +480,6 @@ def _user_result(case: EvalCase, output: ArmOutput, config: ExperimentConfig) ->
         parse_failures=output.parse_failures,
         latency_s=output.latency_s,
         scored=scored,
+        llm_scores=output.llm_scores,
+        first_stage_scores=output.first_stage_scores,
     )

@@ -26,7 +26,6 @@ import inspect
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -221,43 +220,8 @@ def attach_memo(reranker: Any, adapter_digest: str | None, root: Path, writer: s
     return memo
 
 
-class ReplayScores:
-    """A stand-in scorer that answers with one user's cached arm output (to fill a memo from an arm cache made
-    before the memo existed; see `llmrec.evaluation.runner.seed_memo_from_cache`). Set `candidates` (the case's),
-    `cached` (its `ArmOutput`) and `started` before each user."""
-
-    mode = "pointwise"  # the harness's LLM arms all score pointwise: one candidate set per user
-
-    def __init__(self) -> None:
-        self.candidates: Sequence[str] = ()
-        self.cached: Any = None
-        self.started = 0.0
-
-    def score_many(self, batch: Sequence[Sequence[Any]]) -> list[Any]:
-        return [self.score(p) for p in batch]
-
-    def score(self, prompts: Sequence[Any]) -> Any:
-        from llmrec.ranking.base import ScoreResult
-
-        by_id = dict(zip(self.candidates, self.cached.scores, strict=True))
-        shown = tuple(c for p in prompts for c in p.candidate_ids)
-        outside = time.perf_counter() - self.started  # candidate ordering and prompt building, re-measured now
-        return ScoreResult(
-            candidate_ids=shown,
-            scores=tuple(float(by_id[c]) for c in shown),
-            score_kind="yes_no_margin",
-            forward_passes=self.cached.forward_passes,
-            prompt_tokens=self.cached.prompt_tokens,
-            encoded_tokens=self.cached.prompt_tokens,
-            parse_failures=self.cached.parse_failures,
-            seconds=max(0.0, self.cached.latency_s - outside),
-            details={"seeded_from_arm_cache": True},
-        )
-
-
 __all__ = [
     "MEMO_VERSION",
-    "ReplayScores",
     "adapter_weights_digest",
     "ScoreMemo",
     "attach_memo",

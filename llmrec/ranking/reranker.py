@@ -15,7 +15,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -196,8 +196,11 @@ class RankedList:
         windows, permutations: prompts per order and candidate orders scored.
         candidate_source: where candidates came from (a retriever name, ``"popularity-fallback"`` when the
             history was empty, or ``"given"``).
-        llm_scores: with score fusion, the LLM's own score per item (`scores` are then the fused ones).
-        fusion: with score fusion, its members and weights (from the adapter card).
+        llm_scores: with score fusion, the LLM's own score per item it scored (`scores` are then the fused ones;
+            with an ``llm_depth`` only the items the LLM scored are here).
+        first_stage_scores: with score fusion, the members' fusion without the LLM per item (what `scores` would
+            be at LLM weight 0: the ranking the LLM is measured against).
+        fusion: with score fusion, its members and weights (from the adapter card or the config).
     """
 
     item_ids: tuple[str, ...]
@@ -218,6 +221,7 @@ class RankedList:
     candidate_source: str = "given"
     raw_outputs: tuple[str, ...] = ()
     llm_scores: Mapping[str, float] = field(default_factory=dict)
+    first_stage_scores: Mapping[str, float] = field(default_factory=dict)
     fusion: Mapping[str, Any] | None = None
 
     def __len__(self) -> int:
@@ -233,6 +237,7 @@ class RankedList:
             ranks=self.ranks[:k],
             facts={i: self.facts.get(i, ()) for i in kept},
             llm_scores={i: self.llm_scores[i] for i in kept if i in self.llm_scores},
+            first_stage_scores={i: self.first_stage_scores[i] for i in kept if i in self.first_stage_scores},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,6 +261,37 @@ def card_fusion(card: AdapterCard | None) -> ScoreFusion | None:
     return ScoreFusion.from_dict(card.fusion, f"adapter {card.name or card.base_model!r}: card fusion")
 
 
+def resolve_fusion(
+    fusion: bool | Mapping[str, Any],
+    card: AdapterCard | None,
+    llm_depth: int | None = None,
+    *,
+    adapter: str | None = None,
+) -> ScoreFusion | None:
+    """The score fusion a `Reranker` applies: `fusion` weights when it is a mapping, else the card's when `fusion`
+    is True, else none; `llm_depth` (when not None) replaces the depth. The one place this is decided, for the
+    `Reranker` and for the evaluation harness (which reads it to know which report rows an arm has).
+
+    Raises:
+        ConfigError: `llm_depth` without a fusion to apply it to, naming why there is none.
+    """
+    resolved = (
+        ScoreFusion.from_dict(fusion, "RerankerConfig.fusion") if isinstance(fusion, Mapping)
+        else card_fusion(card) if fusion else None
+    )  # fmt: skip
+    if llm_depth is None:
+        return resolved
+    if resolved is None:
+        why = (
+            "fusion=False" if not fusion
+            else "the bare model has no adapter card" if adapter is None
+            else f"the card of adapter {adapter} has no fusion weights (fit them: llmrec eval CONFIG --fit-fusion "
+            "ARM --write-card)"
+        )  # fmt: skip
+        raise ConfigError(f"RerankerConfig.llm_depth={llm_depth} needs score fusion, but {why}")
+    return replace(resolved, llm_depth=llm_depth)
+
+
 class Reranker:
     """Ranks a user's candidates with an LLM. Build once, call `rank` / `rank_batch` many times.
 
@@ -267,6 +303,8 @@ class Reranker:
         knowledge: a ready `KnowledgeGraph` (otherwise built from `dataset` when the template shows facts).
         lm: a loaded model to use instead of loading `config.model` (the default adapter then applies only if
             it is loaded into `lm`).
+        retrievers: where to get retrievers by name (the first stage, score-fusion members, the candidate
+            order) instead of fitting them on `dataset`, e.g. ones already fit on it; called once per name.
     """
 
     def __init__(
@@ -277,8 +315,10 @@ class Reranker:
         retriever: Retriever | None = None,
         knowledge: Any = None,
         lm: LoadedModel | None = None,
+        retrievers: Callable[[str], Retriever] | None = None,
     ) -> None:
         self.dataset = dataset
+        self._retriever_source = retrievers
         self.config = config = config or RerankerConfig()
         self.adapter_name: str | None = None
         adapter_ref = config.adapter_ref
@@ -386,20 +426,9 @@ class Reranker:
         self._retriever = retriever
         self._order_retriever: Any = None
         #: Score fusion with first-stage retrievers (the config's weights, else the adapter card's), or None.
-        self.fusion: ScoreFusion | None = (
-            ScoreFusion.from_dict(config.fusion, "RerankerConfig.fusion") if isinstance(config.fusion, Mapping)
-            else card_fusion(card) if config.fusion else None
-        )  # fmt: skip
-        if config.llm_depth is not None:
-            if self.fusion is None:
-                why = (
-                    "fusion=False" if not config.fusion
-                    else "the bare model has no adapter card" if self.adapter_path is None
-                    else f"the card of adapter {self.adapter_path} has no fusion weights (fit them: llmrec eval "
-                    "CONFIG --fit-fusion ARM --write-card)"
-                )  # fmt: skip
-                raise ConfigError(f"RerankerConfig.llm_depth={config.llm_depth} needs score fusion, but {why}")
-            self.fusion = replace(self.fusion, llm_depth=config.llm_depth)
+        self.fusion: ScoreFusion | None = resolve_fusion(
+            config.fusion, card, config.llm_depth, adapter=self.adapter_path
+        )
         if config.fusion is True and self.fusion is not None and self.fusion.llm_weight == 0:
             log.warning(
                 "the card of adapter %s gives the LLM weight 0 in its score fusion (%s): rankings equal the "
@@ -438,6 +467,8 @@ class Reranker:
 
     @property
     def retriever(self) -> Retriever:
+        if self._retriever is None and self._retriever_source is not None:
+            self._retriever = self._retriever_source(self.config.retriever)
         if self._retriever is None:
             from llmrec.retrieval import build_retriever
 
@@ -535,6 +566,7 @@ class Reranker:
         assert self.fusion is not None
         llm = dict(zip(ranked.item_ids, ranked.scores))
         fused = dict(zip(cands, self.fusion.combine([llm.get(c, math.nan) for c in cands], members)))
+        first_stage = dict(zip(cands, self.fusion.without_llm().combine(None, members)))
         position = {c: n for n, c in enumerate(cands)}
         ordered = sorted(cands, key=lambda c: (-fused[c], position[c]))
         return replace(
@@ -545,6 +577,7 @@ class Reranker:
             score_kind="fused",
             facts={c: ranked.facts.get(c, ()) for c in ordered},
             llm_scores={c: llm[c] for c in ordered if c in llm},
+            first_stage_scores={c: first_stage[c] for c in ordered},
             fusion=self.fusion.to_dict(),
         )
 
@@ -575,6 +608,8 @@ class Reranker:
         `name` is the configured first stage (built once), else a new one (progress bars as the first stage's)."""
         if name == self.config.retriever:
             return self.retriever
+        if self._retriever_source is not None:
+            return self._retriever_source(name)
         from llmrec.retrieval import build_retriever
 
         log.info("building the %s retriever", name)

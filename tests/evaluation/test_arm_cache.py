@@ -33,6 +33,7 @@ def test_what_decides_the_scores_changes_it_and_nothing_else_does(tmp_path: Path
     assert arm_cache_fingerprint(ARM, CASES, _adapter(tmp_path / "b" / "my-adapter", b"other")) != base
     assert arm_cache_fingerprint(dataclasses.replace(ARM, mode="listwise"), CASES, adapter) != base
     assert arm_cache_fingerprint(ARM, {**CASES, "seed": 1}, adapter) != base
-    # the name, the user cap and the fusion weights (applied to cached scores afterwards) do not
-    same = dataclasses.replace(ARM, name="renamed", users=10, fusion=False)
+    # the fusion changes it (the Reranker fuses: the cached scores are fused ones); the name and user cap do not
+    assert arm_cache_fingerprint(dataclasses.replace(ARM, fusion=False), CASES, adapter) != base
+    same = dataclasses.replace(ARM, name="renamed", users=10)
     assert arm_cache_fingerprint(same, CASES, adapter) == base

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from numerics import approx_across_batchings
 
 from llmrec.errors import ConfigError
 from llmrec.ranking.fusion import ScoreFusion
@@ -109,76 +108,66 @@ def test_an_adapter_card_without_fusion_weights_is_named_with_the_command(tmp_pa
     assert caplog.text == ""
 
 
-def test_an_arm_with_llm_depth_fuses_only_the_members_top_k_from_the_same_llm_run(tmp_path, tiny_dir, tiny_model_dir):
+def _rank_as_a_user_would(result, arm, model_dir):
+    """Each evaluated user's case ranked through `Reranker.rank` built the way a user builds it (not through the
+    harness's helpers), on the split's train part; by user id."""
+    from llmrec.ranking import Reranker, RerankerConfig
+
+    config = RerankerConfig(
+        model=str(model_dir), adapter=None, mode="pointwise", template="pointwise", knowledge=False,
+        fusion=dict(arm.fusion),
+    )  # fmt: skip
+    reranker = Reranker(result.retrievers.train_dataset, config)
+    cases = [result.cases[u.user_id] for u in result.arms[arm.name].users if u.scored]
+    return {c.user_id: reranker.rank(list(c.history), list(c.candidates)) for c in cases}
+
+
+@pytest.mark.parametrize("depth", [None, 4])
+def test_the_harness_ranks_as_the_reranker_users_call(tmp_path, tiny_dir, tiny_model_dir, depth):
     import dataclasses
 
     from llmrec.evaluation import run_experiment
+    from llmrec.evaluation.markdown import render_markdown
+    from llmrec.evaluation.summary import summarize
+
+    config = _config(tmp_path, tiny_dir, tiny_model_dir)
+    fusion = {"members": ["cooc", "popularity"], "weights": [1.0, 0.5], "llm_weight": 0.7, "llm_depth": depth}
+    arm = dataclasses.replace(config.arm("tiny-llm"), fusion={k: v for k, v in fusion.items() if v is not None})
+    result = run_experiment(dataclasses.replace(config, arms=(config.arm("cooc"), arm)), progress=False)
+    ranked = _rank_as_a_user_would(result, arm, tiny_model_dir)
+    assert len(ranked) == 6
+    rows = result.arms
+    no_llm = {u.user_id: u for u in rows["tiny-llm.no-llm"].users}
+    for user in rows["tiny-llm"].users:
+        mine, candidates = ranked[user.user_id], result.cases[user.user_id].candidates
+        by_id = dict(zip(mine.item_ids, mine.scores, strict=True))
+        assert user.scores == tuple(by_id[c] for c in candidates)  # the same scores, not just close ones
+        assert user.prompt_tokens == mine.prompt_tokens
+        assert no_llm[user.user_id].scores == tuple(mine.first_stage_scores[c] for c in candidates)
+        assert len(mine.llm_scores) == (4 if depth else len(candidates))
+    assert ("tiny-llm.llm-only" in rows) == (depth is None)  # at a depth the LLM has no full ranking of its own
+    text = render_markdown(summarize(result))
+    assert "| members alone (z-scored: cooc 1, popularity 0.5) |" in text
+    if depth:
+        assert "| z-fused: LLM 0.7, cooc 1, popularity 0.5; LLM on the members' top 4 |" in text
+        shallow = sum(u.prompt_tokens for u in rows["tiny-llm"].users)
+        full = run_experiment(config, progress=False)  # the config's own arm: the same fusion at full depth
+        assert shallow < sum(u.prompt_tokens for u in full.arms["tiny-llm"].users)
+
+
+def test_arm_fields_are_not_set_twice_and_removed_keys_are_refused(tmp_path, tiny_dir, tiny_model_dir):
+    import dataclasses
+
+    from llmrec.evaluation.config import ArmConfig, ExperimentConfig
     from llmrec.evaluation.llm import reranker_config
-    from llmrec.retrieval import build_retriever
 
     config = _config(tmp_path, tiny_dir, tiny_model_dir)
-    run_experiment(config, progress=False)
-    arms = [
-        dataclasses.replace(a, fusion={**a.fusion, "llm_depth": 4}) if a.name == "tiny-llm" else a for a in config.arms
-    ]
-    result = run_experiment(dataclasses.replace(config, arms=arms), progress=False)
-    assert result.arms["tiny-llm"].computed == 0  # the depth is applied to the cached LLM scores
-    fusion = ScoreFusion(("cooc", "popularity"), (1.0, 0.5), 0.7, llm_depth=4)
-    pool = {m: build_retriever(m, result.retrievers.train_dataset) for m in fusion.members}
-    for f, a in zip(result.arms["tiny-llm"].users, result.arms["tiny-llm.llm-only"].users, strict=True):
-        case = result.cases[f.user_id]
-        members = [pool[m].score(list(case.history), list(case.candidates)) for m in fusion.members]
-        assert f.scores == pytest.approx(fusion.combine(a.scores, members))
-        top = set(fusion.llm_candidates(members))
-        assert min(f.scores[i] for i in top) > max(f.scores[i] for i in range(len(f.scores)) if i not in top)
-    from llmrec.evaluation.markdown import render_markdown
-    from llmrec.evaluation.summary import summarize
-
-    text = render_markdown(summarize(result))
-    assert "| z-fused: LLM 0.7, cooc 1, popularity 0.5; LLM on the members' top 4 |" in text
-    assert "| members alone (z-scored: cooc 1, popularity 0.5) |" in text and "| LLM alone |" in text
-    assert "a `Reranker` with that `llm_depth` scores only K" in text
     with pytest.raises(ConfigError, match=r"options \['llm_depth'\] are arm fields; set 'fusion.llm_depth'"):
-        reranker_config(dataclasses.replace(arms[1], options={"llm_depth": 4}))
-
-
-def test_an_arm_with_llm_scores_depth_scores_only_the_top_k_and_fuses_as_the_full_run(
-    tmp_path, tiny_dir, tiny_model_dir
-):
-    import dataclasses
-
-    from llmrec.evaluation import run_experiment
-    from llmrec.evaluation.config import ArmConfig
-    from llmrec.evaluation.markdown import render_markdown
-    from llmrec.evaluation.summary import summarize
-
-    config = _config(tmp_path, tiny_dir, tiny_model_dir)
-    depth = {"members": ["cooc", "popularity"], "weights": [1.0, 0.5], "llm_weight": 0.7, "llm_depth": 4}
-    full = dataclasses.replace(config.arm("tiny-llm"), fusion=depth)
-    only = dataclasses.replace(full, name="tiny-llm-top4", llm_scores="depth")
-    result = run_experiment(dataclasses.replace(config, arms=(config.arm("cooc"), full, only)), progress=False)
-    assert "tiny-llm-top4.llm-only" not in result.arms and "tiny-llm-top4.no-llm" in result.arms
-    for f, d in zip(result.arms["tiny-llm"].users, result.arms["tiny-llm-top4"].users, strict=True):
-        # pointwise scores do not depend on the other candidates, up to the rounding of another batching (4
-        # prompts here, 10 in batches of 8 + 2 there), which a z-score over 4 values amplifies
-        assert d.scores == approx_across_batchings(f.scores)
-        assert d.rank == f.rank
-    scored = lambda name: sum(u.prompt_tokens for u in result.arms[name].users)  # noqa: E731
-    assert 0 < scored("tiny-llm-top4") < scored("tiny-llm")
-    assert result.arms["tiny-llm-top4"].computed == 6
-    alone = dataclasses.replace(config, arms=(config.arm("cooc"), only), comparisons=())
-    assert run_experiment(alone, progress=False).arms["tiny-llm-top4"].computed == 0  # its own cache
-    text = render_markdown(summarize(result))
-    assert "as an arm with `llm_scores: depth` does" in text  # tiny-llm still scores every candidate
-
-    with pytest.raises(ConfigError, match="llm_scores: depth needs a score fusion"):
-        ArmConfig(name="x", kind="llm", mode="pointwise", fusion=False, llm_scores="depth")
-    with pytest.raises(ConfigError, match="llm_scores must be all or depth, got .top."):
-        ArmConfig(name="x", kind="llm", mode="pointwise", llm_scores="top")
-    with pytest.raises(ConfigError, match="apply to llm arms"):
-        ArmConfig(name="x", kind="cooc", llm_scores="depth")
-    no_depth = dataclasses.replace(only, fusion={k: v for k, v in depth.items() if k != "llm_depth"})
-    with pytest.raises(ConfigError, match="'tiny-llm-top4': llm_scores: depth needs .* its fusion has no llm_depth"):
-        run_experiment(dataclasses.replace(alone, arms=(config.arm("cooc"), no_depth)), progress=False)
-    with pytest.raises(ConfigError, match="names 'tiny-llm-top4.llm-only', which is not an arm"):
-        dataclasses.replace(alone, comparisons=(("tiny-llm-top4.llm-only", "cooc"),))
+        reranker_config(dataclasses.replace(config.arm("tiny-llm"), options={"llm_depth": 4}))
+    arm = {"name": "x", "kind": "llm", "mode": "pointwise", "llm_scores": "depth"}
+    with pytest.raises(ConfigError, match="llm_scores"):  # gone: an arm's LLM scores what its Reranker scores
+        ExperimentConfig.from_dict({"name": "e", "dataset": "d", "arms": [arm]})
+    depth = {"members": ["cooc"], "weights": [1.0], "llm_weight": 0.5, "llm_depth": 2}
+    deep = ArmConfig(name="d", kind="llm", mode="pointwise", fusion=depth)
+    with pytest.raises(ConfigError, match="names 'd.llm-only', which is not an arm"):
+        dataclasses.replace(config, arms=(config.arm("cooc"), deep), comparisons=(("d.llm-only", "cooc"),))
