@@ -230,8 +230,8 @@ class CatalogueRetriever:
         size = max(1, int(batch_size))
         for start in range(0, len(batched), size):
             chunk = batched[start : start + size]
-            excluded = [self._excluded_positions(positions[n], excludes[n]) for n in chunk]
-            for n, found in zip(chunk, self._ranked_batch([positions[n] for n in chunk], k, excluded), strict=True):
+            left_out = [self._excluded_positions(positions[n], excludes[n]) for n in chunk]
+            for n, found in zip(chunk, self._ranked_batch([positions[n] for n in chunk], k, left_out), strict=True):
                 out[n] = found
         return out
 
