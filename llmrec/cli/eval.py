@@ -38,6 +38,23 @@ def register(subparsers: Any) -> None:
         help="score every prompt with the model, even one whose scores are in the score memo "
         "(score-memo/ in the cache folder: scores keyed on the prompts, model, adapter and scoring code)",
     )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="write the report into the checkout although its sources have uncommitted changes (the report lists "
+        "them; by default that is refused, since the commit it records did not make it)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="instead of running, replay a seeded sample of users of every arm of the committed report (its "
+        "users.jsonl.gz) with this checkout's code, no cache: exact for arms without an LLM, within the dtype's "
+        "tolerance and with the same target rank for LLM arms; exits 1 on a mismatch",
+    )
+    parser.add_argument(
+        "--verify-users", type=int, default=20, help="--verify: users per arm without an LLM (default 20)"
+    )
+    parser.add_argument("--verify-llm-users", type=int, default=3, help="--verify: users per LLM arm (default 3)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--json", action="store_true", help='print {"arms": {NAME: {METRIC: value}}} as JSON')
@@ -75,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if args.users is not None and args.users < 1:
         raise ConfigError(f"--users must be >= 1, got {args.users}")
     config = load_config(args.config)
+    if args.verify:
+        return _verify(config, args)
     if args.cache_dir is not None:
         config = dataclasses.replace(config, cache_dir=args.cache_dir)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
@@ -94,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         out = args.out
     else:
         out = config.results_path() / "partial" if partial else config.results_path()
-    summary = write_report(result, out, plots=not args.no_plots)
+    summary = write_report(result, out, plots=not args.no_plots, allow_dirty=args.allow_dirty)
     if partial and args.out is None and not args.json:
         print(f"a run of part of the experiment: report in {out}, {config.results_path()} left as it was")
     if args.json:
@@ -121,6 +140,29 @@ def run(args: argparse.Namespace) -> int:
     if args.fit_fusion:
         _fit_fusion(result, args)
     return 0
+
+
+def _verify(config: Any, args: argparse.Namespace) -> int:
+    """`--verify`: replay the committed report's sampled users and print one line per report row."""
+    from llmrec.errors import ConfigError
+    from llmrec.evaluation.verify import iter_problems, verify_study
+
+    for name in ("verify_users", "verify_llm_users"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    checks = verify_study(config, args.out, users=args.verify_users, llm_users=args.verify_llm_users)
+    for check in checks:
+        status = "ok" if check.ok else "FAILED"
+        print(
+            f"  {check.row:<36} {status:<6} {check.users} users, max |diff| {check.max_diff:.3g} "
+            f"(tolerance {check.tolerance:.3g})"
+        )
+    problems = list(iter_problems(checks))
+    for problem in problems:
+        print(f"  {problem}")
+    bad = [c.row for c in checks if not c.ok]
+    print(f"{config.name}: {len(checks) - len(bad)} of {len(checks)} rows replay as committed")
+    return 1 if bad else 0
 
 
 def _fit_fusion(result: Any, args: argparse.Namespace) -> None:

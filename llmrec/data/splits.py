@@ -13,6 +13,8 @@ from llmrec.data.dataset import Dataset, PositivePolicy
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.types import Interaction
 
+#: Bump when a split puts other interactions in train, validation or test: evaluation caches key on it.
+SPLIT_VERSION = 1
 SPLIT_KINDS = ("leave_one_out", "time")
 
 

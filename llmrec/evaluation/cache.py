@@ -5,9 +5,10 @@ One JSON-lines file per arm, ``<cache_dir>/<arm>.jsonl``. Line 1 is a header hol
 version and, for adapters, the adapter's files). Every further line is one user's scores and costs, appended and
 flushed as soon as it is computed; a line cut short by a crash is skipped on load.
 
-The fingerprint also covers the source of the code that shapes the outputs (:func:`code_version`). A cache
-whose fingerprint differs (another config or code version) is detected, logged, moved aside to
-``<arm>.jsonl.stale`` and never reused. A cached user is reused only if its candidates equal the case's
+The fingerprint also covers what shapes the outputs besides the config: the explicit version of each component
+(:func:`behaviour_versions`), the numeric libraries' versions and the template's text; never the source bytes, so a
+refactor keeps the caches. A cache whose fingerprint differs (another config, version or library) is detected,
+logged, moved aside to ``<arm>.jsonl.stale`` and never reused. A cached user is reused only if its candidates equal the case's
 candidates, so a change in the data cannot slip stale scores into a report.
 """
 
@@ -33,32 +34,48 @@ log = logging.getLogger(__name__)
 #: fuses), with its LLM and first-stage scores beside them.
 CACHE_VERSION = 3
 
-#: Code outside the harness that decides what an arm outputs (retrievers, KG facts, prompts, scorers, loading).
-CODE_PACKAGES = ("data", "retrieval", "knowledge", "prompts", "ranking", "models")
+def behaviour_versions() -> dict[str, Any]:
+    """The explicit version of every component that shapes an arm's output, each owned by its component: the
+    split, the protocol, each retriever (`llmrec.retrieval.RETRIEVERS`), fact selection, prompt rendering, model
+    loading and each scorer. A change of behaviour bumps its component's version; a refactor that keeps the
+    outputs (checked by ``llmrec eval CONFIG --verify``) keeps every cache and report."""
+    from llmrec.data.splits import SPLIT_VERSION
+    from llmrec.evaluation.protocols import PROTOCOL_VERSION
+    from llmrec.knowledge.selection import FACTS_VERSION
+    from llmrec.models.loading import LOADING_VERSION
+    from llmrec.prompts.builder import PROMPT_VERSION
+    from llmrec.ranking import GenerativeScorer, ListwiseScorer, PointwiseScorer
+    from llmrec.retrieval import RETRIEVERS
+
+    return {
+        "split": SPLIT_VERSION,
+        "protocol": PROTOCOL_VERSION,
+        "retrievers": {name: spec.version for name, spec in RETRIEVERS.items()},
+        "facts": FACTS_VERSION,
+        "prompts": PROMPT_VERSION,
+        "loading": LOADING_VERSION,
+        "scorers": {cls.__name__: cls.VERSION for cls in (ListwiseScorer, PointwiseScorer, GenerativeScorer)},
+    }
 
 
-def code_version() -> str:
-    """Hash of the llmrec source (and shipped templates) that shapes arm outputs.
+def template_digest(name: str) -> str:
+    """Hash of a template's content (header settings and body), not its name or path: an edited template renders
+    other prompts."""
+    import dataclasses
 
-    A cache made by other code is not reused: a retriever fix or a prompt change must not mix old and new scores
-    in one report. The harness's own code (llmrec.evaluation) is not part of it: reports are recomputed from the
-    cached scores every run.
-    """
-    import llmrec
+    from llmrec.prompts import load_template
 
-    root = Path(llmrec.__file__).resolve().parent
-    digest = hashlib.sha256()
-    files = [root / "types.py"]
-    for package in CODE_PACKAGES:
-        files += sorted((root / package).rglob("*.py"))
-    templates = root / "templates"
-    if templates.exists():
-        files += sorted(templates.rglob("*.jinja"))
-    for f in files:
-        if f.is_file():
-            digest.update(str(f.relative_to(root)).encode())
-            digest.update(f.read_bytes())
-    return digest.hexdigest()[:16]
+    fields = dataclasses.asdict(load_template(name))
+    fields.pop("path", None)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def numeric_libraries() -> dict[str, str]:
+    """The versions of the libraries whose kernels compute the scores (a new torch may round otherwise)."""
+    from llmrec.evaluation.provenance import library_versions
+
+    versions = library_versions()
+    return {k: versions[k] for k in ("torch", "transformers", "peft", "numpy", "scipy", "faiss-cpu", "implicit")}
 
 
 def _adapter_file_bytes(path: Path) -> bytes:
@@ -101,8 +118,11 @@ def arm_fingerprint(
         "version": CACHE_VERSION,
         "arm": resolved,
         "cases": case_config,
-        "code": code_version(),
+        "components": behaviour_versions(),
+        "libraries": numeric_libraries(),
     }
+    if resolved.get("template"):
+        payload["template"] = template_digest(str(resolved["template"]))
     if adapter_dir is not None and adapter_dir.is_dir():
         payload["adapter_files"] = adapter_digest(adapter_dir)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]

@@ -64,10 +64,28 @@ def _settings(summary: Summary) -> list[str]:
         "same seeded order, so every comparison is paired on shared users.",
         f"- Baseline for comparisons: `{summary['baseline']}`. Confidence intervals: {_conf(summary)} percentile "
         f"bootstrap over users ({summary['bootstrap_samples']} resamples), paired for differences.",
-        f"- Code version (hash of the llmrec retrieval/knowledge/prompt/ranking/model source): "
-        f"`{summary['code_version']}`.",
+        _provenance(summary),
         "",
     ]
+
+
+def _provenance(summary: Summary) -> str:
+    """One line: the commit that made the report (or the old source hash of a report made before commits were
+    recorded), the dataset's content fingerprint and the main library versions."""
+    record = summary.get("provenance")
+    if not isinstance(record, Mapping):
+        return f"- Code version (hash of the llmrec source, made before reports recorded their commit): `{summary.get('code_version')}`."
+    commit = record.get("commit")
+    made = f"commit `{commit[:12]}`" if commit else "an llmrec install outside git"
+    changed = record.get("uncommitted_changes") or []
+    if changed:
+        made += f" with uncommitted changes to {len(changed)} file(s) ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})"
+    libs = record.get("libraries", {})
+    versions = ", ".join(f"{k} {libs[k]}" for k in ("llmrec", "torch", "transformers", "peft") if k in libs)
+    return (
+        f"- Made by {made} ({versions}); dataset content `{record.get('dataset_fingerprint')}`. "
+        "`llmrec eval CONFIG --verify` replays a sample of users against `users.jsonl.gz`."
+    )
 
 
 def _pick(summary: Summary) -> list[str]:

@@ -81,6 +81,10 @@ class ArmOutput:
 RetrieverFactory = Callable[[str, dict], object]
 
 
+#: Bump when a protocol makes other cases (users, histories, candidates) from the same split and config.
+PROTOCOL_VERSION = 1
+
+
 def make_split(dataset: Dataset, config: ExperimentConfig) -> Split:
     """The split the config asks for. Raises EmptySplitError when it holds no target."""
     policy = PositivePolicy(config.split.positive_min_rating)

@@ -1,7 +1,8 @@
-"""The report folder: ``metrics.json`` (the summary), ``report.md`` and the PNG plots.
+"""The report folder: ``metrics.json`` (the summary), ``report.md``, the PNG plots and ``users.jsonl.gz``.
 
-Three parts, each in its own module: `llmrec.evaluation.summary` computes the typed summary from the runner's
-results; `llmrec.evaluation.markdown` and `llmrec.evaluation.plots` render it. This module writes them.
+`llmrec.evaluation.summary` computes the typed summary from the runner's results (with its provenance: commit,
+dataset fingerprint, library versions); `llmrec.evaluation.markdown` and `llmrec.evaluation.plots` render it;
+`llmrec.evaluation.verify` owns the per-user results file. This module writes them.
 """
 
 from __future__ import annotations
@@ -15,18 +16,30 @@ from typing import Any
 
 from llmrec.evaluation.markdown import render_markdown
 from llmrec.evaluation.plots import write_plots
+from llmrec.evaluation.provenance import check_pinnable
 from llmrec.evaluation.runner import ExperimentResult
 from llmrec.evaluation.summary import Summary, summarize
+from llmrec.evaluation.verify import write_user_results
 from llmrec.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 
-def write_report(result: ExperimentResult, folder: str | Path | None = None, *, plots: bool = True) -> Summary:
-    """Write metrics.json, report.md and the plots into `folder` (default ``config.results_path()``)."""
+def write_report(
+    result: ExperimentResult, folder: str | Path | None = None, *, plots: bool = True, allow_dirty: bool = False
+) -> Summary:
+    """Write metrics.json, report.md, the plots and users.jsonl.gz into `folder` (default
+    ``config.results_path()``).
+
+    Raises:
+        DirtyTreeError: `folder` lies in the llmrec checkout, whose sources have uncommitted changes (the report
+            would name a commit that did not make it), unless `allow_dirty`.
+    """
     out = Path(folder) if folder is not None else result.config.results_path()
-    out.mkdir(parents=True, exist_ok=True)
     summary = summarize(result)
+    check_pinnable(out, summary["provenance"], allow_dirty=allow_dirty)
+    out.mkdir(parents=True, exist_ok=True)
+    write_user_results(result, summary, out)
     written = write_plots(summary, out) if plots else []
     atomic_write_text(out / "metrics.json", json.dumps(jsonable(summary), indent=2, sort_keys=False) + "\n")
     atomic_write_text(out / "report.md", render_markdown(summary, written))

@@ -77,6 +77,8 @@ class ExperimentResult:
     #: The evaluated cases by user id, and the retrievers fit on the train split (for fitting a score fusion).
     cases: dict[str, EvalCase] = field(default_factory=dict)
     retrievers: Any = None
+    #: The evaluated dataset's content fingerprint (`dataset_fingerprint`), recorded in the report.
+    dataset_fingerprint: str | None = None
 
 
 def _repo_root(config: ExperimentConfig) -> Path:
@@ -222,6 +224,7 @@ def run_experiment(
         users_available=len(order),
         cases={c.user_id: c for c in cases},
         retrievers=pool,
+        dataset_fingerprint=case_fp["dataset_content"],
     )
 
 

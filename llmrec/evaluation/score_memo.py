@@ -1,14 +1,14 @@
 """A content-addressed memo of LLM scores: the same prompts to the same model are scored once.
 
-The per-arm result cache (:mod:`llmrec.evaluation.cache`) is keyed on the code that shapes an arm's output, so a
-change anywhere in retrieval, knowledge or ranking makes every LLM arm run again. Most such changes leave the
-prompts as they were. The memo is keyed on what decides an LLM score and nothing else:
+The per-arm result cache (:mod:`llmrec.evaluation.cache`) is keyed on everything that shapes an arm's output, so
+a new fusion weight or a retriever's version bump makes an LLM arm run again. Most such changes leave the prompts
+as they were. The memo is keyed on what decides an LLM score and nothing else:
 
 - the prompts themselves (their text, answer words, candidates shown, special-token setting);
 - the model (its name, base-model fingerprint, dtype, quantization) and the adapter's weights and LoRA config (not
   its card: what the card decides about prompts is in the prompts, and its fusion weights are applied afterwards);
-- the scorer (its class and settings) and the source of the code that turns prompts into scores (model loading
-  and its config, ``llmrec/ranking/base.py`` and the scorer's module), plus the torch and transformers versions.
+- the scorer (its class, settings and ``VERSION``) and model loading's ``LOADING_VERSION`` (explicit versions that
+  a change of behaviour bumps, not the source bytes), plus the torch and transformers versions.
 
 So after a refactor the harness re-renders every prompt (cheap), finds the unchanged ones in the memo and runs the
 model only where a prompt really changed. A hit replays the stored scores and the stored scoring time, so a
@@ -22,7 +22,6 @@ made (a line cut short by a crash is skipped on load); each process of a data-pa
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -31,13 +30,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from llmrec.errors import ConfigError
 from llmrec.evaluation.cache import parse_line
 from llmrec.io import append_line
 
 log = logging.getLogger(__name__)
 
 #: Bump when the meaning of a memo entry changes.
-MEMO_VERSION = 1
+MEMO_VERSION = 2
 
 
 def prompts_key(prompts: Sequence[Any]) -> str:
@@ -48,7 +48,7 @@ def prompts_key(prompts: Sequence[Any]) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
-def _source_digest(files: Sequence[Path]) -> str:
+def _files_digest(files: Sequence[Path]) -> str:
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.name.encode())
@@ -56,24 +56,23 @@ def _source_digest(files: Sequence[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-#: The code between a rendered prompt and its scores, besides the scorer's own module.
-SCORING_CODE = ("models/loading.py", "models/config.py", "ranking/base.py")
-
 #: The adapter files that decide what the model computes (the card, README and recipe do not).
 ADAPTER_WEIGHT_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "llmrec_base_model.json")
 
 
-def scoring_code_version(scorer: Any) -> str:
-    """Hash of the code between a rendered prompt and its scores: model loading, the ranking helpers and the
-    scorer's own module."""
-    import llmrec
+def scoring_version(scorer: Any) -> dict[str, Any]:
+    """The explicit versions of what lies between a rendered prompt and its scores: model loading
+    (`llmrec.models.loading.LOADING_VERSION`) and the scorer's own ``VERSION``.
 
-    root = Path(llmrec.__file__).resolve().parent
-    files = [root / f for f in SCORING_CODE]
-    own = inspect.getsourcefile(type(scorer))
-    if own is not None:
-        files.append(Path(own))
-    return _source_digest(files)
+    Raises:
+        ConfigError: the scorer declares no ``VERSION`` (its scores could not be told from another's).
+    """
+    from llmrec.models.loading import LOADING_VERSION
+
+    version = getattr(type(scorer), "VERSION", None)
+    if not isinstance(version, int):
+        raise ConfigError(f"scorer {type(scorer).__name__} has no integer VERSION: the score memo cannot key on it")
+    return {"loading": LOADING_VERSION, "scorer": version}
 
 
 def _scorer_settings(scorer: Any) -> dict[str, Any]:
@@ -88,7 +87,7 @@ def _scorer_settings(scorer: Any) -> dict[str, Any]:
 def adapter_weights_digest(folder: str | os.PathLike[str]) -> str:
     """Hash of an adapter's weights and LoRA config (`ADAPTER_WEIGHT_FILES`)."""
     folder = Path(folder)
-    return _source_digest([folder / f for f in ADAPTER_WEIGHT_FILES if (folder / f).is_file()])
+    return _files_digest([folder / f for f in ADAPTER_WEIGHT_FILES if (folder / f).is_file()])
 
 
 def memo_fingerprint(scorer: Any, lm: Any, adapter_digest: str | None) -> str:
@@ -109,14 +108,14 @@ def memo_fingerprint(scorer: Any, lm: Any, adapter_digest: str | None) -> str:
         "adapter": adapter_digest,
         "scorer": type(scorer).__name__,
         "settings": _scorer_settings(scorer),
-        "code": scoring_code_version(scorer),
+        "code": scoring_version(scorer),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
     from llmrec.models import heads
 
     if heads.has_float32_head(lm.model):  # a half-precision model whose logits come from a float32 head
-        payload["output_head"] = _source_digest([Path(heads.__file__)])
+        payload["output_head"] = True
     if getattr(lm, "merged_adapter", None) is not None:
         payload["merged_adapter"] = True  # merged weights round differently (only set then: older memos still match)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -227,5 +226,5 @@ __all__ = [
     "attach_memo",
     "memo_fingerprint",
     "prompts_key",
-    "scoring_code_version",
+    "scoring_version",
 ]

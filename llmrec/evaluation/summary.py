@@ -16,8 +16,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
-from llmrec.evaluation.cache import code_version
+from llmrec.evaluation.cache import behaviour_versions
 from llmrec.evaluation.config import ExperimentConfig
+from llmrec.evaluation.provenance import provenance
 from llmrec.evaluation.runner import ArmResult, ExperimentResult, UserResult
 from llmrec.evaluation.significance import bootstrap_interval, bootstrap_pooled_auc, paired_bootstrap
 from llmrec.metrics import ndcg_at, pairwise_auc, user_metrics
@@ -125,7 +126,7 @@ class Summary(TypedDict):
     bootstrap_samples: int
     confidence: float
     headline_metric: str
-    code_version: str
+    provenance: dict[str, Any]
     arms: dict[str, ArmSummary]
     shared_users: SharedUsers
     comparisons: list[PairedSummary]
@@ -174,7 +175,7 @@ def summarize(result: ExperimentResult) -> Summary:
         "bootstrap_samples": cfg.bootstrap_samples,
         "confidence": cfg.confidence,
         "headline_metric": headline_metric(cfg.protocol.kind),
-        "code_version": code_version(),
+        "provenance": provenance(result.dataset_fingerprint or "", behaviour_versions()),
         "arms": arms,
         "shared_users": shared,
         "comparisons": paired_comparisons(result),

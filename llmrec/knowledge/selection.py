@@ -21,6 +21,8 @@ from llmrec.types import Item
 if TYPE_CHECKING:
     from llmrec.knowledge.store import Attribute, TripleStore
 
+#: Bump when fact selection or verbalisation says other things about the same KG: evaluation caches key on it.
+FACTS_VERSION = 1
 MAX_NAMED_ITEMS = 2  # history items named in one sentence
 MAX_NAMED_ENTITIES = 3
 

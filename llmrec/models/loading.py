@@ -50,6 +50,11 @@ ARCH_FIELDS = (
 )
 
 
+#: Bump when loading (dtype, quantization, adapter attach/merge, the float32 output head) makes a model compute
+#: other logits from the same weights: evaluation caches and the score memo key on it.
+LOADING_VERSION = 1
+
+
 class QuantizationUnavailableError(ConfigError):
     """bitsandbytes is missing or cannot run the requested quantisation on this platform."""
 

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Bump when the builder renders other prompts from the same template, settings and data (the template text is
+#: keyed separately): evaluation caches key on it.
+PROMPT_VERSION = 1
 _WS = re.compile(r"\s+")
 
 

@@ -148,6 +148,9 @@ class GenerativeScorer:
         titles: item id -> title, to also accept titles in the output.
     """
 
+    #: Bump when this scorer computes other scores from the same prompts (caches and the score memo key on it).
+    VERSION = 1
+
     mode = "generative"
 
     def __init__(

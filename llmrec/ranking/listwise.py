@@ -73,6 +73,9 @@ class ListwiseScorer:
         >>> scorer.score(builder.build(history, candidates)).scores  # doctest: +SKIP
     """
 
+    #: Bump when this scorer computes other scores from the same prompts (caches and the score memo key on it).
+    VERSION = 1
+
     mode = "listwise"
 
     def __init__(self, lm: LoadedModel, batch_size: int = 4) -> None:

@@ -58,6 +58,9 @@ class PointwiseScorer:
         min_prefix_tokens: below this shared length the cache is not worth it and prompts run in full.
     """
 
+    #: Bump when this scorer computes other scores from the same prompts (caches and the score memo key on it).
+    VERSION = 1
+
     mode = "pointwise"
 
     def __init__(

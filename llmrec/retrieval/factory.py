@@ -25,6 +25,7 @@ from llmrec.retrieval.dense import DenseRetriever
 from llmrec.retrieval.ease import EaseRetriever
 from llmrec.retrieval.popularity import PopularityRetriever
 from llmrec.retrieval.rrf import FusionRetriever
+from llmrec.retrieval.sequential import FORMAT_VERSION as SASREC_FORMAT_VERSION
 from llmrec.retrieval.sequential import SasrecRetriever
 
 if TYPE_CHECKING:
@@ -45,12 +46,15 @@ class RetrieverSpec:
         orders_candidates: a listwise prompt may list candidates best-first by its scores (`llmrec.ranking.order`);
             needs `scores_as_new`, since training orders a target's candidates with the user left out. EASE
             qualifies but is not offered: no adapter was trained or measured with an EASE order.
+        version: bump when it scores the same data differently (evaluation caches and reports key on it; a
+            refactor that keeps its scores keeps its version).
     """
 
     name: str
     build: Callable[..., Retriever] | None
     scores_as_new: bool = False
     orders_candidates: bool = False
+    version: int = 1
 
     def __post_init__(self) -> None:
         if self.orders_candidates and not self.scores_as_new:
@@ -66,7 +70,7 @@ RETRIEVERS: dict[str, RetrieverSpec] = {
         RetrieverSpec("dense", DenseRetriever.build, scores_as_new=True, orders_candidates=True),
         RetrieverSpec("ease", EaseRetriever.fit, scores_as_new=True),
         RetrieverSpec("als", AlsRetriever.fit),
-        RetrieverSpec("sasrec", SasrecRetriever.fit),
+        RetrieverSpec("sasrec", SasrecRetriever.fit, version=SASREC_FORMAT_VERSION),  # a refit is a new model
         RetrieverSpec("fusion", None),
     )
 }

@@ -148,22 +148,30 @@ def test_pointwise_protocol_reports_pooled_auc(config_path: Path):
     assert f"`cooc` {ci['mean']:.4f} [{ci['low']:.4f}, {ci['high']:.4f}] ({len(users)})" in line
 
 
-def test_cache_from_other_code_is_not_reused(config_path: Path, tmp_path: Path, monkeypatch):
-    import llmrec.evaluation.cache as cache_module
+def test_cache_from_another_component_version_is_not_reused(config_path: Path, tmp_path: Path, monkeypatch):
+    import dataclasses
+
+    from llmrec.retrieval import RETRIEVERS
 
     config = load_config(config_path)
     run_experiment(config, progress=False)
-    # Simulate an edit of the retriever / prompt source: its hash is part of every arm's fingerprint.
-    monkeypatch.setattr(cache_module, "code_version", lambda: "other-code")
+    assert run_experiment(config, progress=False).arms["cooc"].reused > 0
+    # A change of behaviour bumps the component's version: every cache keyed on it is set aside, never mixed in.
+    monkeypatch.setitem(RETRIEVERS, "cooc", dataclasses.replace(RETRIEVERS["cooc"], version=2))
     result = run_experiment(config, progress=False)
     assert result.arms["cooc"].reused == 0 and result.arms["cooc"].computed == result.users_sampled
     assert (tmp_path / "cache" / "cooc.jsonl.stale").exists()
 
 
-def test_code_version_is_stable():
-    from llmrec.evaluation.cache import code_version
+def test_behaviour_versions_name_every_retriever_and_scorer():
+    from llmrec.evaluation.cache import behaviour_versions
+    from llmrec.retrieval import RETRIEVER_NAMES
 
-    assert code_version() == code_version() and len(code_version()) == 16
+    versions = behaviour_versions()
+    assert set(versions["retrievers"]) == set(RETRIEVER_NAMES)
+    assert set(versions["scorers"]) == {"ListwiseScorer", "PointwiseScorer", "GenerativeScorer"}
+    assert all(isinstance(v, int) for v in (versions["split"], versions["protocol"], versions["prompts"]))
+    assert versions == behaviour_versions()
 
 
 def test_a_cache_in_use_is_refused(config_path: Path, tmp_path: Path):

@@ -1,0 +1,251 @@
+"""A report's per-user results (``users.jsonl.gz``) and their replay: `llmrec eval CONFIG --verify`.
+
+Every report folder gets ``users.jsonl.gz`` beside ``metrics.json``: a header (experiment, commit, dataset
+fingerprint) and one line per (arm, user) with what every metric of the report is computed from (the target's
+rank, the candidate count, the slices, the costs) plus a digest of the candidates. For a seeded sample of each
+arm's users (`SAMPLE_USERS`) the line also holds the arm's scores, so the report can be replayed: `verify` scores
+those users again with the code of this checkout, without any cache or score memo, and compares.
+
+- Retriever, random and candidate-order arms must give exactly the committed scores.
+- LLM arms (a few users each: they are slow) must give the same rank of the target, with scores within a
+  tolerance derived from the model's dtype and the scores' scale (`score_tolerance`); a fused arm's first-stage
+  scores (its ``.no-llm`` row) must be exact.
+
+A refactor that passes the replay keeps its reports; one that fails it changed behaviour: bump the version of the
+component that moved (`llmrec.evaluation.cache.behaviour_versions`) and re-run the studies it moved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmrec.errors import ConfigError
+from llmrec.evaluation.config import FUSION_SUFFIXES, ArmConfig, ExperimentConfig
+
+log = logging.getLogger(__name__)
+
+USERS_FILE = "users.jsonl.gz"
+FORMAT = 1
+#: Users per arm whose scores are kept for the replay (all of an arm's users when it has fewer).
+SAMPLE_USERS = 20
+#: Epsilons of the scores' scale an LLM score may move by on another CPU or batching, by weight dtype.
+LLM_EPSILONS = {"float32": 2**-23 * 1024, "bfloat16": 2**-7 * 8, "float16": 2**-10 * 64}
+
+
+class VerifyError(ConfigError):
+    """A study cannot be replayed: no committed per-user results, or another dataset."""
+
+
+def candidates_digest(candidates: Sequence[str]) -> str:
+    return hashlib.sha256("\x1f".join(candidates).encode()).hexdigest()[:16]
+
+
+def sample_users(experiment: str, row: str, users: Sequence[str], n: int = SAMPLE_USERS) -> list[str]:
+    """The seeded sample of `users` whose scores are kept (in the row's user order); a fused arm's ``.llm-only``
+    and ``.no-llm`` rows keep the arm's own sample, since one replay checks all three."""
+    if len(users) <= n:
+        return list(users)
+    arm = next((row[: -len(s)] for s in FUSION_SUFFIXES if row.endswith(s)), row)
+    chosen = set(random.Random(f"llmrec-verify:{experiment}:{arm}").sample(list(users), n))
+    return [u for u in users if u in chosen]
+
+
+def write_user_results(result: Any, summary: Mapping[str, Any], folder: str | Path) -> Path:
+    """Write ``users.jsonl.gz`` for `result` (an `ExperimentResult`) into `folder`, atomically."""
+    folder = Path(folder)
+    provenance = summary.get("provenance") or {}
+    header = {
+        "format": FORMAT,
+        "experiment": result.config.name,
+        "commit": provenance.get("commit"),
+        "dataset_fingerprint": result.dataset_fingerprint,
+        "sample_users": SAMPLE_USERS,
+    }
+    lines = [json.dumps(header)]
+    for name, arm in result.arms.items():
+        scored = [u.user_id for u in arm.users if u.scored]
+        kept = set(sample_users(result.config.name, name, scored))
+        for user in arm.users:
+            case = result.cases[user.user_id]
+            record: dict[str, Any] = {
+                "arm": name,
+                "user": user.user_id,
+                "rank": user.rank,
+                "n_candidates": user.n_candidates,
+                "target_index": user.target_index,
+                "scored": user.scored,
+                "slices": user.slices,
+                "prompt_tokens": user.prompt_tokens,
+                "forward_passes": user.forward_passes,
+                "parse_failures": user.parse_failures,
+                "latency_s": round(user.latency_s, 6),
+                "candidates": candidates_digest(case.candidates),
+            }
+            if user.user_id in kept:
+                record["scores"] = [None if math.isnan(s) else s for s in user.scores]
+            lines.append(json.dumps(record))
+    path = folder / USERS_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_user_results(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The header and records of a report folder's ``users.jsonl.gz``.
+
+    Raises:
+        VerifyError: no such file, or a format this code does not read.
+    """
+    path = Path(folder) / USERS_FILE
+    if not path.is_file():
+        raise VerifyError(f"no per-user results at {path}")
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    header, records = rows[0], rows[1:]
+    if header.get("format") != FORMAT:
+        raise VerifyError(f"{path} has format {header.get('format')!r}; this llmrec reads format {FORMAT}")
+    return header, records
+
+
+def score_tolerance(arm: ArmConfig, scores: Sequence[float]) -> float:
+    """How far a replayed score of `arm` may be from the committed one: 0 for arms without an LLM, else
+    `LLM_EPSILONS` of the arm's dtype times the scores' scale (at least 1)."""
+    if not arm.is_llm:
+        return 0.0
+    dtype = "float32" if arm.dtype in (None, "auto") else str(arm.dtype)
+    scale = max([abs(s) for s in scores if s is not None and math.isfinite(s)] + [1.0])
+    return LLM_EPSILONS.get(dtype, LLM_EPSILONS["bfloat16"]) * scale
+
+
+@dataclass
+class ArmCheck:
+    """The replay of one report row."""
+
+    row: str
+    users: int = 0
+    max_diff: float = 0.0
+    tolerance: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.users > 0 and not self.problems
+
+
+def _close(replayed: Sequence[float], committed: Sequence[Any], tol: float) -> tuple[bool, float]:
+    if len(replayed) != len(committed):
+        return False, math.inf
+    worst = 0.0
+    for a, b in zip(replayed, committed, strict=True):
+        if b is None or not math.isfinite(a):
+            if not (b is None and not math.isfinite(a)):
+                return False, math.inf
+            continue
+        worst = max(worst, abs(a - b))
+    return worst <= tol, worst
+
+
+def verify_study(
+    config: ExperimentConfig,
+    folder: str | Path | None = None,
+    *,
+    users: int = SAMPLE_USERS,
+    llm_users: int = 3,
+    dataset: Any = None,
+) -> list[ArmCheck]:
+    """Replay the sampled users of every arm of `config`'s committed report and compare (see the module doc).
+
+    Args:
+        config: the study's config.
+        folder: its report folder (default: ``config.results_path()``).
+        users: users replayed per arm without an LLM; llm_users: per LLM arm.
+        dataset: the loaded dataset (default: load ``config.dataset``).
+
+    Raises:
+        VerifyError: no per-user results, or the dataset's content differs from the one the report was made on.
+    """
+    from llmrec.evaluation.arms import build_arm
+    from llmrec.evaluation.protocols import build_cases, make_split
+    from llmrec.evaluation.runner import RetrieverPool, dataset_fingerprint, load_experiment_dataset
+    from llmrec.metrics import target_rank
+    from llmrec.models.adapters import resolve_adapter
+
+    folder = Path(folder) if folder is not None else config.results_path()
+    how = f"re-run it to make them: llmrec eval {config.source or config.name}"
+    try:
+        header, records = read_user_results(folder)
+    except VerifyError as exc:
+        raise VerifyError(f"study {config.name!r}: {exc} (a report made before reports kept them); {how}") from None
+    dataset = dataset if dataset is not None else load_experiment_dataset(config)
+    found = dataset_fingerprint(dataset)
+    if header.get("dataset_fingerprint") != found:
+        raise VerifyError(
+            f"study {config.name!r} was made on dataset content {header.get('dataset_fingerprint')}, but "
+            f"{config.dataset!r} is {found} here (another build or version of the data); {how}"
+        )
+    by_row: dict[str, dict[str, dict[str, Any]]] = {}
+    for record in records:
+        by_row.setdefault(record["arm"], {})[record["user"]] = record
+    split = make_split(dataset, config)
+    pool = RetrieverPool(split.train_dataset, progress=False)
+    checks: list[ArmCheck] = []
+    for arm in config.arms:
+        committed = by_row.get(arm.name)
+        if committed is None:
+            checks.append(ArmCheck(arm.name, problems=["not in the committed per-user results"]))
+            continue
+        sampled = [u for u, r in committed.items() if "scores" in r and r["scored"]]
+        chosen = sampled[: llm_users if arm.is_llm else users]
+        cases = build_cases(split, config, chosen, pool)
+        runnable = dataclasses.replace(arm, adapter=str(resolve_adapter(arm.adapter))) if arm.adapter else arm
+        scorer = build_arm(runnable, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
+        rows = [ArmCheck(arm.name)]
+        derived = {suffix: by_row.get(f"{arm.name}{suffix}") for suffix in FUSION_SUFFIXES}
+        for suffix, row in derived.items():
+            if row is not None:
+                rows.append(ArmCheck(f"{arm.name}{suffix}"))
+        for case in cases:
+            output = scorer(case)
+            replays = {arm.name: (output.scores, score_tolerance(arm, output.scores))}
+            if output.first_stage_scores is not None:
+                replays[f"{arm.name}{FUSION_SUFFIXES[1]}"] = (output.first_stage_scores, 0.0)
+            if output.llm_scores is not None:
+                replays[f"{arm.name}{FUSION_SUFFIXES[0]}"] = (output.llm_scores, score_tolerance(arm, output.llm_scores))
+            for check in rows:
+                record = by_row.get(check.row, {}).get(case.user_id)
+                if check.row not in replays or record is None or "scores" not in record:
+                    continue
+                scores, tol = replays[check.row]
+                check.users += 1
+                check.tolerance = max(check.tolerance, tol)
+                if record["candidates"] != candidates_digest(case.candidates):
+                    check.problems.append(f"user {case.user_id}: other candidates than the committed ones")
+                    continue
+                close, diff = _close(scores, record["scores"], tol)
+                check.max_diff = max(check.max_diff, diff)
+                rank = target_rank(scores, case.target_index) if case.target_index is not None else None
+                if not close:
+                    check.problems.append(f"user {case.user_id}: scores differ by {diff:.3g} (tolerance {tol:.3g})")
+                elif rank != record["rank"]:
+                    check.problems.append(f"user {case.user_id}: target rank {rank}, committed {record['rank']}")
+        checks.extend(rows)
+    return checks
+
+
+def iter_problems(checks: Sequence[ArmCheck]) -> Iterator[str]:
+    for check in checks:
+        for problem in check.problems[:3]:
+            yield f"{check.row}: {problem}"
