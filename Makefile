@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint clean
+.PHONY: install run test verify lint clean
 
 $(BIN)/llmrec: pyproject.toml scripts/setup_env.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup_env.sh
@@ -16,6 +16,18 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Replay every committed study that kept per-user results (eval/results/<name>/users.jsonl.gz) with this checkout's
+# code: `llmrec eval CONFIG --verify`. Studies made before reports kept them are listed, not replayed.
+verify: install
+	@status=0; for config in eval/*.yaml; do \
+		name=$$(sed -n 's/^name: *//p' $$config | head -1); \
+		if [ -f eval/results/$$name/users.jsonl.gz ]; then \
+			$(BIN)/llmrec eval $$config --verify --no-progress || status=1; \
+		else \
+			echo "$$name: not replayable (made before reports kept per-user results; re-run: llmrec eval $$config)"; \
+		fi; \
+	done; exit $$status
 
 lint: install
 	$(BIN)/ruff check llmrec tests eval
