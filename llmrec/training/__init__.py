@@ -9,7 +9,9 @@ Example:
 from __future__ import annotations
 
 from llmrec.models.adapters import AdapterCardError, read_card, render_readme
+from llmrec.training.checkpoints import CheckpointMismatchError
 from llmrec.training.config import TrainConfig
+from llmrec.training.estimate import RunEstimate, estimate_run
 from llmrec.training.examples import (
     ExampleSpec,
     NegativeSampler,
@@ -21,14 +23,8 @@ from llmrec.training.examples import (
     sample_validation_specs,
     training_positions,
 )
-from llmrec.training.trainer import (
-    CheckpointMismatchError,
-    OutputExistsError,
-    RunEstimate,
-    TrainResult,
-    estimate_run,
-    train,
-)
+from llmrec.training.output import OutputExistsError
+from llmrec.training.trainer import TrainResult, train
 
 __all__ = [
     "AdapterCardError",
