@@ -79,8 +79,9 @@ def numeric_libraries() -> dict[str, str]:
 
 
 def _adapter_file_bytes(path: Path) -> bytes:
-    """What of an adapter file shapes the LLM's scores: the card without its score-fusion weights (those are
-    applied to cached LLM scores afterwards, so fitting them must not invalidate the cache)."""
+    """What of an adapter file shapes the LLM's scores: the card without its score-fusion weights (the arm's own
+    fusion config is keyed separately) and without its ``card_version`` (a card upgraded to a newer schema says
+    the same about its adapter)."""
     if path.name != "adapter_card.json":
         return path.read_bytes()
     try:
@@ -89,6 +90,7 @@ def _adapter_file_bytes(path: Path) -> bytes:
         return path.read_bytes()
     if isinstance(card, dict):
         card.pop("fusion", None)
+        card.pop("card_version", None)
     return json.dumps(card, sort_keys=True).encode()
 
 
