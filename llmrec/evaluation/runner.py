@@ -191,9 +191,9 @@ def run_experiment(
         arm_cases = cases[: arm.users] if arm.users is not None else cases
         adapter_dir = resolve_adapter(arm.adapter, base=root) if arm.adapter else None
         path = config.cache_path() / f"{arm.name}.jsonl"
-        fingerprint = arm_cache_fingerprint(arm, case_fp, adapter_dir)
-        runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir is not None else arm
         fusion = arm_fusion(arm, adapter_dir) if arm.is_llm else None
+        fingerprint = arm_cache_fingerprint(arm, case_fp, adapter_dir, fusion)
+        runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir is not None else arm
         scorer = build_arm(
             runnable,
             seed=config.seed,
@@ -297,11 +297,18 @@ def _run_shard(
     procs.wait()
 
 
-def arm_cache_fingerprint(arm: ArmConfig, case_fp: Mapping[str, Any], adapter_dir: Path | None) -> str:
-    """The fingerprint of `arm`'s cache: its resolved config (fusion included: the `Reranker` fuses), the cases,
-    the code, and the adapter by name and content (not by where it lies). Another fusion of the same LLM is
+def arm_cache_fingerprint(
+    arm: ArmConfig, case_fp: Mapping[str, Any], adapter_dir: Path | None, fusion: Any = None
+) -> str:
+    """The fingerprint of `arm`'s cache: its resolved config, the fusion its `Reranker` applies (`fusion`, the
+    arm's own or its adapter card's: new weights written into the card re-rank the arm), the cases, the component
+    versions, and the adapter by name and content (not by where it lies). Another fusion of the same LLM is
     re-ranked quickly: the score memo answers its prompts."""
-    return arm_fingerprint(arm.resolved(), case_fp, adapter_dir)
+    resolved = arm.resolved()
+    if arm.is_llm:
+        applied = fusion.to_dict() if fusion is not None else None
+        resolved["fusion_applied"] = {k: v for k, v in applied.items() if k != "fitted"} if applied else None
+    return arm_fingerprint(resolved, case_fp, adapter_dir)
 
 
 def fit_arm_fusion(
@@ -397,7 +404,7 @@ def arm_fusion(arm: ArmConfig, adapter_dir: Path | None) -> Any:
     ``fusion`` mapping, else its adapter card's, else None), read without loading the model."""
     from llmrec.evaluation.llm import reranker_config
     from llmrec.models.adapters import card_of
-    from llmrec.ranking.reranker import resolve_fusion
+    from llmrec.ranking.settings import resolve_fusion
 
     card = card_of(adapter_dir) if adapter_dir is not None else None
     if arm.fusion is None and card is not None:

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 from llmrec.models.adapters import DEFAULT_ADAPTER, DEFAULT_ADAPTERS
+from llmrec.prompts import MODES
 from llmrec.ranking.base import (
     SCORE_KINDS,
     ContextLengthError,
@@ -17,11 +18,13 @@ from llmrec.ranking.base import (
     Scorer,
     ScoreResult,
 )
+from llmrec.ranking.config import DEFAULT_TEMPLATES, RerankerConfig
 from llmrec.ranking.factory import make_scorer
 from llmrec.ranking.generative import GenerativeScorer, ParsedRanking, parse_ranking
 from llmrec.ranking.listwise import ListwiseScorer
 from llmrec.ranking.pointwise import PointwiseScorer
-from llmrec.ranking.reranker import DEFAULT_TEMPLATES, MODES, RankedList, Reranker, RerankerConfig
+from llmrec.ranking.reranker import Reranker
+from llmrec.ranking.result import RankedList
 
 __all__ = [
     "DEFAULT_ADAPTER",

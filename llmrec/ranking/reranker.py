@@ -1,5 +1,9 @@
 """The reranker facade: history -> (retrieve) candidates -> KG + prompt -> LLM scorer -> `RankedList`.
 
+`Reranker` composes the pieces: `llmrec.ranking.settings` resolves its config (adapter, template, prompt settings,
+score fusion, windows), `llmrec.prompts.make_builder` and `make_scorer` build the prompt builder and the scorer,
+and `rank_batch` runs retrieval, candidate order, LLM scoring (windows, bootstrap orders) and score fusion.
+
 Example:
     >>> from llmrec.data import load_dataset
     >>> from llmrec.ranking import Reranker, RerankerConfig
@@ -14,20 +18,21 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from llmrec.config import from_mapping
-from llmrec.errors import ConfigError, LlmrecWarning, OlderCardWarning
+from llmrec.errors import ConfigError
 from llmrec.models import ModelConfig, load_model
-from llmrec.models.adapters import AdapterCard, card_of, default_adapter, resolve_adapter
-from llmrec.prompts import MODES, PromptBuilder, PromptSettings, load_template, make_builder
+from llmrec.models.adapters import AdapterCard
+from llmrec.prompts import MODES, PromptBuilder, PromptSettings, PromptTemplate, make_builder
 from llmrec.ranking.base import RankingError, Scorer, ScoreResult
+from llmrec.ranking.config import DEFAULT_TEMPLATES, RerankerConfig
 from llmrec.ranking.factory import make_scorer
 from llmrec.ranking.fusion import ScoreFusion
-from llmrec.ranking.order import GIVEN, check_candidate_order, order_candidates
+from llmrec.ranking.order import GIVEN, order_candidates
+from llmrec.ranking.result import RankedList
+from llmrec.ranking.settings import resolve_settings
 from llmrec.ranking.windows import aggregate, permutations, sliding_window_order
 from llmrec.retrieval.base import FALLBACK_SOURCE
 from llmrec.types import Candidate, Interaction
@@ -37,259 +42,10 @@ if TYPE_CHECKING:
     from llmrec.models import LoadedModel
     from llmrec.retrieval import Retriever
 
+#: Re-exported: `llmrec.cli.rank` reads them from here.
+__all__ = ["DEFAULT_TEMPLATES", "MODES", "RankedList", "Reranker", "RerankerConfig"]
+
 log = logging.getLogger(__name__)
-
-#: Template used for each mode when only the mode is given (and no adapter card names one).
-DEFAULT_TEMPLATES = {"listwise": "listwise_kg", "pointwise": "pointwise_kg", "generative": "generative"}
-_DEFAULT = "default"
-
-
-@dataclass(frozen=True)
-class RerankerConfig:
-    """Everything a `Reranker` needs to know; unknown keys in `from_dict` raise.
-
-    Args:
-        model: a `ModelConfig` or a model name/path (full precision).
-        adapter: an adapter name (a shipped one, e.g. ``"smollm2-ml100k-pointwise-kg"``) or folder path,
-            ``None`` for the bare model, or ``"default"``: for SmolLM2 the shipped adapter of the mode
-            (`llmrec.models.DEFAULT_ADAPTERS`: listwise unless ``mode="pointwise"``), for other models none.
-        mode: ``listwise`` | ``pointwise`` | ``generative``; None = the adapter's mode (from its card), else the
-            template's.
-        template: template name or path; None = the template the adapter was trained with (its card) when it
-            was trained for `mode`, else the default template of `mode` (listwise_kg by default).
-        retriever: the first stage of `rank` calls without candidates (default ``fusion``: sasrec + ease + dense;
-            or any name of ``llmrec.retrieval.RETRIEVER_NAMES``).
-        retriever_opts: options for `llmrec.retrieval.build_retriever` (its ``progress`` also applies to the
-            retrievers of the score fusion and of the candidate order).
-        n_candidates: how many candidates to retrieve when none are given.
-        window_size: candidates per listwise/generative prompt (None = the template's maximum); more candidates
-            than this are ranked with sliding windows.
-        window_step: how far the window moves (None = half the window).
-        permutations: position-bias bootstrap: score this many candidate orders (the given order first, then
-            seeded shuffles) and average. 1 = off.
-        seed: seed of the bootstrap shuffles.
-        batch_size: prompts (listwise, across users) or candidate suffixes (pointwise) per forward pass.
-        prefix_cache: pointwise: encode the shared prefix once (False re-encodes it per candidate).
-        max_new_tokens: generative: tokens to generate (None = 4 per candidate + 8).
-        knowledge: show KG facts when the template asks for them.
-        history_budget, fact_budget: token budgets passed to the `PromptBuilder` (None = the values the adapter
-            was trained with, from its card; else the builder's defaults).
-        candidate_order: how candidates are listed in the prompt: "given" (as passed or retrieved), or
-            best-first by a retriever fitted on `dataset` ("cooc", "popularity", "dense"). None = the order the
-            adapter was trained with (its card), else "given".
-        cf_evidence: show collaborative evidence from `dataset`'s interactions with the facts ("liked by 31% of
-            those who liked Fargo (1996)", a popularity band); None = as the adapter was trained (its card), else
-            off. `knowledge=False` with `cf_evidence=True` shows the evidence without KG facts.
-        fusion: combine the LLM score with first-stage retriever scores using the weights fitted on validation
-            users and stored in the adapter card (``fusion``), when it has them; False ranks by the LLM alone; a
-            mapping (members, weights, llm_weight, optionally llm_depth; `ScoreFusion.to_dict`'s form, as an eval
-            arm's ``fusion``) uses those weights instead of the card's, e.g. ones fit under another protocol. A
-            member named as `retriever` is the first stage itself (built once): ``{"members": ["fusion"],
-            "weights": [1.0], "llm_weight": 0.5}`` puts the LLM on top of the default first stage's own score.
-        llm_depth: with score fusion, the LLM scores only this many candidates, the best of the first-stage
-            members' own fusion, and the others follow below in that order (cost falls with the depth; None = the
-            card's ``fusion.llm_depth``, else every candidate). Needs score fusion: the card's weights or a
-            `fusion` mapping.
-        check_split: when `dataset` is the train part of a split, refuse an adapter whose training split holds
-            that split's held-out items (of any user). The evaluation harness turns it off after making the same
-            check for just the users it evaluates.
-        merge_adapter: merge the adapter into the weights of the model the `Reranker` loads (it never switches
-            adapters): about 10% faster scoring on a CPU, scores equal up to float rounding. Needs an adapter;
-            for a model passed as ``lm``, load it with ``ModelConfig(merge_adapter=True)`` instead.
-    """
-
-    model: Any = "smollm2"
-    adapter: str | None = _DEFAULT
-    mode: str | None = None
-    template: str | None = None
-    retriever: str = "fusion"
-    retriever_opts: Mapping[str, Any] = field(default_factory=dict)
-    n_candidates: int = 20
-    window_size: int | None = None
-    window_step: int | None = None
-    permutations: int = 1
-    seed: int = 0
-    batch_size: int = 8
-    prefix_cache: bool = True
-    max_new_tokens: int | None = None
-    knowledge: bool = True
-    history_budget: int | None = None
-    fact_budget: int | None = None
-    candidate_order: str | None = None
-    fusion: bool | Mapping[str, Any] = True
-    llm_depth: int | None = None
-    cf_evidence: bool | None = None
-    check_split: bool = True
-    merge_adapter: bool = False
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model, str):
-            object.__setattr__(self, "model", ModelConfig(self.model))
-        elif isinstance(self.model, Mapping):
-            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
-        elif not isinstance(self.model, ModelConfig):
-            raise ConfigError(
-                f"RerankerConfig.model must be a ModelConfig, a mapping or a name, got {self.model!r}"
-            )
-        if self.mode is not None and self.mode not in MODES:
-            raise ConfigError(f"RerankerConfig.mode must be one of {MODES}, got {self.mode!r}")
-        for name in ("n_candidates", "permutations", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"RerankerConfig.{name} must be an integer >= 1, got {value!r}")
-        for name in ("window_size", "window_step", "max_new_tokens", "history_budget", "fact_budget", "llm_depth"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"RerankerConfig.{name} must be None or an integer >= 1, got {value!r}")
-        if self.candidate_order is not None:
-            check_candidate_order(self.candidate_order, "RerankerConfig.candidate_order")
-        if isinstance(self.fusion, Mapping):
-            ScoreFusion.from_dict(self.fusion, "RerankerConfig.fusion")
-        elif not isinstance(self.fusion, bool):
-            raise ConfigError(f"RerankerConfig.fusion must be true, false or a mapping of weights, got {self.fusion!r}")
-        if not isinstance(self.merge_adapter, bool):
-            raise ConfigError(f"RerankerConfig.merge_adapter must be true or false, got {self.merge_adapter!r}")
-        if self.window_size is not None and self.window_size < 2:
-            raise ConfigError(
-                f"RerankerConfig.window_size must be >= 2 to compare candidates, got {self.window_size}"
-            )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RerankerConfig:
-        """Build from a mapping (e.g. YAML); unknown keys raise `ConfigError` naming them."""
-        return from_mapping(cls, data, "RerankerConfig")
-
-    @property
-    def template_name(self) -> str:
-        """`template`, else the default template of `mode` (the `Reranker` prefers the adapter card's template
-        when `template` is None and the adapter was trained for `mode`)."""
-        return self.template or DEFAULT_TEMPLATES[self.mode or "listwise"]
-
-    @property
-    def adapter_ref(self) -> str | None:
-        """The adapter asked for, by name or path, with "default" resolved (None: the bare model)."""
-        if self.adapter != _DEFAULT:
-            return self.adapter
-        mode = self.mode
-        if mode is None and self.template is not None:
-            from llmrec.prompts import load_template
-
-            mode = load_template(self.template).mode
-        return default_adapter(self.model.name_or_path, mode)
-
-
-@dataclass(frozen=True)
-class RankedList:
-    """The result of ranking one user's candidates, best first.
-
-    Attributes:
-        item_ids, scores, ranks: aligned, best first; ranks start at 1.
-        score_kind: how to read the scores (``label_logprob``, ``yes_no_margin`` or ``rank``: windows and
-            generative ranking give rank-derived scores, n for the best).
-        mode, template, adapter: what produced it.
-        prompt_tokens: tokens of all prompts rendered (summed over windows and bootstrap orders).
-        encoded_tokens: tokens actually run through the model (fewer with the pointwise prefix cache).
-        forward_passes: model forward calls (one per generated token in generative mode).
-        parse_failures: generative outputs that did not name every candidate exactly once.
-        timings: seconds: ``retrieve``, ``prompt``, ``score``, ``total``.
-        facts: per item, the KG sentences the model was shown about it (why it is here).
-        windows, permutations: prompts per order and candidate orders scored.
-        candidate_source: where candidates came from (a retriever name, ``"popularity-fallback"`` when the
-            history was empty, or ``"given"``).
-        llm_scores: with score fusion, the LLM's own score per item it scored (`scores` are then the fused ones;
-            with an ``llm_depth`` only the items the LLM scored are here).
-        first_stage_scores: with score fusion, the members' fusion without the LLM per item (what `scores` would
-            be at LLM weight 0: the ranking the LLM is measured against).
-        fusion: with score fusion, its members and weights (from the adapter card or the config).
-    """
-
-    item_ids: tuple[str, ...]
-    scores: tuple[float, ...]
-    ranks: tuple[int, ...]
-    score_kind: str
-    mode: str
-    template: str
-    adapter: str | None
-    prompt_tokens: int
-    encoded_tokens: int
-    forward_passes: int
-    parse_failures: int
-    timings: Mapping[str, float]
-    facts: Mapping[str, tuple[str, ...]]
-    windows: int = 1
-    permutations: int = 1
-    candidate_source: str = "given"
-    raw_outputs: tuple[str, ...] = ()
-    llm_scores: Mapping[str, float] = field(default_factory=dict)
-    first_stage_scores: Mapping[str, float] = field(default_factory=dict)
-    fusion: Mapping[str, Any] | None = None
-
-    def __len__(self) -> int:
-        return len(self.item_ids)
-
-    def top(self, k: int) -> RankedList:
-        """The first `k` entries (with the same counters)."""
-        kept = self.item_ids[:k]
-        return replace(
-            self,
-            item_ids=kept,
-            scores=self.scores[:k],
-            ranks=self.ranks[:k],
-            facts={i: self.facts.get(i, ()) for i in kept},
-            llm_scores={i: self.llm_scores[i] for i in kept if i in self.llm_scores},
-            first_stage_scores={i: self.first_stage_scores[i] for i in kept if i in self.first_stage_scores},
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``ranked`` = [{item_id, score, rank, facts}], plus the counters and timings."""
-        data = asdict(self)
-        for key in ("item_ids", "scores", "ranks", "facts"):
-            data.pop(key)
-        data["ranked"] = [
-            {"item_id": i, "score": s, "rank": r, "facts": list(self.facts.get(i, ()))}
-            for i, s, r in zip(self.item_ids, self.scores, self.ranks)
-        ]
-        data["timings"] = dict(self.timings)
-        data["raw_outputs"] = list(self.raw_outputs)
-        return data
-
-
-def card_fusion(card: AdapterCard | None) -> ScoreFusion | None:
-    """The score fusion stored in an llmrec adapter's card (``fusion``), or None."""
-    if card is None or card.fusion is None:
-        return None
-    return ScoreFusion.from_dict(card.fusion, f"adapter {card.name or card.base_model!r}: card fusion")
-
-
-def resolve_fusion(
-    fusion: bool | Mapping[str, Any],
-    card: AdapterCard | None,
-    llm_depth: int | None = None,
-    *,
-    adapter: str | None = None,
-) -> ScoreFusion | None:
-    """The score fusion a `Reranker` applies: `fusion` weights when it is a mapping, else the card's when `fusion`
-    is True, else none; `llm_depth` (when not None) replaces the depth. The one place this is decided, for the
-    `Reranker` and for the evaluation harness (which reads it to know which report rows an arm has).
-
-    Raises:
-        ConfigError: `llm_depth` without a fusion to apply it to, naming why there is none.
-    """
-    resolved = (
-        ScoreFusion.from_dict(fusion, "RerankerConfig.fusion") if isinstance(fusion, Mapping)
-        else card_fusion(card) if fusion else None
-    )  # fmt: skip
-    if llm_depth is None:
-        return resolved
-    if resolved is None:
-        why = (
-            "fusion=False" if not fusion
-            else "the bare model has no adapter card" if adapter is None
-            else f"the card of adapter {adapter} has no fusion weights (fit them: llmrec eval CONFIG --fit-fusion "
-            "ARM --write-card)"
-        )  # fmt: skip
-        raise ConfigError(f"RerankerConfig.llm_depth={llm_depth} needs score fusion, but {why}")
-    return replace(resolved, llm_depth=llm_depth)
 
 
 class Reranker:
@@ -318,150 +74,36 @@ class Reranker:
         retrievers: Callable[[str], Retriever] | None = None,
     ) -> None:
         self.dataset = dataset
-        self._retriever_source = retrievers
         self.config = config = config or RerankerConfig()
-        self.adapter_name: str | None = None
-        adapter_ref = config.adapter_ref
-        if lm is not None and config.adapter == _DEFAULT and adapter_ref is not None:
-            # A model handed in is used as loaded: the default adapter only if it was loaded into it.
-            if adapter_ref not in lm.adapter_names and lm.merged_adapter != adapter_ref:
-                adapter_ref = None
-        adapter_path: str | None = None
+        settings = resolve_settings(config, dataset, lm, stacklevel=2)
+        self.adapter_name: str | None = settings.adapter_name
+        self.adapter_path: str | None = settings.adapter_path
         #: The card of the adapter in use (None: no adapter, or a plain PEFT folder without a card).
-        self.adapter_card: AdapterCard | None = None
-        if adapter_ref is not None:
-            folder = resolve_adapter(adapter_ref)
-            adapter_path = str(folder)
-            self.adapter_name = folder.name or "adapter"
-            self.adapter_card = card_of(folder)
-        elif config.adapter == _DEFAULT:
-            log.info(
-                "no default adapter for base model %r: ranking with the bare model (pass adapter=... to use one)",
-                config.model.name_or_path,
-            )
-        card = self.adapter_card
-        template = load_template(self._template_name(card))
-        if config.mode is not None and template.mode != config.mode:
-            raise ConfigError(
-                f"template {template.name!r} is a {template.mode} template, but mode={config.mode!r} was asked"
-            )
-        self.mode: str = template.mode
-        if card is not None and card.mode is not None and card.mode != self.mode:
-            warnings.warn(
-                f"adapter {self.adapter_name} was trained for {card.mode} scoring ({card.template}) but ranks in "
-                f"{self.mode} mode here; use a {self.mode} adapter or none",
-                LlmrecWarning,
-                stacklevel=2,
-            )
-        if self.mode == "pointwise" and config.permutations > 1:
-            raise ConfigError(
-                "permutations > 1 is for position bias in listwise/generative prompts; pointwise prompts show one "
-                "candidate each, so set permutations=1"
-            )
-        if adapter_path is not None and config.check_split:
-            self._check_training_split(dataset, card)
+        self.adapter_card: AdapterCard | None = settings.card
+        self.template: PromptTemplate = settings.template
+        self.mode: str = settings.mode
         #: What the adapter's card, made by an older llmrec, lacks (each also raised as an `OlderCardWarning`).
-        self.card_notes: list[str] = []
-        if card is not None:
-            self.card_notes = [
-                f"adapter {self.adapter_name!r} ({adapter_path}): {note}"
-                for note in card.upgrade_notes(fusion=config.fusion is True)
-            ]
-        for note in self.card_notes:
-            warnings.warn(note, OlderCardWarning, stacklevel=2)
-        model_cfg: ModelConfig = config.model
-        if adapter_path is not None:
-            assert self.adapter_name is not None
-            adapters = dict(model_cfg.adapters)
-            if adapters.get(self.adapter_name, adapter_path) != adapter_path:
-                raise ConfigError(
-                    f"adapter name {self.adapter_name!r} is already used for {adapters[self.adapter_name]}"
-                )
-            adapters[self.adapter_name] = adapter_path
-            model_cfg = replace(
-                model_cfg,
-                adapters=tuple(adapters.items()),
-                active_adapter=self.adapter_name,
-                merge_adapter=model_cfg.merge_adapter or config.merge_adapter,
-            )
-        elif config.merge_adapter:
-            raise ConfigError("RerankerConfig.merge_adapter=True needs an adapter to merge (adapter is None)")
-        if config.merge_adapter and lm is not None:
-            raise ConfigError(
-                "RerankerConfig.merge_adapter applies to the model the Reranker loads; a model passed as lm= is "
-                "used as loaded (load it with ModelConfig(merge_adapter=True) to merge)"
-            )
-        self.adapter_path = adapter_path
-        self.lm = lm if lm is not None else load_model(model_cfg)
-        if lm is not None and self.adapter_name is not None and self.adapter_name not in lm.adapter_names:
-            if lm.merged_adapter != self.adapter_name:
-                raise ConfigError(f"the given model has no adapter {self.adapter_name!r} loaded")
-        trained = card.prompt_settings() if card is not None else {}
-        asked = {
-            "history_budget": config.history_budget,
-            "fact_budget": config.fact_budget,
-            "candidate_order": config.candidate_order,
-            "cf_evidence": config.cf_evidence,
-        }
-        # The options asked for, else the ones the adapter was trained with (its card), else the defaults.
-        settings = PromptSettings.resolve(asked, trained)
+        self.card_notes: list[str] = list(settings.card_notes)
         #: The prompt settings in use (`RerankerConfig` options over the adapter card's over the defaults).
-        self.prompt_settings: PromptSettings = settings
+        self.prompt_settings: PromptSettings = settings.prompt
         #: Whether prompts show collaborative evidence from `dataset`'s interactions (the card's setting by default).
-        self.cf_evidence: bool = settings.cf_evidence
+        self.cf_evidence: bool = settings.prompt.cf_evidence
         #: How candidates are listed in prompts ("given" or a retriever name; see `RerankerConfig`).
-        self.candidate_order: str = settings.candidate_order
+        self.candidate_order: str = settings.prompt.candidate_order
+        #: Score fusion with first-stage retrievers (the config's weights, else the adapter card's), or None.
+        self.fusion: ScoreFusion | None = settings.fusion
+        self.window: int = settings.window
+        self.step: int = settings.step
+        self.lm = _load_or_check(settings.model, self.adapter_name, lm)
         self.builder: PromptBuilder = make_builder(
-            dataset, self.lm.tokenizer, template, settings, knowledge=knowledge, triples=config.knowledge
-        )
-        self.template = template
-        max_labels = template.max_candidates or 0
-        self.window = min(config.window_size or max_labels, max_labels) if max_labels else 0
-        self.step = config.window_step or max(1, self.window // 2)
-        if self.window and self.step >= self.window:
-            raise ConfigError(
-                f"RerankerConfig.window_step={self.step} must be smaller than the window {self.window}"
-            )
+            dataset, self.lm.tokenizer, self.template, self.prompt_settings, knowledge=knowledge,
+            triples=config.knowledge,
+        )  # fmt: skip
         self.scorer: Scorer = self._make_scorer()
         self._retriever = retriever
+        self._retriever_source = retrievers
         self._order_retriever: Any = None
-        #: Score fusion with first-stage retrievers (the config's weights, else the adapter card's), or None.
-        self.fusion: ScoreFusion | None = resolve_fusion(
-            config.fusion, card, config.llm_depth, adapter=self.adapter_path
-        )
-        if config.fusion is True and self.fusion is not None and self.fusion.llm_weight == 0:
-            log.warning(
-                "the card of adapter %s gives the LLM weight 0 in its score fusion (%s): rankings equal the "
-                "first-stage fusion of %s, and the LLM's cost buys nothing; fusion=False ranks by the LLM alone",
-                config.adapter,
-                self.fusion.fitted.get("llm_dropped", "fitted on validation users"),
-                ", ".join(self.fusion.members),
-            )
         self._fusion_members: list[Any] | None = None
-
-    def _template_name(self, card: AdapterCard | None) -> str:
-        """The configured template; else the card's when the adapter was trained for the asked mode (or no mode
-        was asked); else the default template of the mode."""
-        cfg = self.config
-        if cfg.template is not None:
-            return cfg.template
-        if card is not None and card.template and card.mode and cfg.mode in (None, card.mode):
-            return card.template
-        return cfg.template_name
-
-    def _check_training_split(self, dataset: Dataset, card: AdapterCard | None) -> None:
-        """Refuse an adapter trained on a split holding the held-out items of the split `dataset` comes from."""
-        split = getattr(dataset, "source_split", None)
-        if split is None:
-            return  # not the train part of a split: nothing is held out
-        if card is None:
-            log.warning(
-                "adapter %s has no card: cannot check that it was not trained on the held-out items of this %s",
-                self.adapter_name,
-                split.settings.describe(),
-            )
-            return
-        card.check_split(split, adapter=self.adapter_name)
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -744,3 +386,10 @@ class Reranker:
         )
 
 
+def _load_or_check(model: ModelConfig, adapter_name: str | None, lm: LoadedModel | None) -> LoadedModel:
+    """`lm` when given (refused when it lacks the adapter `adapter_name`), else `model` (a `ModelConfig`) loaded."""
+    if lm is None:
+        return load_model(model)
+    if adapter_name is not None and adapter_name not in lm.adapter_names and lm.merged_adapter != adapter_name:
+        raise ConfigError(f"the given model has no adapter {adapter_name!r} loaded")
+    return lm

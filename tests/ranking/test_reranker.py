@@ -169,7 +169,7 @@ def test_candidate_order_lists_candidates_best_first_by_the_retriever(make, kg_t
 def test_score_fusion_reorders_by_the_fused_score(make, tmp_path):
     from llmrec.models.adapters import AdapterCard
     from llmrec.ranking.fusion import ScoreFusion
-    from llmrec.ranking.reranker import card_fusion
+    from llmrec.ranking.settings import card_fusion
     from llmrec.retrieval import build_retriever
 
     plain = make(mode="pointwise", adapter=None).rank(HISTORY, CANDIDATES)
@@ -385,7 +385,7 @@ def test_a_card_fusion_that_gives_the_llm_no_weight_is_announced(kg_tiny, knowle
     shutil.copytree(folder, dropped)
     fusion = ScoreFusion(("cooc",), (1.0,), 0.0, {"llm_dropped": "the LLM did not raise held-out NDCG@10"})
     update_card(dropped, dataclasses.replace(read_adapter_card(dropped), fusion=fusion.to_dict()))
-    with caplog.at_level(logging.WARNING, logger="llmrec.ranking.reranker"):
+    with caplog.at_level(logging.WARNING, logger="llmrec.ranking.settings"):
         reranker = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(dropped)), knowledge=knowledge)
     assert "gives the LLM weight 0" in caplog.text and "did not raise held-out NDCG@10" in caplog.text
     ranked = reranker.rank(HISTORY, CANDIDATES[:4])
