@@ -217,6 +217,7 @@ def verify_study(
         for suffix, row in derived.items():
             if row is not None:
                 rows.append(ArmCheck(f"{arm.name}{suffix}"))
+        record: dict[str, Any] | None
         for case in cases:
             output = scorer(case)
             replays = {arm.name: (output.scores, score_tolerance(arm, output.scores))}

@@ -35,5 +35,13 @@ def test_what_decides_the_scores_changes_it_and_nothing_else_does(tmp_path: Path
     assert arm_cache_fingerprint(ARM, {**CASES, "seed": 1}, adapter) != base
     # the fusion changes it (the Reranker fuses: the cached scores are fused ones); the name and user cap do not
     assert arm_cache_fingerprint(dataclasses.replace(ARM, fusion=False), CASES, adapter) != base
+    # ... and so do new weights in the adapter card, which an arm without its own fusion applies
+    from llmrec.ranking.fusion import ScoreFusion
+
+    carded = ScoreFusion(("ease",), (1.0,), llm_weight=0.2, fitted={"users": 10})
+    with_card = arm_cache_fingerprint(ARM, CASES, adapter, carded)
+    assert with_card != base
+    assert arm_cache_fingerprint(ARM, CASES, adapter, dataclasses.replace(carded, llm_weight=0.3)) != with_card
+    assert arm_cache_fingerprint(ARM, CASES, adapter, dataclasses.replace(carded, fitted={})) == with_card
     same = dataclasses.replace(ARM, name="renamed", users=10)
     assert arm_cache_fingerprint(same, CASES, adapter) == base
