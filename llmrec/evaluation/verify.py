@@ -217,7 +217,6 @@ def verify_study(
         for suffix, row in derived.items():
             if row is not None:
                 rows.append(ArmCheck(f"{arm.name}{suffix}"))
-        record: dict[str, Any] | None
         for case in cases:
             output = scorer(case)
             replays = {arm.name: (output.scores, score_tolerance(arm, output.scores))}
@@ -226,22 +225,22 @@ def verify_study(
             if output.llm_scores is not None:
                 replays[f"{arm.name}{FUSION_SUFFIXES[0]}"] = (output.llm_scores, score_tolerance(arm, output.llm_scores))
             for check in rows:
-                record = by_row.get(check.row, {}).get(case.user_id)
-                if check.row not in replays or record is None or "scores" not in record:
+                kept = by_row.get(check.row, {}).get(case.user_id)
+                if check.row not in replays or kept is None or "scores" not in kept:
                     continue
                 scores, tol = replays[check.row]
                 check.users += 1
                 check.tolerance = max(check.tolerance, tol)
-                if record["candidates"] != candidates_digest(case.candidates):
+                if kept["candidates"] != candidates_digest(case.candidates):
                     check.problems.append(f"user {case.user_id}: other candidates than the committed ones")
                     continue
-                close, diff = _close(scores, record["scores"], tol)
+                close, diff = _close(scores, kept["scores"], tol)
                 check.max_diff = max(check.max_diff, diff)
                 rank = target_rank(scores, case.target_index) if case.target_index is not None else None
                 if not close:
                     check.problems.append(f"user {case.user_id}: scores differ by {diff:.3g} (tolerance {tol:.3g})")
-                elif rank != record["rank"]:
-                    check.problems.append(f"user {case.user_id}: target rank {rank}, committed {record['rank']}")
+                elif rank != kept["rank"]:
+                    check.problems.append(f"user {case.user_id}: target rank {rank}, committed {kept['rank']}")
         checks.extend(rows)
     return checks
 
