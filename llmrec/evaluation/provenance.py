@@ -89,9 +89,25 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def compute_setting() -> dict[str, Any]:
+    """The threads torch and BLAS compute with and the CPU kernels torch picked: a trained model (SASRec) refit
+    with another thread count or on other kernels sums in another order and ends elsewhere, so a replay sets the
+    same threads and says when the kernels differ."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    blas = [p.get("num_threads", 0) for p in threadpool_info() if p.get("user_api") == "blas"]
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "blas_threads": max(blas, default=0),
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+        "machine": platform.machine(),
+    }
+
+
 def provenance(dataset_fingerprint: str, versions: Mapping[str, Any]) -> dict[str, Any]:
     """What a report records about what made it: commit, uncommitted changes, dataset content, library and
-    component versions (`versions`: the explicit behaviour versions the caches key on)."""
+    component versions (`versions`: the explicit behaviour versions the caches key on), threads and CPU kernels."""
     state = git_state()
     return {
         "commit": state["commit"],
@@ -99,6 +115,7 @@ def provenance(dataset_fingerprint: str, versions: Mapping[str, Any]) -> dict[st
         "dataset_fingerprint": dataset_fingerprint,
         "libraries": library_versions(),
         "versions": dict(versions),
+        "compute": compute_setting(),
     }
 
 

@@ -6,17 +6,22 @@ rank, the candidate count, the slices, the costs) plus a digest of the candidate
 arm's users (`SAMPLE_USERS`) the line also holds the arm's scores, so the report can be replayed: `verify` scores
 those users again with the code of this checkout, without any cache or score memo, and compares.
 
-- Retriever, random and candidate-order arms must give exactly the committed scores.
+- Retriever, random and candidate-order arms must give the committed scores up to float64 rounding
+  (`CLASSICAL_EPSILONS`: a BLAS summing in another order moves EASE by ~1e-16).
 - LLM arms (a few users each: they are slow) must give the same rank of the target, with scores within a
   tolerance derived from the model's dtype and the scores' scale (`score_tolerance`); a fused arm's first-stage
   scores (its ``.no-llm`` row) must be exact.
 
-A refactor that passes the replay keeps its reports; one that fails it changed behaviour: bump the version of the
+The replay computes with the thread counts the report was made with (torch and BLAS): a trained retriever such as
+SASRec, refit on a fresh machine, ends at other weights with another thread count (seen: scores moved by 0.7 with 2
+threads instead of 1). On a CPU with other kernels than the report's (`cpu_capability`) it may still differ: the
+replay says so. A refactor that passes the replay keeps its reports; one that fails it changed behaviour: bump the version of the
 component that moved (`llmrec.evaluation.cache.behaviour_versions`) and re-run the studies it moved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -39,6 +44,8 @@ USERS_FILE = "users.jsonl.gz"
 FORMAT = 1
 #: Users per arm whose scores are kept for the replay (all of an arm's users when it has fewer).
 SAMPLE_USERS = 20
+#: Float64 epsilons of the scores' scale a score without an LLM may move by (BLAS summation order).
+CLASSICAL_EPSILONS = 1024
 #: Epsilons of the scores' scale an LLM score may move by on another CPU or batching, by weight dtype.
 LLM_EPSILONS = {"float32": 2**-23 * 1024, "bfloat16": 2**-7 * 8, "float16": 2**-10 * 64}
 
@@ -71,6 +78,7 @@ def write_user_results(result: Any, summary: Mapping[str, Any], folder: str | Pa
         "commit": provenance.get("commit"),
         "dataset_fingerprint": result.dataset_fingerprint,
         "sample_users": SAMPLE_USERS,
+        "compute": provenance.get("compute"),
     }
     lines = [json.dumps(header)]
     for name, arm in result.arms.items():
@@ -121,12 +129,12 @@ def read_user_results(folder: str | Path) -> tuple[dict[str, Any], list[dict[str
 
 
 def score_tolerance(arm: ArmConfig, scores: Sequence[float]) -> float:
-    """How far a replayed score of `arm` may be from the committed one: 0 for arms without an LLM, else
-    `LLM_EPSILONS` of the arm's dtype times the scores' scale (at least 1)."""
-    if not arm.is_llm:
-        return 0.0
-    dtype = "float32" if arm.dtype in (None, "auto") else str(arm.dtype)
+    """How far a replayed score of `arm` may be from the committed one: `CLASSICAL_EPSILONS` float64 epsilons of
+    the scores' scale (at least 1) for arms without an LLM, else `LLM_EPSILONS` of the arm's dtype."""
     scale = max([abs(s) for s in scores if s is not None and math.isfinite(s)] + [1.0])
+    if not arm.is_llm:
+        return CLASSICAL_EPSILONS * 2**-52 * scale
+    dtype = "float32" if arm.dtype in (None, "auto") else str(arm.dtype)
     return LLM_EPSILONS.get(dtype, LLM_EPSILONS["bfloat16"]) * scale
 
 
@@ -177,11 +185,7 @@ def verify_study(
     Raises:
         VerifyError: no per-user results, or the dataset's content differs from the one the report was made on.
     """
-    from llmrec.evaluation.arms import build_arm
-    from llmrec.evaluation.protocols import build_cases, make_split
-    from llmrec.evaluation.runner import RetrieverPool, dataset_fingerprint, load_experiment_dataset
-    from llmrec.metrics import target_rank
-    from llmrec.models.adapters import resolve_adapter
+    from llmrec.evaluation.runner import dataset_fingerprint, load_experiment_dataset
 
     folder = Path(folder) if folder is not None else config.results_path()
     how = f"re-run it to make them: llmrec eval {config.source or config.name}"
@@ -196,7 +200,50 @@ def verify_study(
             f"study {config.name!r} was made on dataset content {header.get('dataset_fingerprint')}, but "
             f"{config.dataset!r} is {found} here (another build or version of the data); {how}"
         )
-    by_row: dict[str, dict[str, dict[str, Any]]] = {}
+    with same_compute(header.get("compute")):
+        return _replay(config, dataset, records, users=users, llm_users=llm_users)
+
+
+@contextlib.contextmanager
+def same_compute(made_with: Mapping[str, Any] | None) -> Iterator[None]:
+    """Compute with the torch and BLAS thread counts a report was made with (restored after); log when this CPU's
+    kernels differ from the report's."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from llmrec.evaluation.provenance import compute_setting
+
+    if not made_with:
+        yield
+        return
+    here = compute_setting()
+    if made_with.get("cpu_capability") != here["cpu_capability"]:
+        log.warning(
+            "the report was computed with %s CPU kernels, this machine uses %s: a trained retriever (SASRec) "
+            "refit here may not replay",
+            made_with.get("cpu_capability"),
+            here["cpu_capability"],
+        )
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(made_with.get("torch_threads") or before))
+    try:
+        blas = int(made_with.get("blas_threads") or 0)
+        with threadpool_limits(limits=blas if blas > 0 else None, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _replay(
+    config: ExperimentConfig, dataset: Any, records: Sequence[Mapping[str, Any]], *, users: int, llm_users: int
+) -> list[ArmCheck]:
+    from llmrec.evaluation.arms import build_arm
+    from llmrec.evaluation.protocols import build_cases, make_split
+    from llmrec.evaluation.runner import RetrieverPool
+    from llmrec.metrics import target_rank
+    from llmrec.models.adapters import resolve_adapter
+
+    by_row: dict[str, dict[str, Mapping[str, Any]]] = {}
     for record in records:
         by_row.setdefault(record["arm"], {})[record["user"]] = record
     split = make_split(dataset, config)
