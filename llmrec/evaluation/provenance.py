@@ -67,14 +67,22 @@ def git_state(root: Path | None = None) -> dict[str, Any]:
     if root is None:
         return {"commit": None, "changed": []}
     commit = _git(root, "rev-parse", "HEAD")
-    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", *SOURCE_PATHS)
-    changed = sorted(
-        path
-        for line in status.splitlines()
-        if line.strip()
-        for path in [line[3:].split(" -> ")[-1].strip('"')]
-        if not path.startswith("eval/results/") and "__pycache__" not in path
-    )
+    # -z: NUL-separated "XY path" entries, paths as they are (a rename adds its old path as the next entry)
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "-z", "--untracked-files=all", "--", *SOURCE_PATHS],
+        cwd=root, capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    entries = status.split("\0")
+    paths, n = [], 0
+    while n < len(entries):
+        entry = entries[n]
+        n += 1
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if entry[0] in "RC":  # the rename's source path follows
+            n += 1
+    changed = sorted(p for p in paths if not p.startswith("eval/results/") and "__pycache__" not in p)
     return {"commit": commit, "changed": changed}
 
 

@@ -124,3 +124,27 @@ def test_a_report_into_a_dirty_checkout_is_refused(tmp_path: Path, monkeypatch):
         provenance.check_pinnable(root / "eval" / "results" / "x", record, allow_dirty=False)
     provenance.check_pinnable(root / "eval" / "results" / "x", record, allow_dirty=True)
     provenance.check_pinnable(tmp_path / "x", record, allow_dirty=False)  # outside the checkout: only recorded
+
+
+def test_git_state_names_changed_sources_but_not_report_folders(tmp_path: Path):
+    import subprocess
+
+    from llmrec.evaluation.provenance import git_state
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True)
+
+    git("init", "-q")
+    (tmp_path / "llmrec").mkdir()
+    (tmp_path / "eval" / "results").mkdir(parents=True)
+    (tmp_path / "llmrec" / "a.py").write_text("a\n")
+    (tmp_path / "eval" / "results" / "report.md").write_text("r\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+    assert git_state(tmp_path)["changed"] == []
+    (tmp_path / "llmrec" / "a.py").write_text("a\nb\n")
+    (tmp_path / "eval" / "results" / "report.md").write_text("rewritten\n")  # a report being rewritten
+    (tmp_path / "llmrec" / "new file.py").write_text("n\n")
+    git("mv", "llmrec/a.py", "llmrec/b.py")
+    state = git_state(tmp_path)
+    assert state["changed"] == ["llmrec/b.py", "llmrec/new file.py"] and len(state["commit"]) == 40
