@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from llmrec.errors import ConfigError, LlmrecWarning, OlderCardWarning
 from llmrec.models.adapters import DEFAULT_ADAPTERS
 from llmrec.models.config import DTYPES, QUANTIZATIONS
+from llmrec.prompts import MODES
+from llmrec.ranking.config import DEFAULT_TEMPLATES
 from llmrec.ranking.order import ORDER_SOURCES
-from llmrec.ranking.reranker import DEFAULT_TEMPLATES, MODES
 
 if TYPE_CHECKING:
     from llmrec.data import Dataset

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from llmrec.errors import ConfigError
 from llmrec.models import ModelConfig, load_model
 from llmrec.models.adapters import AdapterCard
-from llmrec.prompts import MODES, PromptBuilder, PromptSettings, PromptTemplate, make_builder
+from llmrec.prompts import PromptBuilder, PromptSettings, PromptTemplate, make_builder
 from llmrec.ranking.base import RankingError, Scorer, ScoreResult
-from llmrec.ranking.config import DEFAULT_TEMPLATES, RerankerConfig
+from llmrec.ranking.config import RerankerConfig
 from llmrec.ranking.factory import make_scorer
 from llmrec.ranking.fusion import ScoreFusion
 from llmrec.ranking.order import GIVEN, order_candidates
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from llmrec.retrieval import Retriever
 
 #: Re-exported: `llmrec.cli.rank` reads them from here.
-__all__ = ["DEFAULT_TEMPLATES", "MODES", "RankedList", "Reranker", "RerankerConfig"]
+__all__ = ["Reranker"]
 
 log = logging.getLogger(__name__)
 
