@@ -131,11 +131,15 @@ def read_user_results(folder: str | Path) -> tuple[dict[str, Any], list[dict[str
 def score_tolerance(arm: ArmConfig, scores: Sequence[float]) -> float:
     """How far a replayed score of `arm` may be from the committed one: `CLASSICAL_EPSILONS` float64 epsilons of
     the scores' scale (at least 1) for arms without an LLM, else `LLM_EPSILONS` of the arm's dtype."""
-    scale = max([abs(s) for s in scores if s is not None and math.isfinite(s)] + [1.0])
+    scale = _scale(scores)
     if not arm.is_llm:
         return CLASSICAL_EPSILONS * 2**-52 * scale
     dtype = "float32" if arm.dtype in (None, "auto") else str(arm.dtype)
     return LLM_EPSILONS.get(dtype, LLM_EPSILONS["bfloat16"]) * scale
+
+
+def _scale(scores: Sequence[float | None]) -> float:
+    return max([abs(s) for s in scores if s is not None and math.isfinite(s)] + [1.0])
 
 
 @dataclass
@@ -268,7 +272,8 @@ def _replay(
             output = scorer(case)
             replays = {arm.name: (output.scores, score_tolerance(arm, output.scores))}
             if output.first_stage_scores is not None:
-                replays[f"{arm.name}{FUSION_SUFFIXES[1]}"] = (output.first_stage_scores, 0.0)
+                first_stage = output.first_stage_scores  # retrievers only: the classical tolerance
+                replays[f"{arm.name}{FUSION_SUFFIXES[1]}"] = (first_stage, CLASSICAL_EPSILONS * 2**-52 * _scale(first_stage))
             if output.llm_scores is not None:
                 replays[f"{arm.name}{FUSION_SUFFIXES[0]}"] = (output.llm_scores, score_tolerance(arm, output.llm_scores))
             for check in rows:
