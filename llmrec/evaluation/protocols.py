@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmrec.data.dataset import Dataset, PositivePolicy
-from llmrec.data.splits import Split, leave_one_out
+from llmrec.data.splits import Split, SplitSettings
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.evaluation.config import ExperimentConfig
 
@@ -87,8 +87,12 @@ PROTOCOL_VERSION = 1
 
 def make_split(dataset: Dataset, config: ExperimentConfig) -> Split:
     """The split the config asks for. Raises EmptySplitError when it holds no target."""
-    policy = PositivePolicy(config.split.positive_min_rating)
-    split = leave_one_out(dataset, min_history=config.split.min_history, policy=policy)
+    settings = SplitSettings(
+        kind=config.split.kind,
+        positive_min_rating=config.split.positive_min_rating,
+        min_history=config.split.min_history,
+    )
+    split = settings.apply(dataset)  # the one owner of split construction, as training makes its split
     targets = split.test if config.split.target == "test" else split.valid
     if not targets:
         raise EmptySplitError(

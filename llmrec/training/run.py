@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.data.dataset import Dataset, PositivePolicy
-from llmrec.data.splits import Split, leave_one_out, time_split
+from llmrec.data.splits import Split, SplitSettings
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.prompts import load_template
 from llmrec.prompts import make_builder as make_prompt_builder
@@ -118,11 +118,11 @@ class Run:
 
 
 def make_split(dataset: Dataset, cfg: TrainConfig) -> Split:
-    """The split the config names (the same functions the evaluation uses)."""
-    policy = PositivePolicy(cfg.data.min_rating)
-    if cfg.data.split == "leave_one_out":
-        return leave_one_out(dataset, min_history=cfg.data.min_history, policy=policy)
-    return time_split(dataset)
+    """The split the config names, made by its one owner (`SplitSettings.apply`, as the evaluation makes it)."""
+    settings = SplitSettings(
+        kind=cfg.data.split, positive_min_rating=cfg.data.min_rating, min_history=cfg.data.min_history
+    )
+    return settings.apply(dataset)
 
 
 def seeded_accelerator(cfg: TrainConfig) -> Any:
