@@ -48,8 +48,8 @@ def register(subparsers: Any) -> None:
         "--verify",
         action="store_true",
         help="instead of running, replay a seeded sample of users of every arm of the committed report (its "
-        "users.jsonl.gz) with this checkout's code, no cache: exact for arms without an LLM, within the dtype's "
-        "tolerance and with the same target rank for LLM arms; exits 1 on a mismatch",
+        "users.jsonl.gz) with this checkout's code, no cache: arms without an LLM to float64 rounding, LLM arms "
+        "within the dtype's tolerance; the target's rank must be the same; exits 1 on a mismatch",
     )
     parser.add_argument(
         "--verify-users", type=int, default=20, help="--verify: users per arm without an LLM (default 20)"

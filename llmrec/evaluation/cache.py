@@ -8,8 +8,8 @@ flushed as soon as it is computed; a line cut short by a crash is skipped on loa
 The fingerprint also covers what shapes the outputs besides the config: the explicit version of each component
 (:func:`behaviour_versions`), the numeric libraries' versions and the template's text; never the source bytes, so a
 refactor keeps the caches. A cache whose fingerprint differs (another config, version or library) is detected,
-logged, moved aside to ``<arm>.jsonl.stale`` and never reused. A cached user is reused only if its candidates equal the case's
-candidates, so a change in the data cannot slip stale scores into a report.
+logged, moved aside to ``<arm>.jsonl.stale`` and never reused. A cached user is reused only if its candidates equal
+the case's candidates, so a change in the data cannot slip stale scores into a report.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 #: Bump when the meaning of cached scores changes. 3: an LLM arm's scores are the `Reranker`'s own (fused when it
 #: fuses), with its LLM and first-stage scores beside them.
 CACHE_VERSION = 3
+
 
 def behaviour_versions() -> dict[str, Any]:
     """The explicit version of every component that shapes an arm's output, each owned by its component: the

@@ -74,12 +74,16 @@ def _provenance(summary: Summary) -> str:
     recorded), the dataset's content fingerprint and the main library versions."""
     record = summary.get("provenance")
     if not isinstance(record, Mapping):
-        return f"- Code version (hash of the llmrec source, made before reports recorded their commit): `{summary.get('code_version')}`."
+        return (
+            "- Code version (hash of the llmrec source, made before reports recorded their commit): "
+            f"`{summary.get('code_version')}`."
+        )
     commit = record.get("commit")
     made = f"commit `{commit[:12]}`" if commit else "an llmrec install outside git"
     changed = record.get("uncommitted_changes") or []
     if changed:
-        made += f" with uncommitted changes to {len(changed)} file(s) ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})"
+        shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+        made += f" with uncommitted changes to {len(changed)} file(s) ({shown})"
     libs = record.get("libraries", {})
     versions = ", ".join(f"{k} {libs[k]}" for k in ("llmrec", "torch", "transformers", "peft") if k in libs)
     return (

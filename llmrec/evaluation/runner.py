@@ -81,7 +81,7 @@ class ExperimentResult:
     dataset_fingerprint: str | None = None
 
 
-def _repo_root(config: ExperimentConfig) -> Path:
+def repo_root(config: ExperimentConfig) -> Path:
     """Relative adapter paths resolve against the working directory, else the config's repository root."""
     if config.source is None:
         return Path.cwd()
@@ -168,7 +168,7 @@ def run_experiment(
             )
         wanted = set(arms) | {config.baseline}
         chosen = [a for a in config.arms if a.name in wanted]
-    root = _repo_root(config)
+    root = repo_root(config)
     for arm in chosen:
         check_arm(arm, root=root)
 
@@ -436,17 +436,14 @@ def fusion_rows(
         if user.first_stage_scores is None or user.llm_scores is None:
             raise ConfigError(f"arm {arm.name!r}, user {case.user_id}: the reranker returned no first-stage scores")
         alone.users.append(_user_result(case, ArmOutput(user.first_stage_scores), config))
-        costs = dataclasses.asdict(user)
-        llm.users.append(
-            _user_result(
-                case,
-                ArmOutput(
-                    user.llm_scores,
-                    **{k: costs[k] for k in ("prompt_tokens", "forward_passes", "parse_failures", "latency_s")},
-                ),
-                config,
-            )
+        llm_output = ArmOutput(
+            user.llm_scores,
+            prompt_tokens=user.prompt_tokens,
+            forward_passes=user.forward_passes,
+            parse_failures=user.parse_failures,
+            latency_s=user.latency_s,
         )
+        llm.users.append(_user_result(case, llm_output, config))
     fused.config = dataclasses.replace(arm, fusion=fusion.to_dict())
     log.info(
         "arm %s: the LLM score fused with %s (weights %s, LLM weight %.2f%s)",

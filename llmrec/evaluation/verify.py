@@ -131,15 +131,21 @@ def read_user_results(folder: str | Path) -> tuple[dict[str, Any], list[dict[str
 def score_tolerance(arm: ArmConfig, scores: Sequence[float]) -> float:
     """How far a replayed score of `arm` may be from the committed one: `CLASSICAL_EPSILONS` float64 epsilons of
     the scores' scale (at least 1) for arms without an LLM, else `LLM_EPSILONS` of the arm's dtype."""
-    scale = _scale(scores)
     if not arm.is_llm:
-        return CLASSICAL_EPSILONS * 2**-52 * scale
+        return classical_tolerance(scores)
+    scale = _scale(scores)
     dtype = "float32" if arm.dtype in (None, "auto") else str(arm.dtype)
     return LLM_EPSILONS.get(dtype, LLM_EPSILONS["bfloat16"]) * scale
 
 
 def _scale(scores: Sequence[float | None]) -> float:
     return max([abs(s) for s in scores if s is not None and math.isfinite(s)] + [1.0])
+
+
+def classical_tolerance(scores: Sequence[float | None]) -> float:
+    """`CLASSICAL_EPSILONS` float64 epsilons of the scores' scale (at least 1): how far scores computed without an
+    LLM may move when a BLAS sums in another order."""
+    return CLASSICAL_EPSILONS * 2**-52 * _scale(scores)
 
 
 @dataclass
@@ -243,7 +249,7 @@ def _replay(
 ) -> list[ArmCheck]:
     from llmrec.evaluation.arms import build_arm
     from llmrec.evaluation.protocols import build_cases, make_split
-    from llmrec.evaluation.runner import RetrieverPool
+    from llmrec.evaluation.runner import RetrieverPool, repo_root
     from llmrec.metrics import target_rank
     from llmrec.models.adapters import resolve_adapter
 
@@ -261,7 +267,10 @@ def _replay(
         sampled = [u for u, r in committed.items() if "scores" in r and r["scored"]]
         chosen = sampled[: llm_users if arm.is_llm else users]
         cases = build_cases(split, config, chosen, pool)
-        runnable = dataclasses.replace(arm, adapter=str(resolve_adapter(arm.adapter))) if arm.adapter else arm
+        if arm.adapter:  # resolved as the run resolved it (a relative folder against the config's repository)
+            runnable = dataclasses.replace(arm, adapter=str(resolve_adapter(arm.adapter, base=repo_root(config))))
+        else:
+            runnable = arm
         scorer = build_arm(runnable, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
         rows = [ArmCheck(arm.name)]
         derived = {suffix: by_row.get(f"{arm.name}{suffix}") for suffix in FUSION_SUFFIXES}
@@ -271,9 +280,9 @@ def _replay(
         for case in cases:
             output = scorer(case)
             replays = {arm.name: (output.scores, score_tolerance(arm, output.scores))}
-            if output.first_stage_scores is not None:
-                first_stage = output.first_stage_scores  # retrievers only: the classical tolerance
-                replays[f"{arm.name}{FUSION_SUFFIXES[1]}"] = (first_stage, CLASSICAL_EPSILONS * 2**-52 * _scale(first_stage))
+            if output.first_stage_scores is not None:  # retriever scores only: the classical tolerance
+                first_stage = output.first_stage_scores
+                replays[f"{arm.name}{FUSION_SUFFIXES[1]}"] = (first_stage, classical_tolerance(first_stage))
             if output.llm_scores is not None:
                 replays[f"{arm.name}{FUSION_SUFFIXES[0]}"] = (output.llm_scores, score_tolerance(arm, output.llm_scores))
             for check in rows:
