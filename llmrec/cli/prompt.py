@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="DIR",
-        help="a folder of your own *.jinja templates, searched before the shipped ones in llmrec/templates "
+        help="a folder of your own *.jinja templates, searched before the shipped ones (prompts/) "
         "(repeatable; a file there wins over a shipped template of the same name)",
     )
     parser.add_argument(

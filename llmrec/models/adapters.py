@@ -21,13 +21,17 @@ reading a card dispatches on its version. A card without one is version 1 (writt
 is brought to the current version by the steps in `_MIGRATIONS`, one per version, here and nowhere else; a card
 of a newer version than this llmrec knows is refused.
 
-Adapters are named by path, or by the name of a shipped adapter (``"smollm2-ml100k-listwise-kg"``): those ship as
-package data in ``llmrec/adapters/`` and may be added under ``$LLMREC_HOME/adapters/``. Names never look at the
-working directory, so a folder called ``adapters/`` there is only used when a path to it is given.
+Adapters are named by path, or by name (``"smollm2-ml100k-listwise-kg"``): a name is looked up among the shipped
+adapters, then under ``$LLMREC_HOME/adapters/``. The shipped adapters live in the top-level folder ``adapters/`` of
+the source tree beside every adapter's recipe (``adapters/<name>.yaml``), packaged as ``llmrec._shipped.adapters``
+and found through the import system (`shipped_adapter_dir`). Names never look at the working directory, so a folder
+called ``adapters/`` there is only used when a path to it is given. Only the adapters the defaults use ship; the
+retired ones keep their recipe and their card (``adapters/retired/<name>/``, no weights), and naming one says how
+to retrain it into ``$LLMREC_HOME/adapters/<name>`` (`retired_adapter_message`).
 
 Example:
     >>> from llmrec.models.adapters import read_adapter_card, resolve_adapter
-    >>> card = read_adapter_card(resolve_adapter("smollm2-ml100k-pointwise-kg"))  # doctest: +SKIP
+    >>> card = read_adapter_card(resolve_adapter("smollm2-ml100k-pointwise-residual"))  # doctest: +SKIP
     >>> card.mode, card.template, card.split.min_history  # doctest: +SKIP
     ('pointwise', 'pointwise_kg', 5)
 """
@@ -45,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec import __version__
+from llmrec._shipped import shipped_folder
 from llmrec.assets import llmrec_home
 from llmrec.data.splits import Split, SplitSettings, check_training_split
 from llmrec.errors import ConfigError, LlmrecError
@@ -71,8 +76,10 @@ README_TEMPLATE = "adapter_readme.md.jinja"
 #: The base model the shipped default adapters were trained on; other base models run bare unless given one.
 DEFAULT_ADAPTER_BASE = "smollm2"
 #: The shipped adapter a `"default"` adapter means, per scoring mode (generative prompts use the listwise one).
-DEFAULT_ADAPTERS = {"listwise": "smollm2-ml100k-listwise-kg", "pointwise": "smollm2-ml100k-pointwise-kg"}
+DEFAULT_ADAPTERS = {"listwise": "smollm2-ml100k-listwise-kg", "pointwise": "smollm2-ml100k-pointwise-residual"}
 DEFAULT_ADAPTER = DEFAULT_ADAPTERS["listwise"]
+#: The folder (inside the shipped adapters' folder) that holds the cards of retired adapters, one folder each.
+RETIRED_DIR = "retired"
 
 #: Card keys in the order `AdapterCard.to_dict` writes them (keys it does not know follow, in their own order).
 _KEY_ORDER = (
@@ -450,8 +457,46 @@ def _read_json(path: Path, error: type[LlmrecError]) -> Any:
 
 
 def shipped_adapter_dir() -> Path:
-    """The package-data folder of the shipped adapters (``llmrec/adapters``)."""
-    return Path(__file__).resolve().parents[1] / "adapters"
+    """The folder of the shipped adapters and the recipes: the data package ``llmrec._shipped.adapters``
+    (``adapters/`` in a checkout), found through the import system."""
+    return shipped_folder("adapters")
+
+
+def recipe_path(name: str) -> Path | None:
+    """The shipped recipe (training config) of adapter `name`, ``adapters/<name>.yaml``, or None when none ships."""
+    path = shipped_adapter_dir() / f"{name}.yaml"
+    return path if _is_name(name) and path.is_file() else None
+
+
+def retired_adapters() -> list[str]:
+    """Names of the adapters retired from the package: their cards ship (``adapters/retired/<name>/``), their
+    weights do not; sorted."""
+    folder = shipped_adapter_dir() / RETIRED_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / CARD_FILE).is_file())
+
+
+def retired_adapter_message(name: str) -> str | None:
+    """What to tell someone who names a retired adapter `name`: that it left the package, where its card and recipe
+    are, and the command that retrains it into ``$LLMREC_HOME/adapters/<name>`` (where the name finds it again);
+    None when `name` is not a retired adapter."""
+    if not _is_name(name) or name not in retired_adapters():
+        return None
+    card = shipped_adapter_dir() / RETIRED_DIR / name
+    recipe = recipe_path(name)
+    target = llmrec_home() / "adapters" / name
+    if recipe is None:  # a card without its recipe: a broken install (recipes ship beside the cards)
+        how = f"its recipe is missing from this install ({shipped_adapter_dir() / (name + '.yaml')})"
+    else:
+        how = (
+            f"its recipe is {recipe}. Retrain it into {target}, where this name finds it: "
+            f"llmrec train --config {recipe} --output {target}"
+        )
+    return (
+        f"adapter {name!r} was removed from the llmrec package (only the adapters the defaults use ship; see "
+        f"{shipped_adapter_dir() / README_FILE}); its card is in {card}, {how}"
+    )
 
 
 def adapter_search_path() -> list[Path]:
@@ -481,8 +526,11 @@ def resolve_adapter(ref: str | Path, *, base: str | Path | None = None) -> Path:
     `ref` is a path: as given (relative to the working directory), else relative to `base` (e.g. an experiment
     config's folder) when that holds it.
 
+    A name that is not found but was a shipped adapter once (`retired_adapters`) raises the retired adapter's
+    message (`retired_adapter_message`: its recipe and the command that retrains it).
+
     Raises:
-        AdapterError: nothing found, naming the known adapters.
+        AdapterError: nothing found, naming the known adapters (or, for a retired adapter, how to retrain it).
     """
     text = str(ref)
     if not isinstance(ref, Path) and _is_name(text):
@@ -500,6 +548,9 @@ def resolve_adapter(ref: str | Path, *, base: str | Path | None = None) -> Path:
         return path
     if base is not None and not path.is_absolute() and (Path(base) / path).is_dir():
         return Path(base) / path
+    retired = retired_adapter_message(text) if not isinstance(ref, Path) else None
+    if retired is not None:
+        raise AdapterError(retired)
     raise AdapterError(
         f"adapter path {text!r} does not exist or is not a folder, and no adapter has that name "
         f"(known adapter names: {', '.join(adapter_names()) or 'none'})"

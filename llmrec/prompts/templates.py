@@ -15,8 +15,8 @@ A template file looks like::
     {% for h in history %}- {{ h.name }}
     {% endfor %}...
 
-The shipped templates live in the package folder ``llmrec/templates`` (package data, so they come with every
-install). Users add their own by naming extra folders (``search_dirs``, ``--template-dir``); a file there wins over
+The shipped templates live in the top-level folder ``prompts/`` of the source tree, which the build packages as
+``llmrec._shipped.prompts`` (package data, so they come with every install, editable or not). Users add their own by naming extra folders (``search_dirs``, ``--template-dir``); a file there wins over
 a shipped template of the same name.
 """
 
@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from llmrec._shipped import shipped_folder
 from llmrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -381,8 +382,9 @@ def _knowledge(name: str, header: Mapping[str, Any]) -> bool:
 
 
 def builtin_template_dir() -> Path:
-    """The folder of the shipped templates: the package-data folder ``llmrec/templates``."""
-    folder = Path(__file__).resolve().parents[1] / "templates"
+    """The folder of the shipped templates: the data package ``llmrec._shipped.prompts`` (``prompts/`` in a
+    checkout), found through the import system."""
+    folder = shipped_folder("prompts")
     if not any(folder.glob(f"*{SUFFIX}")):
         raise ConfigError(f"the shipped prompt templates are missing from {folder} (a broken install?)")
     return folder

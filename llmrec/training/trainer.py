@@ -21,7 +21,7 @@ Example:
     >>> from llmrec.training import TrainConfig, train
     >>> result = train(TrainConfig.from_file("adapters/smollm2-ml100k-listwise-kg.yaml"))  # doctest: +SKIP
     >>> result.output  # doctest: +SKIP
-    PosixPath('llmrec/adapters/smollm2-ml100k-listwise-kg')
+    PosixPath('adapters/smollm2-ml100k-listwise-kg')
 """
 
 from __future__ import annotations

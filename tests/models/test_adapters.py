@@ -1,5 +1,6 @@
 """The adapter folder format: the card (typed, round-tripping unknown keys, versioned: older cards migrated, newer
-ones refused), its README, finding adapters by name or path, and the shipped adapters as package data."""
+ones refused), its README, finding adapters by name or path, the shipped adapters as package data, and the retired
+ones (a card and a recipe, no weights; naming one says how to retrain it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import llmrec
 from llmrec.data import SplitSettings
 from llmrec.models.adapters import (
     _MIGRATIONS,
@@ -29,8 +29,11 @@ from llmrec.models.adapters import (
     migrate_card,
     read_adapter_card,
     read_card,
+    recipe_path,
     render_readme,
     resolve_adapter,
+    retired_adapter_message,
+    retired_adapters,
     shipped_adapter_dir,
     update_card,
     validation_below_start,
@@ -38,9 +41,23 @@ from llmrec.models.adapters import (
 )
 from llmrec.models.loading import MODEL_ASSETS
 
-SHIPPED = ("smollm2-ml100k-listwise-kg", "smollm2-ml100k-pointwise-kg", "smollm2-ml100k-pointwise")
-#: Every adapter folder shipped as package data (study adapters included).
+#: The adapters the package ships: the ones the defaults use, and no other.
+SHIPPED = ("smollm2-ml100k-listwise-kg", "smollm2-ml100k-pointwise-residual")
+#: Every adapter folder shipped as package data.
 ALL_SHIPPED = tuple(sorted(p.name for p in shipped_adapter_dir().iterdir() if (p / "adapter_card.json").is_file()))
+#: The adapters retired from the package (trials and "do not use" ones): card and recipe ship, weights do not.
+RETIRED = (
+    "gemma3-ml100k-pointwise-residual",
+    "smollm2-ml100k-pointwise",
+    "smollm2-ml100k-pointwise-kg",
+    "smollm2-ml100k-pointwise-offset",
+    "smollm2-ml100k-pointwise-offset-weak",
+    "smollm2-ml100k-pointwise-residual-2facts",
+    "smollm2-ml100k-pointwise-residual-hard",
+    "smollm2-ml100k-pointwise-residual-more",
+    "smollm2-ml100k-pointwise-retrieved",
+    "smollm2-ml1m-pointwise-residual",
+)
 
 
 def _card_dict() -> dict:
@@ -178,8 +195,7 @@ def test_names_resolve_to_package_data_never_to_the_working_directory(tmp_path: 
     decoy.mkdir(parents=True)
     (decoy / "adapter_config.json").write_text("{}")
     shipped = resolve_adapter(DEFAULT_ADAPTERS["listwise"])
-    assert shipped == shipped_adapter_dir() / DEFAULT_ADAPTERS["listwise"]
-    assert shipped.parent == Path(llmrec.__file__).resolve().parent / "adapters"
+    assert shipped == shipped_adapter_dir() / DEFAULT_ADAPTERS["listwise"] and not shipped.is_relative_to(tmp_path)
     # a path is a path: relative to the working directory, then to `base`
     assert resolve_adapter(f"adapters/{DEFAULT_ADAPTERS['listwise']}") == decoy.relative_to(tmp_path)
     assert resolve_adapter(decoy) == decoy
@@ -197,7 +213,7 @@ def test_names_resolve_to_package_data_never_to_the_working_directory(tmp_path: 
 
 def test_default_adapter_per_base_model_and_mode():
     assert default_adapter("smollm2") == default_adapter("smollm2", "listwise") == "smollm2-ml100k-listwise-kg"
-    assert default_adapter("smollm2", "pointwise") == "smollm2-ml100k-pointwise-kg"
+    assert default_adapter("smollm2", "pointwise") == "smollm2-ml100k-pointwise-residual"
     assert default_adapter("smollm2", "generative") == "smollm2-ml100k-listwise-kg"
     assert default_adapter("my-org/other-model", "pointwise") is None
 
@@ -217,9 +233,15 @@ def test_shipped_adapters_are_complete_and_record_their_training_split(name: str
         data["min_history"],
     )
     assert card.split.dataset == train_cfg["data"]["dataset"] and card.split.dataset_fingerprint
-    assert train_cfg["output"] == f"llmrec/adapters/{name}"
+    # kept as trained (caches hash it), when the shipped adapters lived in llmrec/adapters/
+    assert Path(train_cfg["output"]).name == name
     assert (folder / "README.md").read_text() == render_readme(card, ref=name)
-    assert set(SHIPPED) <= set(adapter_names())
+    assert recipe_path(name) is not None and yaml.safe_load(recipe_path(name).read_text())["output"] == f"adapters/{name}"
+
+
+def test_only_the_adapters_the_defaults_use_ship():
+    assert ALL_SHIPPED == SHIPPED == tuple(sorted(set(DEFAULT_ADAPTERS.values())))
+    assert set(SHIPPED) <= set(adapter_names())  # and whatever $LLMREC_HOME/adapters holds
 
 
 @pytest.mark.parametrize("name", ALL_SHIPPED)
@@ -233,6 +255,50 @@ def test_shipped_cards_are_current_or_differ_from_it_only_by_what_the_migration_
     else:  # version 1, kept as trained (its bytes are hashed by caches): only the validation negatives are named
         assert card == {**raw, "card_version": CARD_VERSION, "validation": card["validation"]}
         assert card["validation"] == {**raw["validation"], "negatives_source": "random unseen items"}
+
+
+def test_retired_adapters_keep_card_and_recipe_but_no_weights():
+    assert tuple(retired_adapters()) == RETIRED
+    for name in RETIRED:
+        card = shipped_adapter_dir() / "retired" / name
+        assert (card / CARD_FILE).is_file() and (card / "README.md").is_file()
+        assert json.loads((card / CARD_FILE).read_text())["name"] == name
+        assert not (card / "adapter_model.safetensors").exists() and not (card / "adapter_config.json").exists()
+        assert recipe_path(name) == shipped_adapter_dir() / f"{name}.yaml"
+        assert not (shipped_adapter_dir() / name).exists()
+
+
+def test_naming_a_retired_adapter_says_where_its_recipe_is_and_how_to_retrain_it(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))
+    name = "smollm2-ml100k-pointwise-kg"
+    recipe = shipped_adapter_dir() / f"{name}.yaml"
+    target = tmp_path / "home" / "adapters" / name
+    with pytest.raises(AdapterError) as caught:
+        resolve_adapter(name)
+    message = str(caught.value)
+    assert message == retired_adapter_message(name)
+    assert f"adapter {name!r} was removed from the llmrec package" in message
+    assert f"its recipe is {recipe}" in message and recipe.is_file()
+    assert f"llmrec train --config {recipe} --output {target}" in message
+    assert retired_adapter_message("smollm2-ml100k-listwise-kg") is None and retired_adapter_message("nope") is None
+    # retrained into $LLMREC_HOME/adapters/<name>, the name finds it again
+    target.mkdir(parents=True)
+    (target / "adapter_config.json").write_text("{}")
+    assert resolve_adapter(name) == target
+    # a misspelt name is not a retired adapter: the usual error, naming the known ones
+    with pytest.raises(AdapterError, match="no adapter has that name"):
+        resolve_adapter("smollm2-ml100k-pointwise-gk")
+
+
+def test_every_recipe_writes_a_shipped_adapter_a_retired_one_or_a_trial():
+    for recipe in sorted(shipped_adapter_dir().glob("*.yaml")):
+        output = Path(yaml.safe_load(recipe.read_text())["output"])
+        assert output.name == recipe.stem
+        if recipe.stem in SHIPPED:
+            assert output.parent == Path("adapters"), recipe
+        else:  # retired adapters and trials retrain into the ignored build/ (the error names $LLMREC_HOME/adapters)
+            assert output.parent == Path("build/trials"), recipe
 
 
 def test_default_adapters_are_shipped():

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from llmrec.errors import ConfigError
@@ -47,13 +45,17 @@ def test_shipped_templates_load_with_their_modes():
     assert all(load_template(n).max_candidates == 20 for n in ("listwise", "listwise_kg", "generative"))
 
 
-def test_builtin_dir_is_the_package_templates_folder():
-    import llmrec
+def test_builtin_dir_is_the_shipped_prompts_package_wherever_the_working_directory_is(tmp_path, monkeypatch):
+    from importlib import resources
 
+    (tmp_path / "prompts").mkdir()  # a stray prompts/ folder in the working directory is not the shipped one
+    (tmp_path / "prompts" / "listwise_kg.jinja").write_text("not a template")
+    monkeypatch.chdir(tmp_path)
     folder = builtin_template_dir()
     assert {p.name for p in folder.glob("*.jinja")} >= {f"{n}.jinja" for n in SHIPPED}
-    assert folder == Path(llmrec.__file__).resolve().parent / "templates"
-    assert not folder.is_symlink()
+    assert folder == resources.files("llmrec._shipped.prompts") and not folder.is_relative_to(tmp_path)
+    assert not folder.is_symlink() and not any(p.is_symlink() for p in folder.iterdir())
+    assert load_template("listwise_kg").path == folder / "listwise_kg.jinja"
 
 
 def _bad(source: str) -> str:

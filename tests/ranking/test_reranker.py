@@ -303,9 +303,9 @@ def test_the_adapter_card_sets_mode_and_template_unless_told(kg_tiny, knowledge,
 
 def test_default_adapter_follows_the_mode():
     assert RerankerConfig().adapter_ref == "smollm2-ml100k-listwise-kg"
-    assert RerankerConfig(mode="pointwise").adapter_ref == "smollm2-ml100k-pointwise-kg"
-    assert RerankerConfig(template="pointwise").adapter_ref == "smollm2-ml100k-pointwise-kg"
-    assert RerankerConfig(adapter="smollm2-ml100k-pointwise").adapter_ref == "smollm2-ml100k-pointwise"
+    assert RerankerConfig(mode="pointwise").adapter_ref == "smollm2-ml100k-pointwise-residual"
+    assert RerankerConfig(template="pointwise").adapter_ref == "smollm2-ml100k-pointwise-residual"
+    assert RerankerConfig(adapter="my-adapter", mode="pointwise").adapter_ref == "my-adapter"
     assert RerankerConfig(model="my/other-model", mode="pointwise").adapter_ref is None
     assert RerankerConfig(adapter=None).adapter_ref is None
 
