@@ -1,4 +1,5 @@
-"""Statistics of per-user values: the mean with its standard error, and seeded (paired) bootstrap intervals.
+"""Statistics of per-user values: the mean with its standard error, seeded (paired) bootstrap intervals, and the
+per-user z-score that score fusions put scores of different scales on.
 
 The one owner of these methods for the evaluation reports (`llmrec.evaluation.significance`, `summary`), the
 score-fusion fit's cross-validated LLM gain (`llmrec.ranking.fusion`) and training validation
@@ -160,3 +161,16 @@ def paired_bootstrap(
         p = min(1.0, max(2 * far, 1.0 / samples))
     low, high = _bounds(means, confidence)
     return PairedComparison(mean, low, high, p, len(arm))
+
+
+def zscore(values: Sequence[float]) -> np.ndarray:
+    """(x - mean) / std over one user's candidates; 0s when all values are equal. NaN counts as the minimum."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) == 0:
+        return x
+    finite = np.isfinite(x)
+    if not finite.any():
+        return np.zeros(len(x))
+    x = np.where(finite, x, x[finite].min())
+    std = x.std()
+    return (x - x.mean()) / std if std > 0 else np.zeros(len(x))

@@ -67,9 +67,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--fusion-members",
-        default="sasrec,ease,dense",
-        help="first-stage retrievers fused with the LLM (default: sasrec,ease,dense; `fusion` is the default first "
-        "stage's own reciprocal-rank score: the LLM on top of its first stage)",
+        default="zfusion",
+        help="first-stage retrievers fused with the LLM (default: zfusion, the default first stage's own score: the "
+        "LLM on top of its first stage, as the default Reranker applies it; or e.g. sasrec,ease,dense)",
     )
     parser.add_argument(
         "--write-card", action="store_true", help="store the fitted fusion in the arm's adapter card (key fusion)"

@@ -16,6 +16,7 @@ from llmrec.models.config import DTYPES, QUANTIZATIONS
 from llmrec.prompts import MODES
 from llmrec.ranking.config import DEFAULT_TEMPLATES
 from llmrec.ranking.order import ORDER_SOURCES
+from llmrec.retrieval.factory import DEFAULT_RETRIEVER, RETRIEVER_NAMES
 
 if TYPE_CHECKING:
     from llmrec.data import Dataset
@@ -86,8 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top", type=int, default=None, help="print only the best N")
     parser.add_argument(
         "--retriever",
-        default="fusion",
-        help="first stage: fusion (default: sasrec + ease + dense), sasrec, ease, als, cooc, popularity or dense",
+        default=DEFAULT_RETRIEVER,
+        choices=RETRIEVER_NAMES,
+        help="first stage (default zfusion: sasrec + ease + dense z-scored, weights fit on the dataset's own "
+        "validation users; fusion: the same by reciprocal rank)",
     )
     parser.add_argument(
         "--candidate-order",

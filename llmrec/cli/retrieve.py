@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from llmrec.retrieval.factory import RETRIEVER_NAMES
+from llmrec.retrieval.factory import DEFAULT_RETRIEVER, RETRIEVER_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,9 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-k", type=int, default=20, help="number of candidates (default 20)")
     parser.add_argument(
         "--retriever",
-        default="fusion",
+        default=DEFAULT_RETRIEVER,
         choices=RETRIEVER_NAMES,
-        help="default: fusion (sasrec + ease + dense; SASRec trains once, ~2 CPU minutes on ml-100k, then cached)",
+        help="default: zfusion (sasrec + ease + dense z-scored, weights fit on the dataset's own validation users; "
+        "fit once, then cached); fusion: the same members by reciprocal rank",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--exclude", default="", help="comma-separated item ids to leave out as well")
@@ -65,7 +66,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         return dense
     if args.retriever == "cooc":
         return history
-    if args.retriever == "fusion":
+    if args.retriever in ("fusion", "zfusion"):
         return {"member_opts": {"dense": dense}}
     return {}
 
@@ -108,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
     for rank, c in enumerate(result.candidates, start=1):
         item = dataset.items.get(c.item_id)
         print(f"{rank:>4}  {c.item_id:>8}  {c.score:10.4f}  {item.display_name if item else ''}")
+    describe = getattr(retriever, "describe", None)
+    if describe is not None:
+        print(describe())
     print(
         f"load {out['load_seconds']:.3f} s, build {out['build_seconds']:.3f} s, "
         f"retrieve {out['retrieve_ms']:.2f} ms"

@@ -34,7 +34,7 @@ from llmrec.config import check_known_keys, from_mapping
 from llmrec.errors import ConfigError, LlmrecWarning
 from llmrec.models.config import DTYPES, QUANTIZATIONS
 from llmrec.prompts.templates import MODES
-from llmrec.retrieval.factory import RETRIEVER_NAMES
+from llmrec.retrieval.factory import DEFAULT_RETRIEVER, RETRIEVER_NAMES
 
 #: Baseline arm kinds that score candidates with the retriever of the same name (``build_retriever``).
 RETRIEVER_ARM_KINDS = RETRIEVER_NAMES
@@ -124,7 +124,7 @@ class ProtocolConfig:
             `k`, LlamaRec; target may be absent) or ``pointwise`` (target + `negatives` unseen items scored one by
             one; AUC, TALLRec).
         negatives: sampled negatives per user (sampled, pointwise).
-        retriever: retriever name for the retrieved protocol (default ``fusion``, the default first stage; any
+        retriever: retriever name for the retrieved protocol (default ``zfusion``, the default first stage; any
             name of ``llmrec.retrieval.RETRIEVER_NAMES``).
         k: candidates retrieved (retrieved protocol).
         retriever_options: keyword options passed to ``build_retriever``.
@@ -136,7 +136,7 @@ class ProtocolConfig:
 
     kind: str = "sampled"
     negatives: int = 19
-    retriever: str = "fusion"
+    retriever: str = DEFAULT_RETRIEVER
     k: int = 20
     retriever_options: Mapping[str, Any] = field(default_factory=dict)
     negatives_from: str = "unseen"

@@ -52,6 +52,7 @@ def reranker_config(arm: ArmConfig) -> Any:
             # the arm's weights, or false, or (none given) the card's, as a Reranker resolves them
             "fusion": True if arm.fusion is None else arm.fusion,
             "check_split": False,  # the runner's leak guard checked the users this arm is evaluated on
+            "force_llm": True,  # an llm arm measures its LLM, also where a card's fusion gives it weight 0
             **options,
         }
     )

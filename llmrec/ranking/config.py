@@ -19,6 +19,7 @@ from llmrec.models.adapters import default_adapter
 from llmrec.prompts import MODES, load_template
 from llmrec.ranking.fusion import ScoreFusion
 from llmrec.ranking.order import check_candidate_order
+from llmrec.retrieval.factory import DEFAULT_RETRIEVER
 
 #: Template used for each mode when only the mode is given (and no adapter card names one).
 DEFAULT_TEMPLATES = {"listwise": "listwise_kg", "pointwise": "pointwise_kg", "generative": "generative"}
@@ -39,8 +40,9 @@ class RerankerConfig:
             template's.
         template: template name or path; None = the template the adapter was trained with (its card) when it
             was trained for `mode`, else the default template of `mode` (listwise_kg by default).
-        retriever: the first stage of `rank` calls without candidates (default ``fusion``: sasrec + ease + dense;
-            or any name of ``llmrec.retrieval.RETRIEVER_NAMES``).
+        retriever: the first stage of `rank` calls without candidates (default ``zfusion``: sasrec + ease +
+            dense z-scored with weights fit on the dataset's own validation users; or any name of
+            ``llmrec.retrieval.RETRIEVER_NAMES``).
         retriever_opts: options for `llmrec.retrieval.build_retriever` (its ``progress`` also applies to the
             retrievers of the score fusion and of the candidate order).
         n_candidates: how many candidates to retrieve when none are given.
@@ -66,7 +68,7 @@ class RerankerConfig:
             users and stored in the adapter card (``fusion``), when it has them; False ranks by the LLM alone; a
             mapping (members, weights, llm_weight, optionally llm_depth; `ScoreFusion.to_dict`'s form, as an eval
             arm's ``fusion``) uses those weights instead of the card's, e.g. ones fit under another protocol. A
-            member named as `retriever` is the first stage itself (built once): ``{"members": ["fusion"],
+            member named as `retriever` is the first stage itself (built once): ``{"members": ["zfusion"],
             "weights": [1.0], "llm_weight": 0.5}`` puts the LLM on top of the default first stage's own score.
         llm_depth: with score fusion, the LLM scores only this many candidates, the best of the first-stage
             members' own fusion, and the others follow below in that order (cost falls with the depth; None = the
@@ -75,6 +77,10 @@ class RerankerConfig:
         check_split: when `dataset` is the train part of a split, refuse an adapter whose training split holds
             that split's held-out items (of any user). The evaluation harness turns it off after making the same
             check for just the users it evaluates.
+        force_llm: score with the LLM even when the score fusion gives it weight 0 (its card's weights were fit on
+            validation users and cross-validation found no gain): by default such a `Reranker` does not load or
+            run the LLM, ranks by the first stage alone and says so (`Reranker.llm_skipped`,
+            `RankedList.llm_skipped`). Studies force it to measure what the LLM alone does.
         merge_adapter: merge the adapter into the weights of the model the `Reranker` loads (it never switches
             adapters): about 10% faster scoring on a CPU, scores equal up to float rounding. Needs an adapter;
             for a model passed as ``lm``, load it with ``ModelConfig(merge_adapter=True)`` instead.
@@ -84,7 +90,7 @@ class RerankerConfig:
     adapter: str | None = DEFAULT_ADAPTER_REF
     mode: str | None = None
     template: str | None = None
-    retriever: str = "fusion"
+    retriever: str = DEFAULT_RETRIEVER
     retriever_opts: Mapping[str, Any] = field(default_factory=dict)
     n_candidates: int = 20
     window_size: int | None = None
@@ -102,6 +108,7 @@ class RerankerConfig:
     llm_depth: int | None = None
     cf_evidence: bool | None = None
     check_split: bool = True
+    force_llm: bool = False
     merge_adapter: bool = False
 
     def __post_init__(self) -> None:
@@ -129,8 +136,9 @@ class RerankerConfig:
             ScoreFusion.from_dict(self.fusion, "RerankerConfig.fusion")
         elif not isinstance(self.fusion, bool):
             raise ConfigError(f"RerankerConfig.fusion must be true, false or a mapping of weights, got {self.fusion!r}")
-        if not isinstance(self.merge_adapter, bool):
-            raise ConfigError(f"RerankerConfig.merge_adapter must be true or false, got {self.merge_adapter!r}")
+        for name in ("merge_adapter", "force_llm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"RerankerConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.window_size is not None and self.window_size < 2:
             raise ConfigError(
                 f"RerankerConfig.window_size must be >= 2 to compare candidates, got {self.window_size}"

@@ -29,24 +29,11 @@ import numpy as np
 
 from llmrec.errors import ConfigError
 from llmrec.metrics import target_ndcg
-from llmrec.stats import mean_and_se, paired_bootstrap
+from llmrec.stats import mean_and_se, paired_bootstrap, zscore
 
 #: Candidate weights of the grid search (relative to the first member, whose weight is 1).
 LLM_WEIGHT_GRID = tuple(round(0.05 * n, 2) for n in range(0, 21)) + (1.25, 1.5, 2.0, 3.0)
 MEMBER_WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
-
-
-def zscore(values: Sequence[float]) -> np.ndarray:
-    """(x - mean) / std over one user's candidates; 0s when all values are equal. NaN counts as the minimum."""
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) == 0:
-        return x
-    finite = np.isfinite(x)
-    if not finite.any():
-        return np.zeros(len(x))
-    x = np.where(finite, x, x[finite].min())
-    std = x.std()
-    return (x - x.mean()) / std if std > 0 else np.zeros(len(x))
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from llmrec.errors import ConfigError
+from llmrec.errors import ConfigError, LlmrecWarning
 from llmrec.models import ModelConfig, load_model
 from llmrec.models.adapters import AdapterCard
 from llmrec.prompts import PromptBuilder, PromptSettings, PromptTemplate, make_builder
@@ -94,16 +95,24 @@ class Reranker:
         self.fusion: ScoreFusion | None = settings.fusion
         self.window: int = settings.window
         self.step: int = settings.step
-        self.lm = _load_or_check(settings.model, self.adapter_name, lm)
-        self.builder: PromptBuilder = make_builder(
-            dataset, self.lm.tokenizer, self.template, self.prompt_settings, knowledge=knowledge,
-            triples=config.knowledge,
-        )  # fmt: skip
-        self.scorer: Scorer = self._make_scorer()
         self._retriever = retriever
         self._retriever_source = retrievers
         self._order_retriever: Any = None
         self._fusion_members: list[Any] | None = None
+        #: Why the LLM is neither loaded nor run (its fusion weight is 0 and `force_llm` is off), else None.
+        self.llm_skipped: str | None = None if config.force_llm else skip_reason(self.fusion, self.adapter_name)
+        if self.llm_skipped is not None:
+            warnings.warn(self.llm_skipped, LlmrecWarning, stacklevel=2)
+            self.lm: LoadedModel | None = lm
+            self.builder: PromptBuilder | None = None
+            self.scorer: Scorer | None = None
+            return
+        self.lm = _load_or_check(settings.model, self.adapter_name, lm)
+        self.builder = make_builder(
+            dataset, self.lm.tokenizer, self.template, self.prompt_settings, knowledge=knowledge,
+            triples=config.knowledge,
+        )  # fmt: skip
+        self.scorer = self._make_scorer()
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -151,6 +160,7 @@ class Reranker:
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise ConfigError(f"k must be an integer >= 1, got {k!r}")
         started = time.perf_counter()
+        skip = self.llm_skipped is not None
         requests = []
         for n, history in enumerate(histories):
             hist_ids = [h.item_id if isinstance(h, Interaction) else str(h) for h in history]
@@ -165,16 +175,21 @@ class Reranker:
                 cands = [c.item_id if isinstance(c, Candidate) else str(c) for c in candidates[n]]
                 source = "given"
             self._check_candidates(cands)
-            cands = order_candidates(self._candidate_orderer(), hist_ids, cands)
+            if not skip:
+                cands = order_candidates(self._candidate_orderer(), hist_ids, cands)
             retrieve_s = time.perf_counter() - t0
             requests.append((list(history), cands, source, retrieve_s))
         members = [self._member_scores(hist, cands) for hist, cands, _, _ in requests] if self.fusion else None
+        if skip and members is not None:
+            results = [self._first_stage_only(cands, ms, src, rs) for (_, cands, src, rs), ms in zip(requests, members)]
+            return [r.top(k) if k is not None else r for r in results]
         llm_requests = requests
         if self.fusion is not None and members is not None and self.fusion.llm_depth is not None:
             llm_requests = [  # the LLM ranks only the best llm_depth of the members' fusion
                 (hist, [cands[i] for i in self.fusion.llm_candidates(ms)], source, rs)
                 for (hist, cands, source, rs), ms in zip(requests, members, strict=True)
             ]
+        assert self.lm is not None, "the LLM is loaded unless it is skipped"
         with self.lm.using_adapter(self.adapter_name):
             if self._can_batch(llm_requests):
                 results = self._rank_batched(llm_requests)
@@ -223,11 +238,40 @@ class Reranker:
             fusion=self.fusion.to_dict(),
         )
 
+    def _first_stage_only(self, cands: list[str], members: list[list[float]], source: str, retrieve_s: float) -> RankedList:
+        """`cands` ranked by the fusion without the LLM (the LLM is skipped: see `llm_skipped`)."""
+        assert self.fusion is not None
+        t0 = time.perf_counter()
+        first_stage = dict(zip(cands, self.fusion.without_llm().combine(None, members)))
+        position = {c: n for n, c in enumerate(cands)}
+        ordered = sorted(cands, key=lambda c: (-first_stage[c], position[c]))
+        fuse_s = time.perf_counter() - t0
+        return RankedList(
+            item_ids=tuple(ordered),
+            scores=tuple(first_stage[c] for c in ordered),
+            ranks=tuple(range(1, len(ordered) + 1)),
+            score_kind="first_stage",
+            mode=self.mode,
+            template=self.template.name,
+            adapter=self.adapter_path,
+            prompt_tokens=0,
+            encoded_tokens=0,
+            forward_passes=0,
+            parse_failures=0,
+            timings={"retrieve": retrieve_s, "prompt": 0.0, "score": fuse_s, "total": retrieve_s + fuse_s},
+            facts={c: () for c in ordered},
+            candidate_source=source,
+            first_stage_scores=first_stage,
+            fusion=self.fusion.to_dict(),
+            llm_skipped=self.llm_skipped,
+        )
+
     def _make_scorer(self) -> Scorer:
         cfg = self.config
         titles = (
             {i: item.title for i, item in self.dataset.items.items()} if self.mode == "generative" else None
         )
+        assert self.lm is not None
         return make_scorer(
             self.mode,
             self.lm,
@@ -274,6 +318,7 @@ class Reranker:
         )
 
     def _rank_batched(self, requests: list[Any]) -> list[RankedList]:
+        assert self.builder is not None and self.scorer is not None
         t0 = time.perf_counter()
         prompts = [self.builder.build(history, cands) for history, cands, _, _ in requests]
         prompt_s = (time.perf_counter() - t0) / len(requests)
@@ -292,6 +337,8 @@ class Reranker:
 
     def _rank_one(self, history: list[Any], cands: list[str], source: str, retrieve_s: float) -> RankedList:
         cfg = self.config
+        builder, scorer = self.builder, self.scorer
+        assert builder is not None and scorer is not None
         all_results: list[ScoreResult] = []
         all_prompts: list[Any] = []
         per_order: list[dict[str, float]] = []
@@ -301,9 +348,9 @@ class Reranker:
 
         def score_set(subset: list[str]) -> ScoreResult:
             t0 = time.perf_counter()
-            prompts = self.builder.build(history, subset)
+            prompts = builder.build(history, subset)
             t1 = time.perf_counter()
-            result = self.scorer.score(prompts)
+            result = scorer.score(prompts)
             timing["prompt"] += t1 - t0
             timing["score"] += time.perf_counter() - t1
             all_prompts.extend(prompts)
@@ -393,3 +440,19 @@ def _load_or_check(model: ModelConfig, adapter_name: str | None, lm: LoadedModel
     if adapter_name is not None and adapter_name not in lm.adapter_names and lm.merged_adapter != adapter_name:
         raise ConfigError(f"the given model has no adapter {adapter_name!r} loaded")
     return lm
+
+
+def skip_reason(fusion: ScoreFusion | None, adapter: str | None) -> str | None:
+    """Why a `Reranker` with this fusion should not run its LLM (its weight is 0), or None when it should."""
+    if fusion is None or fusion.llm_weight > 0:
+        return None
+    cv = fusion.fitted.get("cv") or {}
+    evidence = (
+        f" (on {fusion.fitted.get('users')} validation users, held-out NDCG@10 gain {cv['llm_gain']:+.4f}, SE "
+        f"{cv['llm_gain_se']:.4f})" if "llm_gain" in cv and "llm_gain_se" in cv else ""
+    )  # fmt: skip
+    whose = f"adapter {adapter}" if adapter else "the model"
+    return (
+        f"the LLM ({whose}) has weight 0 in its score fusion with {'+'.join(fusion.members)}{evidence}: it is not "
+        "run, candidates keep the first stage's order; RerankerConfig(force_llm=True) / --force-llm runs it anyway"
+    )

@@ -30,6 +30,8 @@ class RankedList:
         first_stage_scores: with score fusion, the members' fusion without the LLM per item (what `scores` would
             be at LLM weight 0: the ranking the LLM is measured against).
         fusion: with score fusion, its members and weights (from the adapter card or the config).
+        llm_skipped: why the LLM did not score (its fusion weight is 0), when it did not: the list is then the
+            first stage's order (`scores` are `first_stage_scores`).
     """
 
     item_ids: tuple[str, ...]
@@ -52,6 +54,7 @@ class RankedList:
     llm_scores: Mapping[str, float] = field(default_factory=dict)
     first_stage_scores: Mapping[str, float] = field(default_factory=dict)
     fusion: Mapping[str, Any] | None = None
+    llm_skipped: str | None = None
 
     def __len__(self) -> int:
         return len(self.item_ids)

@@ -16,6 +16,7 @@ from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
 from llmrec.retrieval.dense import DenseRetriever
 from llmrec.retrieval.embeddings import ItemEncoder, embed_items, item_text
 from llmrec.retrieval.factory import (
+    DEFAULT_RETRIEVER,
     RETRIEVER_NAMES,
     RETRIEVERS,
     RetrieverSpec,
@@ -26,8 +27,10 @@ from llmrec.retrieval.index import IndexConfig, IndexMismatchError, VectorIndex
 from llmrec.retrieval.popularity import PopularityRetriever
 from llmrec.retrieval.rrf import FusionRetriever
 from llmrec.retrieval.user import UserRetrieval, retrieve_for_user
+from llmrec.retrieval.zscore import ZScoreFusionRetriever
 
 __all__ = [
+    "DEFAULT_RETRIEVER",
     "FALLBACK_SOURCE",
     "RETRIEVERS",
     "RETRIEVER_NAMES",
@@ -43,6 +46,7 @@ __all__ = [
     "RetrieverSpec",
     "UserRetrieval",
     "VectorIndex",
+    "ZScoreFusionRetriever",
     "build_retriever",
     "check_k",
     "embed_items",

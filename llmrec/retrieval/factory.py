@@ -27,6 +27,9 @@ from llmrec.retrieval.popularity import PopularityRetriever
 from llmrec.retrieval.rrf import FusionRetriever
 from llmrec.retrieval.sequential import FORMAT_VERSION as SASREC_FORMAT_VERSION
 from llmrec.retrieval.sequential import SasrecRetriever
+from llmrec.retrieval.zscore import DEFAULT_MEMBERS as ZFUSION_MEMBERS
+from llmrec.retrieval.zscore import VERSION as ZSCORE_VERSION
+from llmrec.retrieval.zscore import ZScoreFusionRetriever
 
 if TYPE_CHECKING:
     from llmrec.data.dataset import Dataset
@@ -43,6 +46,9 @@ class RetrieverSpec:
         scores_as_new: its ``score(..., user_items=...)`` leaves the user's own interactions out of the fitted
             statistics, so a training target (which is in the fitted data) is scored as a test target would be.
             A model that cannot forget a user without a refit (ALS, SASRec, and a fusion of them) cannot.
+        holds_out_last: its fit never trains on a user's last interaction (SASRec: its early-stopping target), so
+            it scores that interaction out of sample from the earlier history; the z-score fusion fits its
+            weights on those interactions.
         orders_candidates: a listwise prompt may list candidates best-first by its scores (`llmrec.ranking.order`);
             needs `scores_as_new`, since training orders a target's candidates with the user left out. EASE
             qualifies but is not offered: no adapter was trained or measured with an EASE order.
@@ -53,6 +59,7 @@ class RetrieverSpec:
     name: str
     build: Callable[..., Retriever] | None
     scores_as_new: bool = False
+    holds_out_last: bool = False
     orders_candidates: bool = False
     version: int = 1
 
@@ -70,8 +77,9 @@ RETRIEVERS: dict[str, RetrieverSpec] = {
         RetrieverSpec("dense", DenseRetriever.build, scores_as_new=True, orders_candidates=True),
         RetrieverSpec("ease", EaseRetriever.fit, scores_as_new=True),
         RetrieverSpec("als", AlsRetriever.fit),
-        RetrieverSpec("sasrec", SasrecRetriever.fit, version=SASREC_FORMAT_VERSION),  # a refit is a new model
-        RetrieverSpec("fusion", None),
+        RetrieverSpec("sasrec", SasrecRetriever.fit, holds_out_last=True, version=SASREC_FORMAT_VERSION),
+        RetrieverSpec("zfusion", None, version=ZSCORE_VERSION),  # built from its members (`_build_zfusion`)
+        RetrieverSpec("fusion", None),  # reciprocal-rank fusion, built from its members (`_build_fusion`)
     )
 }
 RETRIEVER_NAMES = tuple(RETRIEVERS)
@@ -87,9 +95,11 @@ def retriever_names(
         if scores_as_new in (None, spec.scores_as_new) and orders_candidates in (None, spec.orders_candidates)
     )
 
-#: The default first stage: SASRec + EASE + dense, fused 2:2:1 by reciprocal rank. Chosen on ml-100k validation
-#: targets (eval/results/ml100k-tune): full-catalogue HR@50 0.572 vs 0.531 for SASRec alone; dense keeps items
-#: without interactions reachable.
+#: The default first stage: SASRec + EASE + dense, z-scored and fused with weights fit on the dataset's own
+#: validation users (`llmrec.retrieval.zscore`), the best first stage measured (eval/results/ml100k-fusion-fit).
+DEFAULT_RETRIEVER = "zfusion"
+#: The reciprocal-rank fusion ("fusion", the default before "zfusion"): SASRec + EASE + dense, 2:2:1, chosen on
+#: ml-100k validation targets (eval/results/ml100k-tune); below SASRec alone on ML-1M (eval/results/ml1m).
 DEFAULT_FUSION = ("sasrec", "ease", "dense")
 DEFAULT_FUSION_WEIGHTS = (2.0, 2.0, 1.0)
 
@@ -111,6 +121,9 @@ def build_retriever(name: str, dataset: Dataset, *, progress: bool | None = None
     """Build the retriever called `name` (any of `RETRIEVER_NAMES`) over `dataset`.
 
     ``opts`` go to the registered builder (e.g. `DenseRetriever.build`, `CooccurrenceRetriever.fit`).
+    For "zfusion" (the default first stage): ``members`` (default sasrec, ease, dense), ``member_opts``
+    ({member name: opts}), ``weights`` (default: fit on the dataset's own validation users), ``validation_users``,
+    ``negatives``, ``seed``, ``cache_dir`` (`llmrec.retrieval.zscore.ZScoreFusionRetriever.fit`).
     For "fusion": ``members`` (default ``DEFAULT_FUSION``: sasrec, ease, dense), ``weights`` (default 1 each,
     except the default members get ``DEFAULT_FUSION_WEIGHTS``, chosen on validation targets), ``rrf_k``,
     ``depth`` and ``member_opts`` ({member name: opts}). ``progress`` (None: each builder's default) shows or
@@ -128,6 +141,8 @@ def build_retriever(name: str, dataset: Dataset, *, progress: bool | None = None
         close = difflib.get_close_matches(str(name), RETRIEVER_NAMES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown retriever {name!r}{hint}; known: {', '.join(RETRIEVER_NAMES)}")
+    if spec.name == "zfusion":
+        return _build_zfusion(dataset, progress, opts)
     if spec.build is None:
         return _build_fusion(dataset, progress, opts)
     _check_opts(name, spec.build, opts)
@@ -153,3 +168,35 @@ def _build_fusion(dataset: Dataset, progress: bool | None, opts: Mapping[str, An
         raise ConfigError("fusion cannot be a member of itself")
     built = [build_retriever(m, dataset, **{"progress": progress, **member_opts.get(m, {})}) for m in members]
     return FusionRetriever(built, **opts)
+
+
+def _build_zfusion(dataset: Dataset, progress: bool | None, opts: Mapping[str, Any]) -> ZScoreFusionRetriever:
+    """The "zfusion" retriever: its members built by `build_retriever`, their weights fit (or loaded) by
+    `ZScoreFusionRetriever.fit`."""
+    opts = dict(opts)
+    members = tuple(str(m) for m in opts.pop("members", ZFUSION_MEMBERS))
+    member_opts = {str(k): dict(v) for k, v in dict(opts.pop("member_opts", {})).items()}
+    _check_opts("zfusion", ZScoreFusionRetriever.fit, {"members": None, "out_of_sample": None, "versions": None, **opts})
+    if not members or len(set(members)) != len(members):
+        raise ConfigError(f"zfusion members must be one or more distinct retriever names, got {list(members)}")
+    fusable = [n for n, s in RETRIEVERS.items() if s.build is not None]
+    for name in members:
+        if name not in fusable:
+            raise ConfigError(f"zfusion member {name!r} is not a retriever it can fuse; known: {', '.join(fusable)}")
+        spec = RETRIEVERS[name]
+        if not (spec.scores_as_new or spec.holds_out_last) and opts.get("weights") is None:
+            raise ConfigError(
+                f"zfusion cannot fit a weight for {name!r}: it neither leaves a user out of its fit nor holds out "
+                "each user's last interaction, so its validation scores would leak; give weights or drop it"
+            )
+    unknown = sorted(set(member_opts) - set(members))
+    if unknown:
+        raise ConfigError(f"member_opts names retrievers that are not members {list(members)}: {unknown}")
+    built = {m: build_retriever(m, dataset, **{"progress": progress, **member_opts.get(m, {})}) for m in members}
+    return ZScoreFusionRetriever.fit(
+        dataset,
+        built,
+        out_of_sample={m: "user_items" if RETRIEVERS[m].scores_as_new else "holds_out_last" for m in members},
+        versions={m: {"version": RETRIEVERS[m].version, "opts": member_opts.get(m, {})} for m in members},
+        **opts,
+    )

@@ -311,7 +311,7 @@ def candidate_offsets(
     Raises:
         ConfigError: a spec is not a one-candidate (pointwise) spec.
     """
-    from llmrec.ranking.fusion import zscore
+    from llmrec.stats import zscore
     from llmrec.retrieval import build_retriever
 
     scorer: Any = build_retriever(retriever, split.train_dataset)  # a CatalogueRetriever: scores as new

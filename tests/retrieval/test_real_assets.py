@@ -100,12 +100,12 @@ def test_cli_dense_json(capsys):
     assert len(set(ids)) == 20 and out["retriever"] == "dense" and out["history_length"] > 0
 
 
-def test_cli_default_first_stage_is_the_fusion(capsys):
+def test_cli_default_first_stage_is_the_zscore_fusion(capsys):
     from llmrec.cli import main
 
     assert main(["retrieve", "ml-100k", "--user", "196", "-k", "50", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["retriever"] == "fusion(sasrec+ease+dense)" and len({c["item_id"] for c in out["candidates"]}) == 50
+    assert out["retriever"] == "zfusion(sasrec+ease+dense)" and len({c["item_id"] for c in out["candidates"]}) == 50
     assert not out["fallback"]
 
 
