@@ -42,7 +42,11 @@ class ModelConfig:
         name_or_path: an llmrec asset name (``"smollm2"``, fetched on first use), a local transformers folder,
             or a hub id (needs network access).
         quantization: ``"none"`` (full/half precision, see `dtype`), ``"4bit"`` (bitsandbytes NF4) or ``"8bit"``.
-        dtype: weight dtype of unquantized layers; ``"auto"`` = float32 on CPU, bfloat16 on GPU.
+        dtype: weight dtype of unquantized layers. ``"auto"``: on a GPU bfloat16 where supported, else float32;
+            on a CPU float32, or with ``LLMREC_MEASURE_DTYPE=1`` bfloat16 only where this CPU runs it at least
+            1.2x faster than float32, measured once per machine and cached (`llmrec.models.machine`; CPUs without
+            native bfloat16 run it several times slower). An explicit dtype is always used as given. The loaded
+            model says which and why (`LoadedModel.dtype`, `LoadedModel.dtype_reason`).
         compute_dtype: compute dtype of 4-bit layers; ``"auto"`` follows the same rule as `dtype`.
         double_quant: 4-bit double quantisation of the quantisation constants (saves ~0.4 bit per weight).
         device_map: accelerate placement: ``"auto"`` spreads a model over all GPUs (then CPU), ``"cpu"``,

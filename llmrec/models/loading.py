@@ -32,6 +32,7 @@ from llmrec.models.adapters import (
     resolve_adapter,
 )
 from llmrec.models.config import ModelConfig
+from llmrec.models.machine import DtypeChoice, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ ARCH_FIELDS = (
 
 #: Bump when loading (dtype, quantization, adapter attach/merge, the float32 output head) makes a model compute
 #: other logits from the same weights: evaluation caches and the score memo key on it.
+#: Still 1 with the measured ``dtype="auto"`` (`llmrec.models.machine`): it is off by default, so ``auto`` stays
+#: float32 on CPUs and bfloat16 on GPUs with bfloat16. Turning it on moves ``auto`` to bfloat16 on CPUs that measure
+#: it faster (this 2-core AMD EPYC does), which changes cached scores there: bump then, unless the caches key on the
+#: resolved dtype (`LoadedModel.dtype`) instead of ``ModelConfig.dtype``.
 LOADING_VERSION = 1
 
 
@@ -70,6 +75,9 @@ class LoadedModel:
         adapter_names: names of attached adapters (empty when none or when merged).
         merged_adapter: name of the adapter merged into the weights, if any.
         load_seconds: wall time of the load.
+        dtype: the weight dtype of unquantized layers it was loaded in (``"auto"`` resolved; None when unknown,
+            e.g. a `LoadedModel` built around a model in memory).
+        dtype_reason: why that dtype, e.g. ``"float32: bfloat16 measured 4.9x slower on this CPU (...)"``.
     """
 
     model: Any
@@ -78,6 +86,8 @@ class LoadedModel:
     adapter_names: tuple[str, ...] = ()
     merged_adapter: str | None = None
     load_seconds: float = 0.0
+    dtype: str | None = None
+    dtype_reason: str = ""
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
@@ -200,15 +210,34 @@ def _has_gpu() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _on_gpu(device_map: Any) -> bool:
+    """Whether a model placed by `device_map` (a string or a dict) computes on a GPU."""
+    if not _has_gpu():
+        return False
+    if isinstance(device_map, dict):
+        return any(str(where) not in ("cpu", "disk") for where in device_map.values())
+    return str(device_map) != "cpu"
+
+
+_LOGGED_REASONS: set[str] = set()
+
+
+def _resolve(name: str, on_gpu: bool, field: str = "dtype") -> DtypeChoice:
+    """`resolve_dtype`, logging each reason once per process (at INFO)."""
+    choice = resolve_dtype(name, on_gpu=on_gpu, field=field)
+    if choice.reason not in _LOGGED_REASONS:
+        _LOGGED_REASONS.add(choice.reason)
+        log.info("weight dtype %s", choice.reason)
+    return choice
+
+
 def _dtype(name: str) -> Any:
     import torch
 
-    if name == "auto":
-        return torch.bfloat16 if _has_gpu() else torch.float32
     return getattr(torch, name)
 
 
-def _quantization_config(config: ModelConfig) -> Any:
+def _quantization_config(config: ModelConfig, on_gpu: bool) -> Any:
     """The BitsAndBytesConfig for `config`, or None for full precision (possibly after a fallback)."""
     if config.quantization == "none":
         return None
@@ -238,7 +267,7 @@ def _quantization_config(config: ModelConfig) -> Any:
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=config.double_quant,
-        bnb_4bit_compute_dtype=_dtype(config.compute_dtype),
+        bnb_4bit_compute_dtype=_dtype(_resolve(config.compute_dtype, on_gpu, "compute_dtype").dtype),
     )
 
 
@@ -247,19 +276,21 @@ def _load(config: ModelConfig) -> LoadedModel:
 
     started = time.perf_counter()
     path = resolve_model_path(config.name_or_path)
-    quant = _quantization_config(config)
-    kwargs: dict[str, Any] = {"dtype": _dtype(config.dtype), "trust_remote_code": config.trust_remote_code}
-    if quant is not None:
-        kwargs["quantization_config"] = quant
     device_map = dict(config.device_map) if isinstance(config.device_map, tuple) else config.device_map
     if device_map == "auto" and not _has_gpu():
         device_map = (
             "cpu"  # same placement; skips accelerate's dispatch hooks, which only cost time on one device
         )
+    on_gpu = _on_gpu(device_map)
+    dtype = _resolve(config.dtype, on_gpu)
+    quant = _quantization_config(config, on_gpu)
+    kwargs: dict[str, Any] = {"dtype": _dtype(dtype.dtype), "trust_remote_code": config.trust_remote_code}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
     kwargs["device_map"] = device_map
     if config.max_memory:
         kwargs["max_memory"] = {(int(k) if k.isdigit() else k): v for k, v in config.max_memory}
-    log.info("loading model %s (%s, %s, device_map=%s)", path, config.quantization, config.dtype, device_map)
+    log.info("loading model %s (%s, %s, device_map=%s)", path, config.quantization, dtype.dtype, device_map)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -273,7 +304,9 @@ def _load(config: ModelConfig) -> LoadedModel:
     model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    loaded = LoadedModel(model=model, tokenizer=tokenizer, config=config)
+    loaded = LoadedModel(
+        model=model, tokenizer=tokenizer, config=config, dtype=dtype.dtype, dtype_reason=dtype.reason
+    )
     if config.adapters:
         _attach_adapters(loaded)
     _release_freed_memory()
