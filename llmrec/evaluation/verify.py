@@ -11,6 +11,9 @@ those users again with the code of this checkout, without any cache or score mem
 - LLM arms (a few users each: they are slow) must give the same rank of the target, with scores within a
   tolerance derived from the model's dtype and the scores' scale (`score_tolerance`); a fused arm's first-stage
   scores (its ``.no-llm`` row) must be exact.
+- An LLM arm whose adapter was retired from the package (`llmrec.models.adapters.retired_adapters`: its weights
+  no longer ship) is skipped, with the reason and its recipe, unless it was retrained where its name finds it; the
+  other arms are still replayed. Any other adapter that cannot be found fails its arm.
 
 The replay computes with the thread counts the report was made with (torch and BLAS): a trained retriever such as
 SASRec, refit on a fresh machine, ends at other weights with another thread count (seen: scores moved by 0.7 with 2
@@ -157,10 +160,20 @@ class ArmCheck:
     max_diff: float = 0.0
     tolerance: float = 0.0
     problems: list[str] = field(default_factory=list)
+    #: Why the row was not replayed (None: it was): its adapter is not in this install.
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.users > 0 and not self.problems
+        """Replayed as committed, or skipped (a skipped row says why in `iter_problems`)."""
+        return self.skipped is not None or (self.users > 0 and not self.problems)
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``skipped`` or ``FAILED``."""
+        if self.skipped is not None:
+            return "skipped"
+        return "ok" if self.ok else "FAILED"
 
 
 def _close(replayed: Sequence[float], committed: Sequence[Any], tol: float) -> tuple[bool, float]:
@@ -251,7 +264,7 @@ def _replay(
     from llmrec.evaluation.protocols import build_cases, make_split
     from llmrec.evaluation.runner import RetrieverPool, repo_root
     from llmrec.metrics import target_rank
-    from llmrec.models.adapters import resolve_adapter
+    from llmrec.models.adapters import AdapterError, resolve_adapter, retired_adapter_message
 
     by_row: dict[str, dict[str, Mapping[str, Any]]] = {}
     for record in records:
@@ -264,19 +277,28 @@ def _replay(
         if committed is None:
             checks.append(ArmCheck(arm.name, problems=["not in the committed per-user results"]))
             continue
-        sampled = [u for u, r in committed.items() if "scores" in r and r["scored"]]
-        chosen = sampled[: llm_users if arm.is_llm else users]
-        cases = build_cases(split, config, chosen, pool)
-        if arm.adapter:  # resolved as the run resolved it (a relative folder against the config's repository)
-            runnable = dataclasses.replace(arm, adapter=str(resolve_adapter(arm.adapter, base=repo_root(config))))
-        else:
-            runnable = arm
-        scorer = build_arm(runnable, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
         rows = [ArmCheck(arm.name)]
         derived = {suffix: by_row.get(f"{arm.name}{suffix}") for suffix in FUSION_SUFFIXES}
         for suffix, row in derived.items():
             if row is not None:
                 rows.append(ArmCheck(f"{arm.name}{suffix}"))
+        runnable = arm
+        if arm.adapter:  # resolved as the run resolved it (a relative folder against the config's repository)
+            try:
+                runnable = dataclasses.replace(arm, adapter=str(resolve_adapter(arm.adapter, base=repo_root(config))))
+            except AdapterError as exc:
+                retired = retired_adapter_message(str(arm.adapter))
+                for check in rows:
+                    if retired is not None:
+                        check.skipped = f"its adapter is not in this install: {retired}"
+                    else:
+                        check.problems.append(str(exc))
+                checks.extend(rows)
+                continue
+        sampled = [u for u, r in committed.items() if "scores" in r and r["scored"]]
+        chosen = sampled[: llm_users if arm.is_llm else users]
+        cases = build_cases(split, config, chosen, pool)
+        scorer = build_arm(runnable, seed=config.seed, retriever_factory=pool, dataset=split.train_dataset)
         for case in cases:
             output = scorer(case)
             replays = {arm.name: (output.scores, score_tolerance(arm, output.scores))}
@@ -307,6 +329,9 @@ def _replay(
 
 
 def iter_problems(checks: Sequence[ArmCheck]) -> Iterator[str]:
+    """One line per problem (at most three per row) and per skipped row (its reason), each naming its row."""
     for check in checks:
+        if check.skipped is not None:
+            yield f"{check.row}: skipped: {check.skipped}"
         for problem in check.problems[:3]:
             yield f"{check.row}: {problem}"

@@ -148,3 +148,31 @@ def test_git_state_names_changed_sources_but_not_report_folders(tmp_path: Path):
     git("mv", "llmrec/a.py", "llmrec/b.py")
     state = git_state(tmp_path)
     assert state["changed"] == ["llmrec/b.py", "llmrec/new file.py"] and len(state["commit"]) == 40
+
+
+def test_verify_skips_an_arm_whose_adapter_was_retired_and_replays_the_rest(
+    study: Path, tmp_path: Path, monkeypatch, capsys
+):
+    from llmrec.models.adapters import shipped_adapter_dir
+
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))  # no retrained copy where the name would find it
+    retired = "smollm2-ml100k-pointwise-kg"
+    config = tmp_path / "exp.yaml"
+    text = study.read_text()
+    arm = "- {name: tiny-llm, kind: llm, model: "
+    assert text.count(arm) == 1
+    config.write_text(text.replace(arm, f"- {{name: tiny-llm, kind: llm, adapter: {retired}, model: "))
+    results = study.parent / "results" / "verify-exp"
+    assert main(["eval", str(config), "--verify", "--out", str(results), "--verify-users", "5"]) == 0
+    out = capsys.readouterr().out
+    recipe = shipped_adapter_dir() / f"{retired}.yaml"
+    for row in ("tiny-llm", "tiny-llm.no-llm", "tiny-llm.llm-only"):
+        assert f"{row}: skipped: its adapter is not in this install: adapter {retired!r} was removed" in out
+    assert f"its recipe is {recipe}" in out and "FAILED" not in out
+    assert re.search(r"\n  cooc +ok +5 users", out)  # the other arms still replay
+
+    # an adapter that is neither installed nor retired fails its arm
+    config.write_text(text.replace(arm, "- {name: tiny-llm, kind: llm, adapter: no-such-adapter, model: "))
+    assert main(["eval", str(config), "--verify", "--out", str(results), "--verify-users", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "tiny-llm: adapter path 'no-such-adapter' does not exist" in out
