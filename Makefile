@@ -18,7 +18,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Replay every committed study that kept per-user results (eval/results/<name>/users.jsonl.gz) with this checkout's
-# code: `llmrec eval CONFIG --verify`. Studies made before reports kept them are listed, not replayed.
+# code: `llmrec eval CONFIG --verify`. Studies made before reports kept them are listed, not replayed; an LLM arm
+# whose adapter was retired from the package (adapters/README.md) is skipped with its recipe named.
 verify: install
 	@status=0; for config in eval/*.yaml; do \
 		name=$$(sed -n 's/^name: *//p' $$config | head -1); \
