@@ -54,7 +54,7 @@ def build_arm(
         return _candidate_order
     if arm.kind in RETRIEVER_ARM_KINDS:
         return _RetrieverArm(retriever_factory(arm.kind, dict(arm.retriever_options)))
-    if arm.kind == "llm":
+    if arm.is_llm:
         return _LlmArm(arm, dataset, score_memo, memo_writer, lambda name: retriever_factory(name, {}))
     raise ConfigError(f"arm {arm.name!r}: unknown kind {arm.kind!r}")
 
@@ -181,7 +181,7 @@ class _LlmArm:
         """The arm's `Reranker` (model loaded on first use)."""
         if self._reranker is None:
             self._reranker = build_reranker(self.arm, self.dataset, self.retrievers)
-            if self.memo_root is not None:
+            if self.memo_root is not None and self._reranker.llm_skipped is None:
                 from llmrec.evaluation.score_memo import adapter_weights_digest, attach_memo
 
                 digest = adapter_weights_digest(resolve_adapter(self.arm.adapter)) if self.arm.adapter else None

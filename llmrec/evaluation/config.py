@@ -39,7 +39,10 @@ from llmrec.retrieval.factory import DEFAULT_RETRIEVER, RETRIEVER_NAMES
 #: Baseline arm kinds that score candidates with the retriever of the same name (``build_retriever``).
 RETRIEVER_ARM_KINDS = RETRIEVER_NAMES
 BASELINE_KINDS = ("random", *RETRIEVER_ARM_KINDS, "candidate_order")
-ARM_KINDS = (*BASELINE_KINDS, "llm")
+#: Arm kinds that rank through `llmrec.ranking.Reranker`: ``llm`` (a study's LLM arm: its own fields, the LLM forced
+#: to run) and ``reranker`` (the pipeline a user gets from a `RerankerConfig`, defaults included).
+RERANKER_ARM_KINDS = ("llm", "reranker")
+ARM_KINDS = (*BASELINE_KINDS, *RERANKER_ARM_KINDS)
 PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise")
 NEGATIVE_SOURCES = ("unseen", "disliked")
 SPLIT_KINDS = ("leave_one_out",)
@@ -183,7 +186,11 @@ class ArmConfig:
     Args:
         name: row name in the report.
         kind: ``random``, ``popularity``, ``cooc``, ``dense`` (retriever scores), ``candidate_order`` (the
-            protocol's candidate order: the retriever's order under the retrieved protocol) or ``llm``.
+            protocol's candidate order: the retriever's order under the retrieved protocol), ``llm`` (an LLM through
+            `Reranker`, set by the fields below, its LLM always run) or ``reranker`` (the pipeline exactly as a
+            user builds it: ``reranker`` holds `RerankerConfig` fields, and what it leaves out takes
+            `RerankerConfig`'s defaults: ``{name: default, kind: reranker}`` is the default `Reranker`).
+        reranker: ``reranker`` arms: the `RerankerConfig` fields (a mapping; unknown keys are refused).
         retriever_options: keyword options of ``build_retriever`` (baseline retriever kinds only).
         model: LLM arms: asset name, folder or hub id of the decoder.
         adapter: LLM arms: LoRA adapter folder, or null for zero-shot.
@@ -224,6 +231,7 @@ class ArmConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     users: int | None = None
     fusion: Any = None
+    reranker: Mapping[str, Any] | None = None
 
     _LLM_FIELDS = ("model", "adapter", "template", "mode", "knowledge", "permutations", "quantization", "dtype")
 
@@ -234,7 +242,11 @@ class ArmConfig:
             raise ConfigError(f"{where}: kind must be one of {ARM_KINDS}, got {self.kind!r}")
         if self.users is not None:
             _check_int(self.users, f"{where}: users", 1)
-        if self.kind == "llm":
+        if self.reranker is not None and self.kind != "reranker":
+            raise ConfigError(f"{where}: field 'reranker' applies to reranker arms, not to a {self.kind!r} arm")
+        if self.kind == "reranker":
+            self._take_reranker_config(where)
+        elif self.kind == "llm":
             set_defaults = {
                 "model": "smollm2",
                 "mode": "listwise",
@@ -279,14 +291,47 @@ class ArmConfig:
                     f"not to a {self.kind!r} arm"
                 )
 
+    def _take_reranker_config(self, where: str) -> None:
+        """Validate ``reranker`` as a `RerankerConfig` and mirror what the harness reads of it (model, adapter,
+        mode, template, dtype, quantization) into this arm's fields; setting those fields directly is refused."""
+        from llmrec.ranking.config import RerankerConfig
+
+        extra = [k for k in self._LLM_FIELDS if getattr(self, k) is not None]
+        extra += ["options"] * bool(self.options) + ["fusion"] * (self.fusion is not None)
+        extra += ["retriever_options"] * bool(self.retriever_options)
+        if extra:
+            raise ConfigError(
+                f"{where}: field(s) {', '.join(repr(e) for e in extra)} of llm arms do not apply to a reranker arm: "
+                "put RerankerConfig fields under 'reranker'"
+            )
+        if not isinstance(self.reranker if self.reranker is not None else {}, Mapping):
+            raise ConfigError(f"{where}: reranker must be a mapping of RerankerConfig fields, got {self.reranker!r}")
+        config = RerankerConfig.from_dict(dict(self.reranker or {}))
+        object.__setattr__(self, "reranker", dict(self.reranker or {}))
+        for key, value in {
+            "model": config.model.name_or_path,
+            "adapter": config.adapter_ref,
+            "mode": config.mode,
+            "template": config.template,
+            "knowledge": config.knowledge,
+            "permutations": config.permutations,
+            "quantization": config.model.quantization,
+            "dtype": config.model.dtype,
+        }.items():
+            object.__setattr__(self, key, value)
+
     @property
     def is_llm(self) -> bool:
-        return self.kind == "llm"
+        """Whether the arm ranks through `Reranker` (an ``llm`` or a ``reranker`` arm)."""
+        return self.kind in RERANKER_ARM_KINDS
 
     def resolved(self) -> dict[str, Any]:
         """The full config as plain data (what metrics.json records and the cache fingerprints)."""
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "users": self.users}
-        if self.is_llm:
+        if self.kind == "reranker":
+            out["reranker"] = dict(self.reranker or {})
+            out["adapter"] = self.adapter  # "default" resolved: another default adapter is another arm
+        elif self.is_llm:
             for key in self._LLM_FIELDS:
                 if key == "dtype" and self.dtype == "auto":
                     continue  # recorded only when set, so reports and caches of arms made before it still match

@@ -34,6 +34,9 @@ def reranker_config(arm: ArmConfig) -> Any:
     from llmrec.models import ModelConfig
     from llmrec.ranking import RerankerConfig
 
+    if arm.kind == "reranker":
+        # as a user builds it; the runner's leak guard checked the users this arm is evaluated on
+        return RerankerConfig.from_dict({**dict(arm.reranker or {}), "check_split": False})
     options = dict(arm.options)
     clash = sorted(k for k in options if k in _ARM_OWNED)
     if clash:

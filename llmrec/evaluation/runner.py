@@ -193,7 +193,8 @@ def run_experiment(
         path = config.cache_path() / f"{arm.name}.jsonl"
         fusion = arm_fusion(arm, adapter_dir) if arm.is_llm else None
         fingerprint = arm_cache_fingerprint(arm, case_fp, adapter_dir, fusion)
-        runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir is not None else arm
+        # an llm arm's adapter folder as resolved here; a reranker arm resolves its adapter as a user's Reranker does
+        runnable = dataclasses.replace(arm, adapter=str(adapter_dir)) if adapter_dir and arm.kind == "llm" else arm
         scorer = build_arm(
             runnable,
             seed=config.seed,
@@ -215,7 +216,7 @@ def run_experiment(
         retriever = getattr(scorer, "retriever", None)
         if retriever is not None:
             results[arm.name].full_catalogue_ranks = full_catalogue_ranks(retriever, arm_cases)
-        if fusion is not None:
+        if fusion is not None and arm.kind == "llm":  # a reranker arm is the pipeline's one row
             results.update(fusion_rows(arm, results.pop(arm.name), fusion, arm_cases, config))
     return ExperimentResult(
         config,

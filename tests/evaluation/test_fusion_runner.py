@@ -171,3 +171,66 @@ def test_arm_fields_are_not_set_twice_and_removed_keys_are_refused(tmp_path, tin
     deep = ArmConfig(name="d", kind="llm", mode="pointwise", fusion=depth)
     with pytest.raises(ConfigError, match="names 'd.llm-only', which is not an arm"):
         dataclasses.replace(config, arms=(config.arm("cooc"), deep), comparisons=(("d.llm-only", "cooc"),))
+
+
+def test_a_reranker_arm_is_the_pipeline_a_user_builds_from_the_same_config(tmp_path, tiny_dir, tiny_model_dir):
+    import dataclasses
+
+    from llmrec.evaluation import run_experiment
+    from llmrec.evaluation.config import ArmConfig
+    from llmrec.ranking import Reranker, RerankerConfig
+
+    config = _config(tmp_path, tiny_dir, tiny_model_dir)
+    fields = {
+        "model": str(tiny_model_dir), "adapter": None, "mode": "pointwise", "template": "pointwise",
+        "knowledge": False, "fusion": {"members": ["cooc"], "weights": [1.0], "llm_weight": 0.4},
+    }  # fmt: skip
+    arm = ArmConfig(name="pipeline", kind="reranker", reranker=fields, users=6)
+    assert arm.is_llm and arm.model == str(tiny_model_dir) and arm.mode == "pointwise"
+    result = run_experiment(dataclasses.replace(config, arms=(config.arm("cooc"), arm), comparisons=()), progress=False)
+    assert set(result.arms) == {"cooc", "pipeline"}  # the pipeline's one row: no .no-llm / .llm-only rows
+    reranker = Reranker(result.retrievers.train_dataset, RerankerConfig.from_dict(fields))
+    for user in result.arms["pipeline"].users:
+        case = result.cases[user.user_id]
+        mine = reranker.rank(list(case.history), list(case.candidates))
+        by_id = dict(zip(mine.item_ids, mine.scores, strict=True))
+        assert user.scores == tuple(by_id[c] for c in case.candidates)
+
+
+def test_a_reranker_arm_whose_llm_has_weight_0_skips_it_and_keeps_the_first_stage_order(
+    tmp_path, tiny_dir, tiny_model_dir
+):
+    import dataclasses
+
+    from llmrec.evaluation import run_experiment
+    from llmrec.evaluation.config import ArmConfig
+
+    config = _config(tmp_path, tiny_dir, tiny_model_dir)
+    fields = {
+        "model": str(tiny_model_dir), "adapter": None, "mode": "pointwise", "template": "pointwise",
+        "fusion": {"members": ["cooc"], "weights": [1.0], "llm_weight": 0.0},
+    }  # fmt: skip
+    arm = ArmConfig(name="pipeline", kind="reranker", reranker=fields, users=6)
+    with pytest.warns(UserWarning, match="weight 0 in its score fusion with cooc: it is not run"):
+        result = run_experiment(
+            dataclasses.replace(config, arms=(config.arm("cooc"), arm), comparisons=()), progress=False
+        )
+    cooc = {u.user_id: u for u in result.arms["cooc"].users}
+    for user in result.arms["pipeline"].users:
+        assert user.prompt_tokens == 0  # the LLM never ran
+        assert user.rank == cooc[user.user_id].rank  # ranked by the first stage (cooc) alone
+
+
+def test_a_reranker_arm_takes_its_settings_only_from_its_reranker_config():
+    from llmrec.evaluation.config import ArmConfig
+    from llmrec.models.adapters import DEFAULT_ADAPTERS
+
+    default = ArmConfig(name="default", kind="reranker")
+    assert default.adapter == DEFAULT_ADAPTERS["listwise"] and default.model == "smollm2"
+    assert default.resolved()["reranker"] == {} and default.resolved()["adapter"] == DEFAULT_ADAPTERS["listwise"]
+    with pytest.raises(ConfigError, match="'mode'.* do not apply to a reranker arm"):
+        ArmConfig(name="x", kind="reranker", mode="pointwise")
+    with pytest.raises(ConfigError, match="unknown"):
+        ArmConfig(name="x", kind="reranker", reranker={"modes": "pointwise"})
+    with pytest.raises(ConfigError, match="applies to reranker arms"):
+        ArmConfig(name="x", kind="cooc", reranker={"mode": "pointwise"})
