@@ -106,7 +106,7 @@ def machine_key() -> dict[str, Any]:
     }
 
 
-def measure_cpu_dtypes(repeats: int = 5, tokens: int = 128) -> dict[str, float]:
+def measure_cpu_dtypes(repeats: int = 7, tokens: int = 128) -> dict[str, float]:
     """Median seconds of one decoder layer's linear stack (SmolLM2-135M's shapes: attention projections and the
     gated MLP over `tokens` tokens) in float32 and in bfloat16, after one warm-up each; repeats interleave the two
     dtypes so a load spike from another process hits both."""
