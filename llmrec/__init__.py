@@ -1,7 +1,9 @@
 """llmrec: LLM prompt-based reranking for recommendation.
 
-Two stages: a retriever (sentence embeddings + FAISS) proposes candidates from a user's history, and a decoder LLM
-with LoRA adapters reranks them from prompts that verbalise the history and knowledge-graph facts.
+Two stages: a first stage (SASRec, EASE and dense sentence embeddings in a FAISS index, z-score fused with weights fit
+on the dataset's own validation users) proposes candidates from a user's history, and a decoder LLM with LoRA
+adapters reranks them from prompts that verbalise the history, knowledge-graph facts and collaborative evidence
+(skipped where validation gave the LLM no weight).
 
 Example:
     >>> from llmrec import Reranker, load_dataset  # doctest: +SKIP

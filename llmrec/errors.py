@@ -37,6 +37,11 @@ class LlmrecWarning(UserWarning):
     trained for). The CLI prints these as one ``warning:`` line each."""
 
 
+class LlmSkippedWarning(LlmrecWarning):
+    """A `Reranker` does not run its LLM: the adapter card's score fusion gives it weight 0 (fit on validation
+    users); the message gives the evidence and how to force it. The CLI prints it as a ``note:`` line."""
+
+
 class OlderCardWarning(LlmrecWarning):
     """An adapter card made by an older llmrec lacks a setting this version would use (score-fusion weights,
     the collaborative-evidence setting); the message names the adapter and what refits it."""

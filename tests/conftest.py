@@ -14,6 +14,13 @@ DATA = Path(__file__).parent / "data"
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers importable from every folder: `numerics`
 
 
+@pytest.fixture(autouse=True)
+def _auto_dtype_is_float32_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests load ``dtype="auto"`` as float32 on every CPU, whatever this machine's bfloat16 benchmark says
+    (`llmrec.models.machine`); tests of the measured pick set the variable themselves."""
+    monkeypatch.setenv("LLMREC_MEASURE_DTYPE", "0")
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """The KG fixture dataset (tests/data/kg_tiny): titles with template syntax, quotes and non-ASCII."""

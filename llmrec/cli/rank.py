@@ -10,7 +10,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from llmrec.errors import ConfigError, LlmrecWarning, OlderCardWarning
+from llmrec.errors import ConfigError, LlmrecWarning, LlmSkippedWarning, OlderCardWarning
 from llmrec.models.adapters import DEFAULT_ADAPTERS
 from llmrec.models.config import DTYPES, QUANTIZATIONS
 from llmrec.prompts import MODES
@@ -64,8 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dtype",
         default="auto",
         choices=DTYPES,
-        help="weights of unquantised layers (default auto: float32 on CPU, bfloat16 on GPU); bfloat16 is about "
-        "1.5x faster on CPUs with native bfloat16 (AVX512-BF16, AMX), scores read through a float32 output head",
+        help="weights of unquantised layers (default auto: on a CPU bfloat16 only where a one-time benchmark, cached "
+        "in LLMREC_HOME, measures it faster than float32, else float32; LLMREC_MEASURE_DTYPE=0 keeps float32; "
+        "bfloat16 on a GPU); bfloat16 scores are read through a float32 output head",
     )
     parser.add_argument(
         "--merge-adapter",
@@ -116,9 +117,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fusion",
         default=None,
         metavar="MEMBER=W,...,llm=W",
-        help="fuse with these first-stage retrievers and weights instead of the card's, e.g. fusion=1,llm=0.5 "
-        "(the LLM on top of the default first stage's own score, the study's smollm2-residual-on-first-stage) or "
-        "sasrec=1,ease=1,llm=0.15",
+        help="fuse with these first-stage retrievers and weights instead of the card's, e.g. zfusion=1,llm=0.5 "
+        "(the LLM on top of the default first stage's own score) or sasrec=1,ease=1,llm=0.15",
+    )
+    parser.add_argument(
+        "--force-llm",
+        action="store_true",
+        help="run the LLM even where the adapter card's fusion gives it weight 0 (by default the LLM is then "
+        "skipped and the candidates keep the first stage's order)",
     )
     parser.add_argument(
         "--llm-depth",
@@ -149,7 +155,7 @@ def _report(caught: list[warnings.WarningMessage]) -> None:
         if text in seen:
             continue
         seen.add(text)
-        if issubclass(w.category, OlderCardWarning):
+        if issubclass(w.category, (OlderCardWarning, LlmSkippedWarning)):
             print(f"note: {text}", file=sys.stderr)
         elif issubclass(w.category, LlmrecWarning):
             print(f"warning: {text} (--adapter NAME|PATH, --no-adapter)", file=sys.stderr)
@@ -223,6 +229,7 @@ def rank_loaded(dataset: Dataset, args: argparse.Namespace, started: float) -> i
         fusion=_fusion_option(args),
         llm_depth=args.llm_depth,
         merge_adapter=args.merge_adapter,
+        force_llm=args.force_llm,
     )
     loaded = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from llmrec.errors import ConfigError
@@ -32,11 +33,13 @@ _ARM_OWNED = {
 def reranker_config(arm: ArmConfig) -> Any:
     """The `RerankerConfig` an LLM arm describes (arm fields + `options`; no adapter means the bare model)."""
     from llmrec.models import ModelConfig
+    from llmrec.models.machine import pinned_dtype
     from llmrec.ranking import RerankerConfig
 
     if arm.kind == "reranker":
         # as a user builds it; the runner's leak guard checked the users this arm is evaluated on
-        return RerankerConfig.from_dict({**dict(arm.reranker or {}), "check_split": False})
+        config = RerankerConfig.from_dict({**dict(arm.reranker or {}), "check_split": False})
+        return replace(config, model=replace(config.model, dtype=pinned_dtype(config.model.dtype)))
     options = dict(arm.options)
     clash = sorted(k for k in options if k in _ARM_OWNED)
     if clash:
@@ -46,7 +49,7 @@ def reranker_config(arm: ArmConfig) -> Any:
         )
     return RerankerConfig.from_dict(
         {
-            "model": ModelConfig(str(arm.model), quantization=str(arm.quantization), dtype=str(arm.dtype)),
+            "model": ModelConfig(str(arm.model), quantization=str(arm.quantization), dtype=pinned_dtype(str(arm.dtype))),
             "adapter": arm.adapter,
             "mode": arm.mode,
             "template": arm.template,

@@ -10,8 +10,9 @@ repeats, medians; a fraction of a second), once per machine. The timings are cac
 flags, the torch version, torch's CPU capability and its thread count), so later loads read them. GPUs load
 bfloat16 where they support it natively and float32 elsewhere.
 
-The measured pick is on with ``LLMREC_MEASURE_DTYPE=1`` (off by default for now, see `MEASURE_BY_DEFAULT`);
-without it ``auto`` is float32 on every CPU, as it always was.
+The measured pick is on by default (`MEASURE_BY_DEFAULT`; ``LLMREC_MEASURE_DTYPE=0`` turns it off: ``auto`` is
+then float32 on every CPU). Training and the evaluation harness pin ``auto`` to float32 on a CPU (`pinned_dtype`),
+so an adapter retrains and a report replays the same on any CPU; ranking uses the pick.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ MEASURE_ENV = "LLMREC_MEASURE_DTYPE"
 #: Whether ``auto`` measures on a CPU when `MEASURE_ENV` is unset. Off for now: this machine measures bfloat16
 #: 2x faster, so turning it on moves every ``auto`` load here to bfloat16, and the evaluation harness (its caches,
 #: ``--verify`` tolerances), adapter training and the test suites still expect float32 on CPUs.
-MEASURE_BY_DEFAULT = False
+MEASURE_BY_DEFAULT = True
 
 #: Bump when the benchmark or the cache file's layout changes (older cache files are then measured again).
 CACHE_FORMAT = 1
@@ -275,3 +276,14 @@ def resolve_dtype(name: str, *, on_gpu: bool, field: str = "dtype") -> DtypeChoi
     if name != "auto":
         return DtypeChoice(name, f"{name}: set explicitly (ModelConfig.{field})")
     return gpu_dtype_choice() if on_gpu else cpu_dtype_choice()
+
+
+def pinned_dtype(name: str) -> str:
+    """``"auto"`` as training and the evaluation harness resolve it: float32 where no GPU is visible (adapters that
+    retrain and reports that replay the same on any CPU, bfloat16 or not), the GPU's pick on a GPU; any other
+    dtype as it is. Ranking (`Reranker`, ``llmrec rank``) resolves ``"auto"`` per machine (`resolve_dtype`)."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "auto" if torch.cuda.is_available() else "float32"

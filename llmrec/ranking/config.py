@@ -3,7 +3,7 @@ it against the adapter card and the template).
 
 Example:
     >>> RerankerConfig(mode="pointwise").adapter_ref
-    'smollm2-ml100k-pointwise-kg'
+    'smollm2-ml100k-pointwise-residual'
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class RerankerConfig:
 
     Args:
         model: a `ModelConfig` or a model name/path (full precision).
-        adapter: an adapter name (a shipped one, e.g. ``"smollm2-ml100k-pointwise-kg"``) or folder path,
+        adapter: an adapter name (a shipped one, e.g. ``"smollm2-ml100k-pointwise-residual"``) or folder path,
             ``None`` for the bare model, or ``"default"``: for SmolLM2 the shipped adapter of the mode
             (`llmrec.models.DEFAULT_ADAPTERS`: listwise unless ``mode="pointwise"``), for other models none.
         mode: ``listwise`` | ``pointwise`` | ``generative``; None = the adapter's mode (from its card), else the

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from llmrec.errors import ConfigError, LlmrecWarning
+from llmrec.errors import ConfigError, LlmSkippedWarning
 from llmrec.models import ModelConfig, load_model
 from llmrec.models.adapters import AdapterCard
 from llmrec.prompts import PromptBuilder, PromptSettings, PromptTemplate, make_builder
@@ -102,7 +102,7 @@ class Reranker:
         #: Why the LLM is neither loaded nor run (its fusion weight is 0 and `force_llm` is off), else None.
         self.llm_skipped: str | None = None if config.force_llm else skip_reason(self.fusion, self.adapter_name)
         if self.llm_skipped is not None:
-            warnings.warn(self.llm_skipped, LlmrecWarning, stacklevel=2)
+            warnings.warn(self.llm_skipped, LlmSkippedWarning, stacklevel=2)
             self.lm: LoadedModel | None = lm
             self.builder: PromptBuilder | None = None
             self.scorer: Scorer | None = None

@@ -311,8 +311,8 @@ def candidate_offsets(
     Raises:
         ConfigError: a spec is not a one-candidate (pointwise) spec.
     """
-    from llmrec.stats import zscore
     from llmrec.retrieval import build_retriever
+    from llmrec.stats import zscore
 
     scorer: Any = build_retriever(retriever, split.train_dataset)  # a CatalogueRetriever: scores as new
     sampler = NegativeSampler(split)

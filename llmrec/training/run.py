@@ -140,6 +140,7 @@ def load_trainable_base(cfg: TrainConfig, accelerator: Any) -> Any:
     """A fresh (uncached) `LoadedModel` from the models layer's loader: training mutates it, so it must not be
     the instance `load_model` shares with rankers in this process."""
     from llmrec.models import ModelConfig, load_model
+    from llmrec.models.machine import pinned_dtype
 
     device_map: Any = "auto"
     if accelerator.num_processes > 1:
@@ -147,7 +148,7 @@ def load_trainable_base(cfg: TrainConfig, accelerator: Any) -> Any:
     mcfg = ModelConfig(
         name_or_path=cfg.model.name_or_path,
         quantization=cfg.model.quantization,
-        dtype=cfg.model.dtype,
+        dtype=pinned_dtype(cfg.model.dtype),  # float32 on a CPU: a recipe retrains the same on any CPU
         device_map=device_map,
     )
     return load_model(mcfg, cache=False)

@@ -29,6 +29,8 @@ def test_defaults_and_baseline():
 
 
 def test_dtype_reaches_the_model_and_is_recorded_only_when_set():
+    import torch
+
     from llmrec.evaluation.llm import reranker_config
 
     plain, bf16 = ExperimentConfig.from_dict(
@@ -36,7 +38,8 @@ def test_dtype_reaches_the_model_and_is_recorded_only_when_set():
     ).arms
     assert "dtype" not in plain.resolved()  # the cache fingerprint of arms written before the field is unchanged
     assert bf16.resolved()["dtype"] == "bfloat16"
-    assert reranker_config(plain).model.dtype == "auto"
+    # auto is pinned as training pins it: float32 on a CPU (reports replay on any CPU), the GPU's pick on a GPU
+    assert reranker_config(plain).model.dtype == ("auto" if torch.cuda.is_available() else "float32")
     assert reranker_config(bf16).model.dtype == "bfloat16"
 
 
