@@ -152,16 +152,21 @@ def _verify(config: Any, args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     checks = verify_study(config, args.out, users=args.verify_users, llm_users=args.verify_llm_users)
     for check in checks:
-        status = "ok" if check.ok else "FAILED"
-        print(
-            f"  {check.row:<36} {status:<6} {check.users} users, max |diff| {check.max_diff:.3g} "
-            f"(tolerance {check.tolerance:.3g})"
-        )
+        detail = (
+            "" if check.skipped is not None
+            else f" {check.users} users, max |diff| {check.max_diff:.3g} (tolerance {check.tolerance:.3g})"
+        )  # fmt: skip
+        print(f"  {check.row:<36} {check.status:<7}{detail}")
     problems = list(iter_problems(checks))
     for problem in problems:
         print(f"  {problem}")
     bad = [c.row for c in checks if not c.ok]
-    print(f"{config.name}: {len(checks) - len(bad)} of {len(checks)} rows replay as committed")
+    skipped = sum(c.skipped is not None for c in checks)
+    replayed = len(checks) - len(bad) - skipped
+    print(
+        f"{config.name}: {replayed} of {len(checks)} rows replay as committed"
+        + (f", {skipped} skipped (see above)" if skipped else "")
+    )
     return 1 if bad else 0
 
 
