@@ -70,9 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--merge-adapter",
-        action="store_true",
-        help="merge the adapter into the model's weights once loaded: about 10%% faster scoring, same ranking up "
-        "to float rounding",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="merge the adapter into the model's weights once loaded (default: yes): about 10%% faster scoring, "
+        "same ranking up to float rounding",
     )
     parser.add_argument(
         "-k",

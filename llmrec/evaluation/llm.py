@@ -38,7 +38,7 @@ def reranker_config(arm: ArmConfig) -> Any:
 
     if arm.kind == "reranker":
         # as a user builds it; the runner's leak guard checked the users this arm is evaluated on
-        config = RerankerConfig.from_dict({**dict(arm.reranker or {}), "check_split": False})
+        config = RerankerConfig.from_dict({"merge_adapter": False, **dict(arm.reranker or {}), "check_split": False})
         return replace(config, model=replace(config.model, dtype=pinned_dtype(config.model.dtype)))
     options = dict(arm.options)
     clash = sorted(k for k in options if k in _ARM_OWNED)
@@ -59,6 +59,7 @@ def reranker_config(arm: ArmConfig) -> Any:
             "fusion": True if arm.fusion is None else arm.fusion,
             "check_split": False,  # the runner's leak guard checked the users this arm is evaluated on
             "force_llm": True,  # an llm arm measures its LLM, also where a card's fusion gives it weight 0
+            "merge_adapter": False,  # attached, as the committed reports were made (an arm's options may merge)
             **options,
         }
     )

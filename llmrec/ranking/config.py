@@ -82,8 +82,10 @@ class RerankerConfig:
             run the LLM, ranks by the first stage alone and says so (`Reranker.llm_skipped`,
             `RankedList.llm_skipped`). Studies force it to measure what the LLM alone does.
         merge_adapter: merge the adapter into the weights of the model the `Reranker` loads (it never switches
-            adapters): about 10% faster scoring on a CPU, scores equal up to float rounding. Needs an adapter;
-            for a model passed as ``lm``, load it with ``ModelConfig(merge_adapter=True)`` instead.
+            adapters): about 10% faster scoring on a CPU, scores equal up to float rounding. None (default): merge
+            whenever the `Reranker` loads its model with an adapter; True needs an adapter; for a model passed as
+            ``lm``, load it with ``ModelConfig(merge_adapter=True)`` instead. The evaluation harness keeps adapters
+            attached unless an arm sets it (its reports replay as they were made).
     """
 
     model: Any = "smollm2"
@@ -109,7 +111,7 @@ class RerankerConfig:
     cf_evidence: bool | None = None
     check_split: bool = True
     force_llm: bool = False
-    merge_adapter: bool = False
+    merge_adapter: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -136,9 +138,10 @@ class RerankerConfig:
             ScoreFusion.from_dict(self.fusion, "RerankerConfig.fusion")
         elif not isinstance(self.fusion, bool):
             raise ConfigError(f"RerankerConfig.fusion must be true, false or a mapping of weights, got {self.fusion!r}")
-        for name in ("merge_adapter", "force_llm"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"RerankerConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.force_llm, bool):
+            raise ConfigError(f"RerankerConfig.force_llm must be true or false, got {self.force_llm!r}")
+        if self.merge_adapter is not None and not isinstance(self.merge_adapter, bool):
+            raise ConfigError(f"RerankerConfig.merge_adapter must be null, true or false, got {self.merge_adapter!r}")
         if self.window_size is not None and self.window_size < 2:
             raise ConfigError(
                 f"RerankerConfig.window_size must be >= 2 to compare candidates, got {self.window_size}"

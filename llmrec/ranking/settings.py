@@ -184,6 +184,7 @@ def _model_config(
 ) -> ModelConfig:
     """`config.model` with the adapter attached and active (merged when asked)."""
     model_cfg: ModelConfig = config.model
+    merge = config.merge_adapter if config.merge_adapter is not None else adapter_path is not None and lm is None
     if adapter_path is not None:
         assert adapter_name is not None
         adapters = dict(model_cfg.adapters)
@@ -194,7 +195,7 @@ def _model_config(
             model_cfg,
             adapters=tuple(adapters.items()),
             active_adapter=adapter_name,
-            merge_adapter=model_cfg.merge_adapter or config.merge_adapter,
+            merge_adapter=model_cfg.merge_adapter or merge,
         )
     elif config.merge_adapter:
         raise ConfigError("RerankerConfig.merge_adapter=True needs an adapter to merge (adapter is None)")

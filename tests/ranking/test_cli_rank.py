@@ -149,9 +149,9 @@ def test_rank_in_bfloat16(capsys, model_dir):
 def test_rank_with_the_adapter_merged(capsys, model_dir, tmp_path):
     folder = _older_adapter(model_dir, tmp_path)
     args = ("--user", "u1", "--adapter", str(folder), "--no-fusion", "--json")
-    code, attached, _ = _rank(capsys, model_dir, *args)
+    code, attached, _ = _rank(capsys, model_dir, *args, "--no-merge-adapter")
     assert code == 0
-    code, merged, _ = _rank(capsys, model_dir, *args, "--merge-adapter")
+    code, merged, _ = _rank(capsys, model_dir, *args)  # merged by default
     assert code == 0
     assert [r["item_id"] for r in json.loads(merged)["ranked"]] == [r["item_id"] for r in json.loads(attached)["ranked"]]
     code, _, err = _rank(capsys, model_dir, "--user", "u1", "--no-adapter", "--mode", "pointwise", "--merge-adapter")

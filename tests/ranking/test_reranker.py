@@ -351,6 +351,13 @@ def test_merge_adapter_scores_as_the_attached_adapter(kg_tiny, knowledge, carded
         bare = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=None, mode="pointwise"),
                         knowledge=knowledge)  # fmt: skip
     assert merged.lm.merged_adapter == "random-adapter" and attached.lm.merged_adapter is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlderCardWarning)
+        default = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(folder)), knowledge=knowledge)
+        given = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(folder)), lm=attached.lm,
+                         knowledge=knowledge)  # fmt: skip
+    assert default.lm.merged_adapter == "random-adapter"  # a Reranker that loads its model merges by default
+    assert given.lm is attached.lm  # a model passed in is used as loaded
     a, m, b = (r.rank(HISTORY, CANDIDATES) for r in (attached, merged, bare))
     by_id = dict(zip(a.item_ids, a.scores))
     assert m.scores == pytest.approx([by_id[i] for i in m.item_ids], abs=1e-4)
