@@ -172,6 +172,14 @@ class ZScoreFusionRetriever(CatalogueRetriever):
                 total_row += weight * _catalogue_z(row, history)
         return total
 
+    def _scores_as_new(self, history_idx: np.ndarray, wanted: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Not available: its weights were fit on the users' own last interactions and a member (SASRec) may not
+        forget a user without a refit, so a training target scored "as new" would leak."""
+        raise ConfigError(
+            "zfusion cannot score items as new to a user whose interactions it was fitted on (a training target "
+            "would leak); order or score training candidates with cooc, popularity or ease instead"
+        )
+
     def describe(self) -> str:
         """One line: the members with their weights, and how the weights were chosen."""
         parts = ", ".join(f"{n} {w:g}" for n, w in zip(self.member_names, self.weights, strict=True))

@@ -30,7 +30,7 @@ from llmrec.ranking.order import GIVEN, ORDER_SOURCES, check_candidate_order
 
 Mode = Literal["listwise", "pointwise"]
 MixedPrecision = Literal["no", "bf16"]
-NegativeSource = Literal["random", "popularity", "cooc", "dense", "ease", "als", "sasrec", "fusion"]
+NegativeSource = Literal["random", "popularity", "cooc", "dense", "ease", "als", "sasrec", "zfusion", "fusion"]
 SplitKind = Literal["leave_one_out", "time"]
 
 

@@ -29,7 +29,9 @@ SASREC = {"settings": {"max_len": 4, "dim": 8, "heads": 1, "blocks": 1, "max_epo
 
 
 def test_the_other_layers_lists_are_the_registrys():
-    assert RETRIEVER_NAMES == tuple(RETRIEVERS) == ("cooc", "popularity", "dense", "ease", "als", "sasrec", "fusion")
+    assert RETRIEVER_NAMES == tuple(RETRIEVERS) == (
+        "cooc", "popularity", "dense", "ease", "als", "sasrec", "zfusion", "fusion"
+    )
     assert RETRIEVER_ARM_KINDS == RETRIEVER_NAMES
     assert ORDER_SOURCES == (GIVEN, *retriever_names(orders_candidates=True)) == (GIVEN, "cooc", "popularity", "dense")
     assert OFFSET_RETRIEVERS == retriever_names(scores_as_new=True)
@@ -47,6 +49,8 @@ def _built(name, tiny, unit_vectors):
     if name == "dense":  # the real builder embeds with an asset model: the same class over given vectors
         index = VectorIndex.build(unit_vectors, ITEM_IDS, model="test", config=IndexConfig(kind="flat"))
         return DenseRetriever(index, PopularityRetriever.fit(tiny))
+    if name == "zfusion":  # over members that need no asset or training
+        return build_retriever(name, tiny, members=["cooc", "popularity"])
     return build_retriever(name, tiny, progress=False, **({"settings": SASREC["settings"]} if name == "sasrec" else {}))
 
 
