@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dataset", metavar="DATASET")
     parser.add_argument("--user", required=True, help="user id")
     parser.add_argument(
-        "--mode", choices=MODES, default=None, help="scoring mode (default: the template's, listwise)"
+        "--mode", choices=MODES, default=None, help="scoring mode (default: the adapter's, else the template's; pointwise with the default adapter)"
     )
     parser.add_argument(
         "--template",

@@ -77,7 +77,10 @@ README_TEMPLATE = "adapter_readme.md.jinja"
 DEFAULT_ADAPTER_BASE = "smollm2"
 #: The shipped adapter a `"default"` adapter means, per scoring mode (generative prompts use the listwise one).
 DEFAULT_ADAPTERS = {"listwise": "smollm2-ml100k-listwise-kg", "pointwise": "smollm2-ml100k-pointwise-residual"}
-DEFAULT_ADAPTER = DEFAULT_ADAPTERS["listwise"]
+#: The default mode's adapter: pointwise, the only shipped adapter whose fit with the default first stage gives the
+#: LLM a weight (eval/results/ml100k-default-fit: listwise KG gets 0).
+DEFAULT_MODE = "pointwise"
+DEFAULT_ADAPTER = DEFAULT_ADAPTERS[DEFAULT_MODE]
 #: The folder (inside the shipped adapters' folder) that holds the cards of retired adapters, one folder each.
 RETIRED_DIR = "retired"
 
@@ -562,7 +565,8 @@ def default_adapter(model: str, mode: str | None = None) -> str | None:
     model has no default adapter)."""
     if model != DEFAULT_ADAPTER_BASE:
         return None
-    return DEFAULT_ADAPTERS.get(mode or "listwise", DEFAULT_ADAPTER)
+    mode = mode or DEFAULT_MODE
+    return DEFAULT_ADAPTERS["pointwise" if mode == "pointwise" else "listwise"]  # generative reads listwise prompts
 
 
 # ----------------------------------------------------------------------------------------------- README

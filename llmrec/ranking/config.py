@@ -15,7 +15,7 @@ from typing import Any
 from llmrec.config import from_mapping
 from llmrec.errors import ConfigError
 from llmrec.models import ModelConfig
-from llmrec.models.adapters import default_adapter
+from llmrec.models.adapters import DEFAULT_MODE, default_adapter
 from llmrec.prompts import MODES, load_template
 from llmrec.ranking.fusion import ScoreFusion
 from llmrec.ranking.order import check_candidate_order
@@ -35,11 +35,12 @@ class RerankerConfig:
         model: a `ModelConfig` or a model name/path (full precision).
         adapter: an adapter name (a shipped one, e.g. ``"smollm2-ml100k-pointwise-residual"``) or folder path,
             ``None`` for the bare model, or ``"default"``: for SmolLM2 the shipped adapter of the mode
-            (`llmrec.models.DEFAULT_ADAPTERS`: listwise unless ``mode="pointwise"``), for other models none.
+            (`llmrec.models.DEFAULT_ADAPTERS`: the pointwise residual adapter unless ``mode`` is listwise or
+            generative), for other models none.
         mode: ``listwise`` | ``pointwise`` | ``generative``; None = the adapter's mode (from its card), else the
             template's.
         template: template name or path; None = the template the adapter was trained with (its card) when it
-            was trained for `mode`, else the default template of `mode` (listwise_kg by default).
+            was trained for `mode`, else the default template of `mode` (pointwise_kg by default).
         retriever: the first stage of `rank` calls without candidates (default ``zfusion``: sasrec + ease +
             dense z-scored with weights fit on the dataset's own validation users; or any name of
             ``llmrec.retrieval.RETRIEVER_NAMES``).
@@ -156,7 +157,7 @@ class RerankerConfig:
     def template_name(self) -> str:
         """`template`, else the default template of `mode` (the `Reranker` prefers the adapter card's template
         when `template` is None and the adapter was trained for `mode`)."""
-        return self.template or DEFAULT_TEMPLATES[self.mode or "listwise"]
+        return self.template or DEFAULT_TEMPLATES[self.mode or DEFAULT_MODE]
 
     @property
     def adapter_ref(self) -> str | None:

@@ -54,7 +54,8 @@ class Reranker:
 
     Args:
         dataset: the catalogue (titles, KG) the prompts are built from; also the retriever's training data.
-        config: a `RerankerConfig` (default: SmolLM2, listwise_kg, the fused first stage, default adapter).
+        config: a `RerankerConfig` (default: SmolLM2 with the pointwise residual adapter and its card's fusion with
+            the zfusion first stage).
         retriever: a ready retriever (otherwise built lazily from `config.retriever` on the first call
             without candidates).
         knowledge: a ready `KnowledgeGraph` (otherwise built from `dataset` when the template shows facts).

@@ -226,8 +226,8 @@ def test_a_reranker_arm_takes_its_settings_only_from_its_reranker_config():
     from llmrec.models.adapters import DEFAULT_ADAPTERS
 
     default = ArmConfig(name="default", kind="reranker")
-    assert default.adapter == DEFAULT_ADAPTERS["listwise"] and default.model == "smollm2"
-    assert default.resolved()["reranker"] == {} and default.resolved()["adapter"] == DEFAULT_ADAPTERS["listwise"]
+    assert default.adapter == DEFAULT_ADAPTERS["pointwise"] and default.model == "smollm2"
+    assert default.resolved()["reranker"] == {} and default.resolved()["adapter"] == DEFAULT_ADAPTERS["pointwise"]
     with pytest.raises(ConfigError, match="'mode'.* do not apply to a reranker arm"):
         ArmConfig(name="x", kind="reranker", mode="pointwise")
     with pytest.raises(ConfigError, match="unknown"):

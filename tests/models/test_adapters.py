@@ -212,8 +212,8 @@ def test_names_resolve_to_package_data_never_to_the_working_directory(tmp_path: 
 
 
 def test_default_adapter_per_base_model_and_mode():
-    assert default_adapter("smollm2") == default_adapter("smollm2", "listwise") == "smollm2-ml100k-listwise-kg"
-    assert default_adapter("smollm2", "pointwise") == "smollm2-ml100k-pointwise-residual"
+    assert default_adapter("smollm2", "listwise") == "smollm2-ml100k-listwise-kg"
+    assert default_adapter("smollm2") == default_adapter("smollm2", "pointwise") == "smollm2-ml100k-pointwise-residual"
     assert default_adapter("smollm2", "generative") == "smollm2-ml100k-listwise-kg"
     assert default_adapter("my-org/other-model", "pointwise") is None
 

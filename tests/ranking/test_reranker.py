@@ -302,7 +302,10 @@ def test_the_adapter_card_sets_mode_and_template_unless_told(kg_tiny, knowledge,
 
 
 def test_default_adapter_follows_the_mode():
-    assert RerankerConfig().adapter_ref == "smollm2-ml100k-listwise-kg"
+    assert RerankerConfig().adapter_ref == "smollm2-ml100k-pointwise-residual"  # the default mode: pointwise
+    assert RerankerConfig().template_name == "pointwise_kg"
+    assert RerankerConfig(mode="listwise").adapter_ref == "smollm2-ml100k-listwise-kg"
+    assert RerankerConfig(mode="generative").adapter_ref == "smollm2-ml100k-listwise-kg"
     assert RerankerConfig(mode="pointwise").adapter_ref == "smollm2-ml100k-pointwise-residual"
     assert RerankerConfig(template="pointwise").adapter_ref == "smollm2-ml100k-pointwise-residual"
     assert RerankerConfig(adapter="my-adapter", mode="pointwise").adapter_ref == "my-adapter"
