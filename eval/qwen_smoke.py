@@ -21,8 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -71,6 +73,14 @@ def _tail(text: str, lines: int = 8) -> str:
     return "\n".join(kept[-lines:])
 
 
+def _read(step: Step, read: Callable[..., None], *args: Any) -> None:
+    """Add what `read` makes of a step's output to its facts; output it cannot read is recorded, not fatal."""
+    try:
+        read(step, *args)
+    except (ValueError, KeyError, IndexError, OSError) as err:
+        step.facts.append(f"output not understood ({type(err).__name__}: {err}); stdout ends: {_tail(step.stdout, 3)!r}")
+
+
 def _rank_facts(step: Step) -> None:
     out = json.loads(step.stdout)
     t = out["timings"]
@@ -81,7 +91,34 @@ def _rank_facts(step: Step) -> None:
         f"command wall {t['wall']:.1f} s",
         "top 5 (item id: score): " + ", ".join(f"{r['item_id']}: {r['score']:.3f}" for r in out["ranked"][:5]),
     ]
-    step.facts += [f"loading: {line}" for line in _log_lines(step.stderr, "weight dtype")[:1]]
+    step.facts += _log_lines(step.stderr, "loading model")[:1] + _log_lines(step.stderr, "weight dtype")[:1]
+
+
+def _train_facts(step: Step, adapter: Path) -> None:
+    step.facts += _log_lines(step.stderr, "weight dtype")[:1] + _log_lines(step.stderr, "training examples")[:1]
+    step.facts.append(f"wrote {adapter.name}/: {', '.join(sorted(p.name for p in adapter.iterdir()))}")
+    step.facts += [f"printed: {line}" for line in _tail(step.stdout, 4).splitlines()]
+
+
+def _estimate_facts(step: Step) -> None:
+    numbers = json.loads(step.stdout.strip().splitlines()[-1])
+    step.facts.append(
+        f"{numbers['examples']} examples, mean {numbers['mean_prompt_tokens']:.0f} prompt tokens, "
+        f"{numbers['seconds_per_step']:.1f} s per step (batch 2), {numbers['seconds_per_validation']:.1f} s per "
+        f"validation, whole run about {numbers['total_seconds']:.0f} s"
+    )
+
+
+def _eval_facts(step: Step, metrics_file: Path) -> None:
+    metrics = json.loads(metrics_file.read_text())
+    for name, arm in metrics["arms"].items():
+        m, ci = arm["metrics"], arm["ci"]["ndcg@10"]
+        step.facts.append(
+            f"{name}: {arm['users']} users, NDCG@10 {m['ndcg@10']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}], "
+            f"AUC {m['auc']:.3f}, {m['prompt_tokens']:.0f} prompt tokens and {m['latency_s']:.1f} s per user, "
+            f"parse failure rate {m['parse_failure_rate']:.2f}"
+        )
+    step.facts.append("too few users for conclusions: the run checks that a qwen2 model goes through the harness")
 
 
 def _machine() -> list[str]:
@@ -141,7 +178,7 @@ def main() -> int:
                                                       "--quantization", "4bit"]), env))  # fmt: skip
     for step in steps[1:]:
         if step.ok:
-            _rank_facts(step)
+            _read(step, _rank_facts)
 
     adapter = work / "adapter"
     train = ["train", "--config", "adapters/smollm2-ml100k-pointwise-residual.yaml", "--model", model,
@@ -149,20 +186,14 @@ def main() -> int:
              "--output", str(adapter), "--checkpoint-dir", str(work / "checkpoints"), "--no-progress"]  # fmt: skip
     estimate = _run(Step("train, estimate", [*train, "--estimate", "2"]), env)
     if estimate.ok:
-        numbers = json.loads(estimate.stdout.strip().splitlines()[-1])
-        estimate.facts.append(
-            f"{numbers['examples']} examples, mean {numbers['mean_prompt_tokens']:.0f} prompt tokens, "
-            f"{numbers['seconds_per_step']:.1f} s per step (batch 2), {numbers['seconds_per_validation']:.1f} s per "
-            f"validation, whole run about {numbers['total_seconds']:.0f} s"
-        )
+        _read(estimate, _estimate_facts)
     trained = _run(Step("train, two steps", [*train, "--overwrite"]), env)
     if trained.ok:
-        trained.facts += [f"wrote {sorted(p.name for p in adapter.iterdir())}"]
-        trained.facts += [line for line in _tail(trained.stdout, 4).splitlines()]
+        _read(trained, _train_facts, adapter)
     with_adapter = _run(Step("rank with the two-step adapter", [*base, "--adapter", str(adapter), "--mode", "pointwise",
                                                                 "-k", "10"]), env)  # fmt: skip
     if with_adapter.ok:
-        _rank_facts(with_adapter)
+        _read(with_adapter, _rank_facts)
     steps += [estimate, trained, with_adapter]
 
     config = ROOT / "eval" / "qwen-smoke.yaml"
@@ -173,15 +204,12 @@ def main() -> int:
                 arm["model"] = model
         config = work / "qwen-smoke.yaml"
         config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    evaluated = _run(Step("eval, 5 users", ["eval", str(config), "--out", str(work / "report"), "--cache-dir",
+    report = work / "report"
+    evaluated = _run(Step("eval, 5 users", ["eval", str(config), "--out", str(report), "--cache-dir",
                                             str(work / "eval-cache"), "--no-score-memo", "--no-plots",
-                                            "--no-progress", "--json"]), env)  # fmt: skip
+                                            "--no-progress"]), env)  # fmt: skip
     if evaluated.ok:
-        arms = json.loads(evaluated.stdout.strip().splitlines()[-1])["arms"]
-        for name, metrics in arms.items():
-            shown = {k: v for k, v in metrics.items() if k in ("ndcg@10", "mrr", "auc", "prompt_tokens", "latency_s", "parse_failure_rate")}
-            evaluated.facts.append(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                                           for k, v in (shown or metrics).items()))  # fmt: skip
+        _read(evaluated, _eval_facts, report / "metrics.json")
     steps.append(evaluated)
 
     total = time.perf_counter() - started
