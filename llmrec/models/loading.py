@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmrec.assets import ASSETS
 from llmrec.errors import AssetError, ConfigError
 from llmrec.models.adapters import (
     BASE_INFO_FILE,
@@ -36,8 +37,8 @@ from llmrec.models.machine import DtypeChoice, resolve_dtype
 
 log = logging.getLogger(__name__)
 
-#: Model assets `name_or_path` may name (see `llmrec.assets`).
-MODEL_ASSETS = ("smollm2", "gemma3-270m")
+#: Model assets `name_or_path` may name (the decoders of `llmrec.assets.ASSETS`).
+MODEL_ASSETS = tuple(name for name, spec in ASSETS.items() if spec.decoder)
 
 #: Config fields that define a model's architecture (an adapter trained on one model fits another only if equal).
 ARCH_FIELDS = (
