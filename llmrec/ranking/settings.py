@@ -123,11 +123,12 @@ def resolve_settings(
     prompt = PromptSettings.resolve(asked, trained)
     window, step = _window(config, template)
     fusion = resolve_fusion(config.fusion, card, config.llm_depth, adapter=adapter_path)
-    if config.fusion is True and fusion is not None and fusion.llm_weight == 0:
+    if config.fusion is True and fusion is not None and fusion.llm_weight == 0 and config.force_llm:
+        # unforced, the Reranker skips the LLM and says so (`Reranker.llm_skipped`)
         log.warning(
             "the card of adapter %s gives the LLM weight 0 in its score fusion (%s): rankings equal the "
-            "first-stage fusion of %s, and the LLM's cost buys nothing; fusion=False ranks by the LLM alone",
-            config.adapter,
+            "first-stage fusion of %s, and the forced LLM's cost buys nothing; fusion=False ranks by the LLM alone",
+            adapter_name,
             fusion.fitted.get("llm_dropped", "fitted on validation users"),
             ", ".join(fusion.members),
         )
