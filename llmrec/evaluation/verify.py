@@ -285,7 +285,9 @@ def _replay(
         runnable = arm
         if arm.adapter:  # resolved as the run resolved it (a relative folder against the config's repository)
             try:
-                runnable = dataclasses.replace(arm, adapter=str(resolve_adapter(arm.adapter, base=repo_root(config))))
+                folder = str(resolve_adapter(arm.adapter, base=repo_root(config)))
+                # an llm arm runs the folder; a reranker arm resolves its adapter by name, as a user's Reranker does
+                runnable = dataclasses.replace(arm, adapter=folder) if arm.kind == "llm" else arm
             except AdapterError as exc:
                 retired = retired_adapter_message(str(arm.adapter))
                 for check in rows:
