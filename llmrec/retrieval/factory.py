@@ -23,6 +23,7 @@ from llmrec.retrieval.base import Retriever
 from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
 from llmrec.retrieval.dense import DenseRetriever
 from llmrec.retrieval.ease import EaseRetriever
+from llmrec.retrieval.fitted import seed_cache
 from llmrec.retrieval.popularity import PopularityRetriever
 from llmrec.retrieval.rrf import FusionRetriever
 from llmrec.retrieval.sequential import FORMAT_VERSION as SASREC_FORMAT_VERSION
@@ -141,6 +142,8 @@ def build_retriever(name: str, dataset: Dataset, *, progress: bool | None = None
         close = difflib.get_close_matches(str(name), RETRIEVER_NAMES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown retriever {name!r}{hint}; known: {', '.join(RETRIEVER_NAMES)}")
+    if name in ("sasrec", "zfusion") and opts.get("cache_dir") is None:
+        _seed_default_cache()
     if spec.name == "zfusion":
         return _build_zfusion(dataset, progress, opts)
     if spec.build is None:
@@ -200,3 +203,10 @@ def _build_zfusion(dataset: Dataset, progress: bool | None, opts: Mapping[str, A
         versions={m: {"version": RETRIEVERS[m].version, "opts": member_opts.get(m, {})} for m in members},
         **opts,
     )
+
+
+def _seed_default_cache() -> None:
+    """Put the shipped fits of the bundled datasets into the default retriever cache (`llmrec.retrieval.fitted`)."""
+    from llmrec.assets import llmrec_home
+
+    seed_cache(llmrec_home() / "retrievers")
