@@ -54,14 +54,14 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     from llmrec.retrieval import IndexConfig
 
     history = {} if args.history_len is None else {"history_len": args.history_len}
-    dense = {
-        "model": args.model,
-        "index": IndexConfig(kind=args.index_kind),
-        "index_path": args.index,
-        "rebuild": args.rebuild,
-        "progress": not args.json,
-        **history,
-    }
+    # only what the user set: a fusion's cached fit is keyed on its members' options
+    dense: dict[str, Any] = {"progress": not args.json, **history}
+    if args.model != "minilm":
+        dense["model"] = args.model
+    if args.index_kind != "auto":
+        dense["index"] = IndexConfig(kind=args.index_kind)
+    if args.index is not None:
+        dense.update(index_path=args.index, rebuild=args.rebuild)
     if args.retriever == "dense":
         return dense
     if args.retriever == "cooc":

@@ -200,7 +200,7 @@ def _build_zfusion(dataset: Dataset, progress: bool | None, opts: Mapping[str, A
         dataset,
         built,
         out_of_sample={m: "user_items" if RETRIEVERS[m].scores_as_new else "holds_out_last" for m in members},
-        versions={m: {"version": RETRIEVERS[m].version, "opts": member_opts.get(m, {})} for m in members},
+        versions={m: {"version": RETRIEVERS[m].version, "opts": _scoring_opts(member_opts.get(m, {}))} for m in members},
         **opts,
     )
 
@@ -210,3 +210,12 @@ def _seed_default_cache() -> None:
     from llmrec.assets import llmrec_home
 
     seed_cache(llmrec_home() / "retrievers")
+
+
+#: Member options that change how a retriever is built or shown, not what it scores.
+_DISPLAY_OPTS = ("progress", "rebuild", "index_path")
+
+
+def _scoring_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """`opts` without the ones that do not change a member's scores (what a fit is keyed on)."""
+    return {k: v for k, v in opts.items() if k not in _DISPLAY_OPTS}
