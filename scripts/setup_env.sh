@@ -12,10 +12,15 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 PIP="$VENV/bin/python -m pip"
+# pip without its chatter: quiet, and without the warning it prints for each configured find-links folder that
+# does not exist on this machine (real warnings and errors still show).
+pip_install() {
+    $PIP install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     if [ -n "${TORCH_SPEC:-}" ]; then
-        $PIP install -q "$TORCH_SPEC"
+        pip_install "$TORCH_SPEC"
     else
         pytag=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
         local_cpu_wheel=""
@@ -26,8 +31,8 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
         done
         if [ -n "$local_cpu_wheel" ]; then
             echo "setup: installing the local CPU build of torch: $local_cpu_wheel"
-            $PIP install -q "$local_cpu_wheel"
+            pip_install "$local_cpu_wheel"
         fi
     fi
 fi
-$PIP install -q -e ".[dev]"
+pip_install -e ".[dev]"
