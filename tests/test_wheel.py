@@ -41,8 +41,9 @@ USE = textwrap.dedent(
     from llmrec.models.adapters import AdapterError, resolve_adapter
 
     dataset = load_dataset("ml-100k")
-    reranker = Reranker(dataset, RerankerConfig(n_candidates=5))
-    # given candidates: no first stage to build; the default adapter lists them in co-occurrence order (its card)
+    # the listwise default, the LLM alone (its card's fusion gives the LLM weight 0: with it, the LLM is skipped);
+    # given candidates, listed in co-occurrence order (its card)
+    reranker = Reranker(dataset, RerankerConfig(mode="listwise", n_candidates=5, fusion=False))
     ranked = reranker.rank(["50", "172", "181"], ["1", "121", "174", "258", "300"])
     print(json.dumps({
         "package": str(Path(llmrec.__file__).resolve().parent),
@@ -53,9 +54,10 @@ USE = textwrap.dedent(
         "candidate_order": reranker.candidate_order,
         "items": list(ranked.item_ids),
     }))
-    # the pointwise default, the LLM alone (its card's score fusion would fit SASRec first: minutes)
-    pointwise = Reranker(dataset, RerankerConfig(mode="pointwise", fusion=False))
+    # the default Reranker (pointwise): fused with the default first stage, loaded from the fit the wheel ships
+    pointwise = Reranker(dataset, RerankerConfig())
     scored = pointwise.rank(["50", "172", "181"], ["1", "121", "174"])
+    assert scored.fusion["members"] == ["zfusion"] and scored.llm_skipped is None, scored.fusion
     try:
         resolve_adapter("smollm2-ml100k-pointwise-kg")
         retired = None
