@@ -382,11 +382,12 @@ def test_merge_adapter_scores_as_the_attached_adapter(kg_tiny, knowledge, carded
         RerankerConfig(llm_depth=0)
 
 
-def test_a_card_fusion_that_gives_the_llm_no_weight_is_announced(kg_tiny, knowledge, carded, tmp_path, caplog):
+def test_a_card_fusion_that_gives_the_llm_no_weight_skips_it_and_says_so(kg_tiny, knowledge, carded, tmp_path, caplog):
     import dataclasses
     import logging
     import shutil
 
+    from llmrec.errors import LlmSkippedWarning
     from llmrec.models.adapters import read_adapter_card, update_card
     from llmrec.ranking.fusion import ScoreFusion
 
@@ -395,9 +396,18 @@ def test_a_card_fusion_that_gives_the_llm_no_weight_is_announced(kg_tiny, knowle
     shutil.copytree(folder, dropped)
     fusion = ScoreFusion(("cooc",), (1.0,), 0.0, {"llm_dropped": "the LLM did not raise held-out NDCG@10"})
     update_card(dropped, dataclasses.replace(read_adapter_card(dropped), fusion=fusion.to_dict()))
+    with pytest.warns(LlmSkippedWarning, match="has weight 0 in its score fusion with cooc: it is not run"):
+        skipping = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(dropped)), knowledge=knowledge)
+    assert skipping.lm is None and skipping.llm_skipped is not None  # never loaded
+    ranked = skipping.rank(HISTORY, CANDIDATES[:4])
+    cooc = dict(zip(CANDIDATES[:4], fusion.combine(None, [skipping._fusion_members[0].score(HISTORY, CANDIDATES[:4])])))
+    assert dict(zip(ranked.item_ids, ranked.scores)) == pytest.approx(cooc)
+    assert ranked.llm_skipped == skipping.llm_skipped and ranked.prompt_tokens == 0 and ranked.llm_scores == {}
+    # forced, the LLM runs, and the log says its cost buys nothing at weight 0
     with caplog.at_level(logging.WARNING, logger="llmrec.ranking.settings"):
-        reranker = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(dropped)), knowledge=knowledge)
+        forced = Reranker(kg_tiny, RerankerConfig(model=str(model_dir), adapter=str(dropped), force_llm=True),
+                          knowledge=knowledge)  # fmt: skip
     assert "gives the LLM weight 0" in caplog.text and "did not raise held-out NDCG@10" in caplog.text
-    ranked = reranker.rank(HISTORY, CANDIDATES[:4])
-    cooc = dict(zip(CANDIDATES[:4], fusion.combine(None, [reranker._fusion_members[0].score(HISTORY, CANDIDATES[:4])])))
+    ranked = forced.rank(HISTORY, CANDIDATES[:4])
+    assert ranked.prompt_tokens > 0 and ranked.llm_skipped is None
     assert dict(zip(ranked.item_ids, ranked.scores)) == pytest.approx(cooc)
