@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,11 +14,14 @@ DATA = Path(__file__).parent / "data"
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers importable from every folder: `numerics`
 
 
-@pytest.fixture(autouse=True)
-def _auto_dtype_is_float32_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def _auto_dtype_is_float32_on_cpu() -> Iterator[None]:
     """Tests load ``dtype="auto"`` as float32 on every CPU, whatever this machine's bfloat16 benchmark says
-    (`llmrec.models.machine`); tests of the measured pick set the variable themselves."""
-    monkeypatch.setenv("LLMREC_MEASURE_DTYPE", "0")
+    (`llmrec.models.machine`), also in module- and session-scoped model fixtures; tests of the measured pick set
+    the variable themselves."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMREC_MEASURE_DTYPE", "0")
+        yield
 
 
 @pytest.fixture(scope="session")

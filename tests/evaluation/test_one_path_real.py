@@ -41,7 +41,7 @@ def test_the_harness_and_a_user_built_reranker_give_the_same_lists_and_scores(tm
         result.retrievers.train_dataset,
         RerankerConfig(
             model="smollm2", adapter="smollm2-ml100k-pointwise-residual", mode="pointwise", template="pointwise_kg",
-            fusion=dict(arm.fusion),
+            fusion=dict(arm.fusion), merge_adapter=False,  # attached, as the harness keeps it
         ),
     )  # fmt: skip
     users = result.arms["residual"].users
