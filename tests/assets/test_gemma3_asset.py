@@ -34,18 +34,6 @@ def _wheels(folder: Path, parts: list[bytes], published: bytes) -> list[Path]:
     return out
 
 
-@pytest.fixture
-def converted(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
-    seen: dict[str, bytes] = {}
-
-    def convert(gguf_dir: Path, gguf_file: str, dest: Path) -> None:
-        seen[gguf_file] = (gguf_dir / gguf_file).read_bytes()
-        (dest / "config.json").write_text("{}")
-
-    monkeypatch.setattr(assets, "_convert_gguf", convert)
-    return seen
-
-
 def test_parts_are_joined_in_order_checked_and_the_terms_kept(tmp_path: Path, converted: dict[str, bytes]) -> None:
     dest = tmp_path / "gemma3-270m"
     dest.mkdir()

@@ -66,19 +66,6 @@ def _wheels(folder: Path, parts: list[bytes], *, skip_member: int | None = None)
 
 
 @pytest.fixture
-def converted(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
-    """Replace the GGUF conversion by a stand-in that records the joined file it was given."""
-    seen: dict[str, bytes] = {}
-
-    def convert(gguf_dir: Path, gguf_file: str, dest: Path) -> None:
-        seen[gguf_file] = (gguf_dir / gguf_file).read_bytes()
-        (dest / "config.json").write_text("{}")
-
-    monkeypatch.setattr(assets, "_convert_gguf", convert)
-    return seen
-
-
-@pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
