@@ -244,24 +244,12 @@ class Reranker:
         assert self.fusion is not None
         t0 = time.perf_counter()
         first_stage = dict(zip(cands, self.fusion.without_llm().combine(None, members)))
-        position = {c: n for n, c in enumerate(cands)}
-        ordered = sorted(cands, key=lambda c: (-first_stage[c], position[c]))
-        fuse_s = time.perf_counter() - t0
-        return RankedList(
-            item_ids=tuple(ordered),
-            scores=tuple(first_stage[c] for c in ordered),
-            ranks=tuple(range(1, len(ordered) + 1)),
-            score_kind="first_stage",
-            mode=self.mode,
-            template=self.template.name,
-            adapter=self.adapter_path,
-            prompt_tokens=0,
-            encoded_tokens=0,
-            forward_passes=0,
-            parse_failures=0,
-            timings={"retrieve": retrieve_s, "prompt": 0.0, "score": fuse_s, "total": retrieve_s + fuse_s},
-            facts={c: () for c in ordered},
-            candidate_source=source,
+        ranked = self._result(
+            cands, first_stage, "first_stage", [], [], 1, source, retrieve_s, 0.0, time.perf_counter() - t0
+        )
+        return replace(
+            ranked,
+            permutations=1,  # no candidate order was scored
             first_stage_scores=first_stage,
             fusion=self.fusion.to_dict(),
             llm_skipped=self.llm_skipped,
