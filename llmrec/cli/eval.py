@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if args.users is not None and args.users < 1:
         raise ConfigError(f"--users must be >= 1, got {args.users}")
     config = load_config(args.config)
+    if config.protocol.kind == "knowledge_probe":
+        return _probe(config, args)
     if args.verify:
         return _verify(config, args)
     if args.cache_dir is not None:
@@ -139,6 +141,39 @@ def run(args: argparse.Namespace) -> int:
         print(f"pick: {rec['pick']} -- {rec['reason']}")
     if args.fit_fusion:
         _fit_fusion(result, args)
+    return 0
+
+
+def _probe(config: Any, args: argparse.Namespace) -> int:
+    """A ``knowledge_probe`` config: score its statements with every arm and write the probe report (or replay it)."""
+    from llmrec.errors import ConfigError
+    from llmrec.evaluation.probe import run_probe, verify_probe, write_probe_report
+
+    for option in ("users", "fit_fusion"):
+        if getattr(args, option) is not None:
+            raise ConfigError(f"--{option.replace('_', '-')} does not apply to a knowledge_probe config")
+    if args.verify:
+        checks = verify_probe(config, args.out)
+        for c in checks:
+            detail = c.problem or f"{c.statements} statements, max |diff| {c.max_diff:.3g} (tolerance {c.tolerance:.3g})"
+            print(f"  {c.arm:<36} {'ok' if c.ok else 'FAILED':<7}{detail}")
+        print(f"{config.name}: {sum(c.ok for c in checks)} of {len(checks)} arms replay as committed")
+        return 0 if all(c.ok for c in checks) else 1
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
+    result = run_probe(config, arms=arms, progress=not args.no_progress)
+    partial = bool(arms is not None and {a.name for a in config.arms} - set(result.arms))
+    out = args.out if args.out is not None else config.results_path() / "partial" if partial else config.results_path()
+    summary = write_probe_report(result, out, allow_dirty=args.allow_dirty)
+    if args.json:
+        print(json.dumps({"arms": {n: {r: v["auc"] for r, v in {**a["relations"], "all": a["all"]}.items()}
+                                   for n, a in summary["arms"].items()}}, indent=2))  # fmt: skip
+        return 0
+    print(f"{summary['experiment']}: knowledge probe, report in {out}")
+    for name, arm in summary["arms"].items():
+        cells = "  ".join(
+            f"{r} {v['auc']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for r, v in {**arm["relations"], "all": arm["all"]}.items()
+        )
+        print(f"  {name:<24} {cells}  ({arm['seconds']:.0f} s)")
     return 0
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from llmrec.config import check_known_keys, from_mapping
 from llmrec.errors import ConfigError, LlmrecWarning
+from llmrec.knowledge.statements import RELATIONS, relation
 from llmrec.models.config import DTYPES, QUANTIZATIONS
 from llmrec.prompts.templates import MODES
 from llmrec.retrieval.factory import DEFAULT_RETRIEVER, RETRIEVER_NAMES
@@ -43,7 +44,9 @@ BASELINE_KINDS = ("random", *RETRIEVER_ARM_KINDS, "candidate_order")
 #: to run) and ``reranker`` (the pipeline a user gets from a `RerankerConfig`, defaults included).
 RERANKER_ARM_KINDS = ("llm", "reranker")
 ARM_KINDS = (*BASELINE_KINDS, *RERANKER_ARM_KINDS)
-PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise")
+PROTOCOL_KINDS = ("sampled", "retrieved", "pointwise", "knowledge_probe")
+#: Protocol fields of the knowledge probe only (left out of other protocols' records and fingerprints).
+PROBE_FIELDS = ("relations", "pairs", "min_pairs")
 NEGATIVE_SOURCES = ("unseen", "disliked")
 SPLIT_KINDS = ("leave_one_out",)
 #: Rows a fused LLM arm adds to the report: its LLM score alone, and the fusion without the LLM.
@@ -135,6 +138,11 @@ class ProtocolConfig:
             (TALLRec's liked-vs-disliked setting: items the user rated below ``split.positive_min_rating``
             *after* the target, so they are neither in the training data nor in the history shown; users with
             fewer than `negatives` such items are left out).
+        relations: ``knowledge_probe`` (`llmrec.evaluation.probe`: true vs corrupted KG statements, scored yes/no
+            by base models): the relations probed (`llmrec.knowledge.statements.RELATIONS`; default all).
+        pairs: ``knowledge_probe``: (true, corrupted) statement pairs per relation, fewer where the KG holds fewer
+            (default 100).
+        min_pairs: ``knowledge_probe``: a relation with fewer true statements in the KG is an error (default 20).
     """
 
     kind: str = "sampled"
@@ -143,10 +151,14 @@ class ProtocolConfig:
     k: int = 20
     retriever_options: Mapping[str, Any] = field(default_factory=dict)
     negatives_from: str = "unseen"
+    relations: tuple[str, ...] | None = None
+    pairs: int | None = None
+    min_pairs: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in PROTOCOL_KINDS:
             raise ConfigError(f"protocol.kind must be one of {PROTOCOL_KINDS}, got {self.kind!r}")
+        self._check_probe_fields()
         _check_int(self.negatives, "protocol.negatives", 1)
         _check_int(self.k, "protocol.k", 1)
         if not isinstance(self.retriever, str):
@@ -159,6 +171,39 @@ class ProtocolConfig:
             )
         if self.kind == "retrieved" and self.negatives_from != "unseen":
             raise ConfigError("protocol.negatives_from applies to the sampled and pointwise protocols")
+
+    def _check_probe_fields(self) -> None:
+        if self.kind != "knowledge_probe":
+            extra = [k for k in PROBE_FIELDS if getattr(self, k) is not None]
+            if extra:
+                raise ConfigError(f"protocol.{extra[0]} applies to the knowledge_probe protocol, not to {self.kind!r}")
+            return
+        for key, default in (("relations", tuple(RELATIONS)), ("pairs", 100), ("min_pairs", 20)):
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, default)
+        assert self.relations is not None and self.pairs is not None and self.min_pairs is not None
+        if not isinstance(self.relations, (list, tuple)) or not all(isinstance(r, str) for r in self.relations):
+            raise ConfigError(f"protocol.relations must be a list of relation names, got {self.relations!r}")
+        object.__setattr__(self, "relations", tuple(self.relations))
+        if not self.relations:
+            raise ConfigError(f"protocol.relations is empty; known relations: {', '.join(RELATIONS)}")
+        for name in self.relations:
+            relation(name)  # an unknown name lists the known ones
+        if len(set(self.relations)) != len(self.relations):
+            raise ConfigError(f"protocol.relations names a relation twice: {list(self.relations)}")
+        _check_int(self.min_pairs, "protocol.min_pairs", 2)  # an AUC with a CI needs a few pairs
+        _check_int(self.pairs, "protocol.pairs", self.min_pairs)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The protocol as plain data; the knowledge probe's fields only under that protocol, so records and
+        fingerprints of the other protocols are what they were before the probe existed."""
+        out = {**dataclasses.asdict(self), "retriever_options": dict(self.retriever_options)}
+        if self.kind == "knowledge_probe":
+            out["relations"] = list(self.relations or ())
+        else:
+            for key in PROBE_FIELDS:
+                out.pop(key)
+        return out
 
 
 @dataclass(frozen=True)
@@ -424,6 +469,13 @@ class ExperimentConfig:
                     raise ConfigError(f"comparison {list(pair)!r} names {n!r}, which is not an arm")
             pairs.append((str(pair[0]), str(pair[1])))
         object.__setattr__(self, "comparisons", tuple(pairs))
+        if self.protocol.kind == "knowledge_probe":
+            for a in self.arms:
+                if a.kind != "llm" or a.adapter is not None:
+                    raise ConfigError(
+                        f"arm {a.name!r}: the knowledge_probe protocol scores base models: its arms are llm arms "
+                        f"with a model and no adapter (got kind {a.kind!r}, adapter {a.adapter!r})"
+                    )
         if self.protocol.kind == "pointwise" and any(a.is_llm and a.mode == "generative" for a in self.arms):
             raise ConfigError("the pointwise protocol needs scores for each item; generative arms give none")
 
@@ -486,10 +538,7 @@ class ExperimentConfig:
         return {
             "dataset": self.dataset,
             "split": dataclasses.asdict(self.split),
-            "protocol": {
-                **dataclasses.asdict(self.protocol),
-                "retriever_options": dict(self.protocol.retriever_options),
-            },
+            "protocol": self.protocol.as_dict(),
             "seed": self.seed,
         }
 

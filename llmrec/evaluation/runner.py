@@ -158,6 +158,8 @@ def run_experiment(
     Raises:
         ConfigError / EmptySplitError: bad config or nothing to evaluate, before any arm runs.
     """
+    if config.protocol.kind == "knowledge_probe":
+        raise ConfigError(f"{config.name!r} is a knowledge probe: run it with llmrec.evaluation.probe.run_probe")
     config = config.with_users(users)
     chosen = list(config.arms)
     if arms:
@@ -348,7 +350,7 @@ def fit_arm_fusion(
             "experiment": config.name,
             "dataset": config.dataset,
             "split": dataclasses.asdict(config.split),
-            "protocol": dataclasses.asdict(config.protocol),
+            "protocol": config.protocol.as_dict(),
             "seed": config.seed,
         },
         keep_llm=keep_llm,

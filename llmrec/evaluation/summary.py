@@ -166,7 +166,7 @@ def summarize(result: ExperimentResult) -> Summary:
         "description": cfg.description,
         "dataset": cfg.dataset,
         "split": dataclasses.asdict(cfg.split),
-        "protocol": {**dataclasses.asdict(cfg.protocol), "retriever_options": dict(cfg.protocol.retriever_options)},
+        "protocol": cfg.protocol.as_dict(),
         "slices": dataclasses.asdict(cfg.slices),
         "seed": cfg.seed,
         "users_sampled": result.users_sampled,
