@@ -155,7 +155,8 @@ class Reranker:
         candidates: Sequence[Sequence[str | Candidate]] | None = None,
         k: int | None = None,
     ) -> list[RankedList]:
-        """Rank for several users; listwise prompts of different users share forward passes when possible."""
+        """Rank for several users; their prompts share forward passes (pointwise, and listwise when each user's
+        candidates fit one window), so a batch costs less than its users one by one."""
         if candidates is not None and len(candidates) != len(histories):
             raise RankingError(f"{len(histories)} histories but {len(candidates)} candidate lists")
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
@@ -299,12 +300,13 @@ class Reranker:
         self.dataset.check_items(cands)
 
     def _can_batch(self, requests: list[Any]) -> bool:
-        return (
-            len(requests) > 1
-            and self.mode == "listwise"
-            and self.config.permutations == 1
-            and all(len(c) <= self.window for _, c, _, _ in requests)
-        )
+        """Whether the users' prompts can share forward passes: pointwise always (one prompt per candidate), listwise
+        when each user's candidates fit one window; never with several candidate orders."""
+        if len(requests) < 2 or self.config.permutations != 1:
+            return False
+        if self.mode == "pointwise":
+            return True
+        return self.mode == "listwise" and all(len(c) <= self.window for _, c, _, _ in requests)
 
     def _rank_batched(self, requests: list[Any]) -> list[RankedList]:
         assert self.builder is not None and self.scorer is not None
@@ -419,6 +421,7 @@ class Reranker:
             permutations=self.config.permutations,
             candidate_source=source,
             raw_outputs=tuple(r.raw_output for r in results if r.raw_output is not None),
+            prompts=tuple(p.text for p in prompts),
         )
 
 

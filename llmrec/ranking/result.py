@@ -32,6 +32,8 @@ class RankedList:
         fusion: with score fusion, its members and weights (from the adapter card or the config).
         llm_skipped: why the LLM did not score (its fusion weight is 0), when it did not: the list is then the
             first stage's order (`scores` are `first_stage_scores`).
+        prompts: the exact texts the model read (one per candidate in pointwise mode); not in `to_dict` unless
+            asked.
     """
 
     item_ids: tuple[str, ...]
@@ -55,6 +57,7 @@ class RankedList:
     first_stage_scores: Mapping[str, float] = field(default_factory=dict)
     fusion: Mapping[str, Any] | None = None
     llm_skipped: str | None = None
+    prompts: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -72,10 +75,11 @@ class RankedList:
             first_stage_scores={i: self.first_stage_scores[i] for i in kept if i in self.first_stage_scores},
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``ranked`` = [{item_id, score, rank, facts}], plus the counters and timings."""
+    def to_dict(self, *, prompts: bool = False) -> dict[str, Any]:
+        """JSON-ready: ``ranked`` = [{item_id, score, rank, facts}], plus the counters and timings (and the
+        prompt texts with `prompts`)."""
         data = asdict(self)
-        for key in ("item_ids", "scores", "ranks", "facts"):
+        for key in ("item_ids", "scores", "ranks", "facts") + (() if prompts else ("prompts",)):
             data.pop(key)
         data["ranked"] = [
             {"item_id": i, "score": s, "rank": r, "facts": list(self.facts.get(i, ()))}
@@ -83,4 +87,6 @@ class RankedList:
         ]
         data["timings"] = dict(self.timings)
         data["raw_outputs"] = list(self.raw_outputs)
+        if prompts:
+            data["prompts"] = list(self.prompts)
         return data

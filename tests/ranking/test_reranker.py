@@ -52,8 +52,9 @@ def test_listwise_rank_orders_by_the_scorer_scores(make, tiny_lm):
     assert data["mode"] == "listwise" and data["forward_passes"] == 1
 
 
-def test_rank_batch_equals_one_by_one(make):
-    reranker = make(mode="listwise", batch_size=4)
+@pytest.mark.parametrize("mode", ["listwise", "pointwise"])
+def test_rank_batch_equals_one_by_one(make, mode):
+    reranker = make(mode=mode, batch_size=4)
     histories = [HISTORY, ["8", "9"], ["7"]]
     cands = [CANDIDATES, ["1", "2", "3"], ["4", "5"]]
     batched = reranker.rank_batch(histories, cands)
@@ -61,6 +62,7 @@ def test_rank_batch_equals_one_by_one(make):
         alone = reranker.rank(h, c)  # another batching: the same ranking up to the last bits of the scores
         tol = batching_tolerance(alone.scores)
         assert_same_ranking(res.item_ids, res.scores, alone.item_ids, alone.scores, tol=tol)
+        assert res.prompt_tokens == alone.prompt_tokens and res.encoded_tokens == alone.encoded_tokens
 
 
 def test_candidates_are_retrieved_when_not_given(kg_tiny, knowledge, tiny_lm):

@@ -82,6 +82,33 @@ def test_listwise_batch_across_users_equals_one_by_one(builder_for, tiny_lm):
         assert res.scores == pytest.approx(alone.scores, abs=1e-4)
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_pointwise_batch_across_users_equals_one_by_one(builder_for, tiny_lm, batch_size):
+    builder = builder_for("pointwise_kg")
+    sets = [  # prefixes of different lengths (left-padded together), and a one-candidate set
+        builder.build(HISTORY, CANDIDATES),
+        builder.build(["8", "9"], ["1", "2", "3"]),
+        builder.build(["7"], ["4"]),
+    ]
+    scorer = PointwiseScorer(tiny_lm, batch_size=batch_size)
+    calls = []
+    hook = tiny_lm.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        batched = scorer.score_many(sets)
+        batched_calls = len(calls)
+        alone = [scorer.score(prompts) for prompts in sets]
+    finally:
+        hook.remove()
+    # the sets share forward passes: one prefix pass for the two cached sets, suffix rows of both side by side
+    assert batched_calls < len(calls) - batched_calls
+    assert len({r.details["prefix_tokens"] for r in alone}) > 1
+    for res, one in zip(batched, alone):
+        assert res.candidate_ids == one.candidate_ids
+        assert res.scores == pytest.approx(one.scores, abs=1e-4)
+        assert (res.prompt_tokens, res.encoded_tokens) == (one.prompt_tokens, one.encoded_tokens)
+    assert max(batched[0].scores) - min(batched[0].scores) > 1e-3  # not vacuous
+
+
 def test_generative_scorer_returns_a_full_permutation_and_counts_failures(builder_for, tiny_lm, kg_tiny):
     [prompt] = builder_for("generative").build(HISTORY, CANDIDATES)
     titles = {i: it.title for i, it in kg_tiny.items.items()}
