@@ -17,7 +17,7 @@ from llmrec import __version__
 from llmrec.errors import LlmrecError
 
 # Subcommand modules, in the order `llmrec --help` lists them.
-COMMANDS = ["demo", "fetch", "data", "retrieve", "prompt", "rank", "eval", "train"]
+COMMANDS = ["demo", "fetch", "data", "retrieve", "prompt", "rank", "eval", "train", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
