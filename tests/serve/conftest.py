@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -71,3 +72,24 @@ def service(served, kg_tiny):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OlderCardWarning)  # the test cards predate nothing worth a warning here
         return RankService(config, kg_tiny)
+
+
+class Slowed:
+    """The real service with every batch delayed (so that queues fill and timeouts pass); counts batches."""
+
+    def __init__(self, service, delay):
+        self._service, self.delay, self.ranked = service, delay, []
+
+    def __getattr__(self, name):
+        return getattr(self._service, name)
+
+    def rank_group(self, key, jobs):
+        time.sleep(self.delay)
+        self.ranked.extend(jobs)
+        return self._service.rank_group(key, jobs)
+
+
+@pytest.fixture
+def slowed_by(service):
+    """`Slowed` copies of the session's service: ``slowed_by(seconds)``."""
+    return lambda delay: Slowed(service, delay)

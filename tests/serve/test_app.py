@@ -152,23 +152,8 @@ def test_health_readiness_metrics_and_the_inspector_page(client):
     assert list(info["adapters"]) == ["ranker", "skipper"] and info["adapters"]["skipper"]["llm_skipped"]
 
 
-class Slowed:
-    """The real service with every batch delayed (so that queues fill and timeouts pass); counts batches."""
-
-    def __init__(self, service, delay):
-        self._service, self.delay, self.ranked = service, delay, []
-
-    def __getattr__(self, name):
-        return getattr(self._service, name)
-
-    def rank_group(self, key, jobs):
-        time.sleep(self.delay)
-        self.ranked.extend(jobs)
-        return self._service.rank_group(key, jobs)
-
-
-def test_a_full_queue_gets_429_with_retry_after_and_a_timeout_504_whose_work_is_dropped(client_for, service):
-    slowed = Slowed(service, delay=0.6)
+def test_a_full_queue_gets_429_with_retry_after_and_a_timeout_504_whose_work_is_dropped(client_for, slowed_by):
+    slowed = slowed_by(0.6)
     client = client_for(slowed, queue_size=1, max_batch=1, batch_window_ms=0, request_timeout_s=0.3)
     statuses: list[int] = []
 
@@ -191,8 +176,8 @@ def test_a_full_queue_gets_429_with_retry_after_and_a_timeout_504_whose_work_is_
     assert 'llmrec_dropped_total{reason="queue_full"}' in metrics and 'llmrec_dropped_total{reason="timeout"}' in metrics
 
 
-def test_concurrent_requests_share_batches(client_for, service):
-    slowed = Slowed(service, delay=0.2)  # the first batch runs while the others arrive
+def test_concurrent_requests_share_batches(client_for, slowed_by):
+    slowed = slowed_by(0.2)  # the first batch runs while the others arrive
     client = client_for(slowed, max_batch=4, batch_window_ms=100)
     results: list[int] = []
 
