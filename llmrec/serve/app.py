@@ -199,8 +199,8 @@ def create_app(config: ServeConfig, service: RankService | None = None) -> FastA
             k=body.k,
             adapter=body.adapter,
         )
-        ranked, queued = await _run(state, metrics, config, job, request)
-        return JSONResponse(_rank_response(svc, job, ranked, queued, body.explain))
+        ranked, done = await _run(state, metrics, config, job, request)
+        return JSONResponse(_rank_response(svc, job, ranked, done, body.explain))
 
     @app.post("/v1/rerank")
     async def rerank(body: RerankBody, request: Request) -> JSONResponse:
@@ -218,7 +218,7 @@ def create_app(config: ServeConfig, service: RankService | None = None) -> FastA
             history_field="query",
             candidates_field="documents",
         )
-        ranked, queued = await _run(state, metrics, config, job, request)
+        ranked, done = await _run(state, metrics, config, job, request)
         top = ranked.top(job.k)
         index = {d: n for n, d in enumerate(documents)}
         results = []
@@ -232,7 +232,7 @@ def create_app(config: ServeConfig, service: RankService | None = None) -> FastA
             "model": job.adapter,
             "results": results,
             "usage": {"prompt_tokens": ranked.prompt_tokens, "total_tokens": ranked.prompt_tokens},
-            "meta": {"llm_skipped": ranked.llm_skipped, "timings": _timings(ranked, queued)},
+            "meta": {"llm_skipped": ranked.llm_skipped, "timings": _timings(ranked, done)},
         })  # fmt: skip
 
     @app.get("/", response_class=HTMLResponse)
@@ -327,7 +327,7 @@ def _check_sizes(config: ServeConfig, *, history: Any, candidates: Any, k: int |
 
 async def _run(
     state: dict[str, Any], metrics: ServeMetrics, config: ServeConfig, job: RankJob, request: Request
-) -> tuple[RankedList, float]:
+) -> tuple[RankedList, Job]:
     """Queue `job` on the model worker and wait for it: 429 when the queue is full, 504 past the timeout, and
     nothing run when the client goes away before its batch starts."""
     worker: ModelWorker = state["worker"]
@@ -359,11 +359,10 @@ async def _run(
         raise
     except LlmrecError as exc:
         raise RequestError("request", str(exc)) from None
-    timings = _timings(ranked, queued.queued_s)
-    metrics.observe_stages(timings)
+    metrics.observe_stages(_timings(ranked, queued))
     metrics.tokens.labels("prompt").inc(ranked.prompt_tokens)
     metrics.tokens.labels("encoded").inc(ranked.encoded_tokens)
-    return ranked, queued.queued_s
+    return ranked, queued
 
 
 async def _disconnected(request: Request) -> None:
@@ -377,10 +376,15 @@ class _Refusal(RequestError):
         self.headers = headers
 
 
-def _timings(ranked: RankedList, queued: float) -> dict[str, float]:
-    timings = {k: round(float(v), 6) for k, v in ranked.timings.items()}
-    timings["queue"] = round(queued, 6)
-    timings["total"] = round(timings.get("total", 0.0) + queued, 6)
+def _timings(ranked: RankedList, job: Job) -> dict[str, float]:
+    """Seconds: ``queue`` (waiting for the model worker), ``batch`` (the batch it shared, wall time), ``total``
+    (the two: what the request waited for), and its own share of the batch's work: ``retrieve``, ``prompt``,
+    ``score`` (`RankedList.timings`)."""
+    timings = {k: round(float(v), 6) for k, v in ranked.timings.items() if k != "total"}
+    timings["queue"] = round(job.queued_s, 6)
+    timings["batch"] = round(job.batch_s, 6)
+    timings["total"] = round(job.queued_s + job.batch_s, 6)
+    timings["batch_size"] = job.batch_size
     return timings
 
 
@@ -388,7 +392,7 @@ def _num(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _rank_response(svc: RankService, job: RankJob, ranked: RankedList, queued: float, explain: bool) -> dict[str, Any]:
+def _rank_response(svc: RankService, job: RankJob, ranked: RankedList, done: Job, explain: bool) -> dict[str, Any]:
     ds = svc.dataset
     top = ranked.top(job.k)
     items = []
@@ -410,7 +414,7 @@ def _rank_response(svc: RankService, job: RankJob, ranked: RankedList, queued: f
         "items": items,
         "llm_skipped": ranked.llm_skipped,
         "candidate_source": ranked.candidate_source,
-        "timings": _timings(ranked, queued),
+        "timings": _timings(ranked, done),
         "tokens": {"prompt": ranked.prompt_tokens, "encoded": ranked.encoded_tokens},
         "forward_passes": ranked.forward_passes,
     }

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 #: The stages a request's time is split into (`RankedList.timings` plus the wait for the model worker).
-STAGES = ("queue", "retrieve", "prompt", "score", "total")
+STAGES = ("queue", "batch", "retrieve", "prompt", "score", "total")
 
 
 class ServeMetrics:
@@ -21,7 +21,8 @@ class ServeMetrics:
             registry=self.registry,
         )  # fmt: skip
         self.stage_seconds = Histogram(
-            "llmrec_stage_seconds", "Seconds per request and stage (queue, retrieve, prompt, score, total)",
+            "llmrec_stage_seconds", "Seconds per request and stage: queue, batch (the shared batch's wall time), the request's share "
+            "of it (retrieve, prompt, score), total (queue + batch)",
             ["stage"], buckets=_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.batch_size = Histogram(

@@ -39,8 +39,9 @@ class Job:
     enqueued: float = field(default_factory=time.perf_counter)
     #: Seconds the job waited in the queue before its batch started (set by the worker).
     queued_s: float = 0.0
-    #: How many requests shared its batch (set by the worker).
+    #: How many requests shared its batch, and the batch's wall seconds (set by the worker).
     batch_size: int = 0
+    batch_s: float = 0.0
 
 
 #: `run_batch(key, payloads)` returns one result or exception per payload, in order.
@@ -165,13 +166,15 @@ class ModelWorker:
         except BaseException as exc:  # noqa: BLE001 - every job of the batch gets the error
             log.exception("batch of %d failed", len(batch))
             results = [exc] * len(batch)
+        seconds = time.perf_counter() - started
         for job, result in zip(batch, results):
+            job.batch_s = seconds
             if isinstance(result, BaseException):
                 job.future.set_exception(result)
             else:
                 job.future.set_result(result)
         if self.on_batch is not None:
-            self.on_batch(batch[0].key, batch, time.perf_counter() - started)
+            self.on_batch(batch[0].key, batch, seconds)
 
     def _drain_waiting(self) -> list[Job]:
         jobs, self._held = list(self._held), []
