@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,61 +13,34 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from live_server import free_port, live_server, wait_ready
 
 from llmrec.serve import create_app
-from llmrec.serve.server import DrainingServer
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {seconds} s")
 
 
 def test_a_drain_finishes_the_request_in_flight_and_refuses_new_ones(service, slowed_by):
-    port = _free_port()
-    config = replace(service.config, port=port, drain_timeout_s=10)
-    app = create_app(config, slowed_by(1.0))
-    server = DrainingServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"),
-        state=app.state.llmrec, drain_timeout_s=config.drain_timeout_s,
-    )  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, 30)
-    answers: list[int] = []
-    slow = threading.Thread(
-        target=lambda: answers.append(httpx.post(url + "/v1/rank", json={"history": ["1"]}, timeout=30).status_code)
-    )
-    slow.start()
-    time.sleep(0.3)  # the request is in its (slowed) batch
-    server.handle_exit(signal.SIGTERM, None)
-    refused = httpx.post(url + "/v1/rank", json={"history": ["2"]}, timeout=10)
-    assert refused.status_code == 503 and refused.json()["field"] == "server"
-    slow.join(30)
-    thread.join(15)
-    assert answers == [200]  # the request in flight finished
-    assert not thread.is_alive()  # and the server stopped
+    port = free_port()
+    app = create_app(replace(service.config, port=port, drain_timeout_s=10), slowed_by(1.0))
+    with live_server(app, port) as (url, server, thread):
+        answers: list[int] = []
+        slow = threading.Thread(
+            target=lambda: answers.append(httpx.post(url + "/v1/rank", json={"history": ["1"]}, timeout=30).status_code)
+        )
+        slow.start()
+        time.sleep(0.3)  # the request is in its (slowed) batch
+        server.handle_exit(signal.SIGTERM, None)
+        refused = httpx.post(url + "/v1/rank", json={"history": ["2"]}, timeout=10)
+        assert refused.status_code == 503 and refused.json()["field"] == "server"
+        slow.join(30)
+        thread.join(15)
+        assert answers == [200]  # the request in flight finished
+        assert not thread.is_alive()  # and the server stopped
 
 
 @pytest.mark.slow
 def test_llmrec_serve_exits_cleanly_on_sigterm(served, tmp_path):
     model_dir, folders = served
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "serve.yaml"
     data = Path(__file__).parents[1] / "data" / "kg_tiny"
     config.write_text(
@@ -80,7 +52,7 @@ def test_llmrec_serve_exits_cleanly_on_sigterm(served, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, 120)
+        wait_ready(url, 120)
         resp = httpx.post(url + "/v1/rank", json={"history": ["1", "2"], "k": 2}, timeout=30)
         assert resp.status_code == 200 and len(resp.json()["items"]) == 2
         proc.send_signal(signal.SIGTERM)
