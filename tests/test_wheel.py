@@ -138,6 +138,7 @@ def _check_contents(wheel: Path) -> None:
         assert f"{SHIPPED_PREFIX}adapters/retired/{name}/adapter_card.json" in names
         assert f"{SHIPPED_PREFIX}adapters/retired/{name}/README.md" in names
     assert "llmrec/models/adapter_readme.md.jinja" in names
+    assert "llmrec/serve/inspector.html" in names  # the page `llmrec serve` answers at /
 
 
 @pytest.mark.slow
