@@ -152,6 +152,14 @@ def _bodies(n: int, adapter: str, seed: int) -> list[dict[str, Any]]:
     return [{"user_id": users[i % len(users)], "k": 10, "adapter": adapter} for i in range(n)]
 
 
+def _commit() -> str:
+    root = Path(__file__).parents[1]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True).stdout.strip()  # fmt: skip
+    return head + (" (with uncommitted changes)" if dirty else "")
+
+
 def _batch_count(url: str) -> tuple[float, float]:
     text = httpx.get(url + "/metrics", timeout=10).text
     count = total = 0.0
@@ -189,6 +197,7 @@ def main() -> None:
     args = parser.parse_args()
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
+        "commit": _commit(),
         "args": vars(args),
     }
     llm_bodies = _bodies(args.llm_requests, LLM_ADAPTER, args.seed)
@@ -222,7 +231,7 @@ def _markdown(r: dict[str, Any]) -> str:
     lines = [
         "# `llmrec serve` under load (ml-100k, loopback)",
         "",
-        f"`python eval/bench_serve.py` with {json.dumps(r['args'])}; {r['machine']}. Each phase is its own "
+        f"`python eval/bench_serve.py` with {json.dumps(r['args'])} at commit {r['commit']}; {r['machine']}. Each phase is its own "
         "`llmrec serve` process; clients send `POST /v1/rank {user_id, k: 10, adapter}` (20 retrieved candidates).",
         "",
         "| phase | requests | statuses | wall (s) | requests/s | mean batch | client p50 / p95 / p99 (s) |",

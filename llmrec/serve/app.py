@@ -32,7 +32,6 @@ from llmrec.serve.service import RankJob, RankService, RequestError
 from llmrec.serve.worker import Job, ModelWorker, QueueFullError, WorkerStoppedError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
 
     from llmrec.ranking import RankedList
 
@@ -108,32 +107,6 @@ def create_app(config: ServeConfig, service: RankService | None = None) -> FastA
     app = FastAPI(title="llmrec", description="LLM reranking for recommendation", lifespan=lifespan)
     app.state.llmrec = state
     app.state.metrics = metrics
-
-    # -- middleware: body size, draining, auth, in-flight count, status metrics ---------------------------------
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        path = request.url.path
-        endpoint = path if path in _ENDPOINTS else "other"
-        if state["draining"] and path not in ("/healthz", "/metrics"):
-            return _count(metrics, endpoint, _error(503, "server", "the server is shutting down", {"Retry-After": "5"}))
-        if token is not None and path != "/healthz" and not _authorized(request, token):
-            return _count(
-                metrics, endpoint,
-                _error(401, "authorization", "missing or wrong API key (Authorization: Bearer KEY)",
-                       {"WWW-Authenticate": "Bearer"}),
-            )  # fmt: skip
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
-            return _count(metrics, endpoint, _error(413, "body", f"larger than {config.max_body_bytes} bytes"))
-        state["in_flight"] += 1
-        metrics.in_flight.inc()
-        try:
-            response = await call_next(request)
-        finally:
-            state["in_flight"] -= 1
-            metrics.in_flight.dec()
-        return _count(metrics, endpoint, response)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -249,23 +222,41 @@ def create_app(config: ServeConfig, service: RankService | None = None) -> FastA
         field = "body" if exc.status_code == 413 else "path" if exc.status_code in (404, 405) else "request"
         return _error(exc.status_code, field, str(exc.detail))
 
-    app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(_Guard, state=state, metrics=metrics, token=token, limit=config.max_body_bytes)
     return app
 
 
-class _BodyLimit:
-    """Refuses a request body larger than `limit` bytes (413) while it streams in, whatever its Content-Length
-    says (a chunked body has none)."""
+class _Guard:
+    """Before any route: refuses while draining (503), without the API key (401) and bodies over `limit` bytes
+    (413, also while a body without Content-Length streams in); counts requests in flight and answers by status.
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
+    A plain ASGI middleware (not `BaseHTTPMiddleware`), so that a route sees its client's disconnect."""
+
+    def __init__(self, app: Any, *, state: dict[str, Any], metrics: ServeMetrics, token: str | None, limit: int) -> None:
+        self.app, self.state, self.metrics, self.token, self.limit = app, state, metrics, token, limit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request = Request(scope)
+        path = scope["path"]
+        endpoint = path if path in _ENDPOINTS else "other"
+        refusal = None
+        length = request.headers.get("content-length")
+        if self.state["draining"] and path not in ("/healthz", "/metrics"):
+            refusal = _error(503, "server", "the server is shutting down", {"Retry-After": "5"})
+        elif self.token is not None and path != "/healthz" and not _authorized(request, self.token):
+            refusal = _error(401, "authorization", "missing or wrong API key (Authorization: Bearer KEY)",
+                             {"WWW-Authenticate": "Bearer"})  # fmt: skip
+        elif length is not None and (not length.isdigit() or int(length) > self.limit):
+            refusal = _error(413, "body", f"larger than {self.limit} bytes")
+        if refusal is not None:
+            self.metrics.requests.labels(endpoint, str(refusal.status_code)).inc()
+            await refusal(scope, receive, send)
+            return
         seen = 0
+        status = 500
 
         async def bounded() -> Any:
             nonlocal seen
@@ -276,15 +267,23 @@ class _BodyLimit:
                     raise StarletteHTTPException(413, f"larger than {self.limit} bytes")
             return message
 
-        await self.app(scope, bounded, send)
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.state["in_flight"] += 1
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, bounded, sending)
+        finally:
+            self.state["in_flight"] -= 1
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(endpoint, str(status)).inc()
 
 
 _ENDPOINTS = ("/v1/rank", "/v1/rerank", "/v1/info", "/healthz", "/readyz", "/metrics", "/")
-
-
-def _count(metrics: ServeMetrics, endpoint: str, response: Response) -> Response:
-    metrics.requests.labels(endpoint, str(response.status_code)).inc()
-    return response
 
 
 def _error(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -61,3 +61,19 @@ def test_llmrec_serve_exits_cleanly_on_sigterm(served, tmp_path):
         proc.kill()
     assert proc.returncode == 0, out
     assert "draining" in out
+
+
+def test_a_client_that_goes_away_before_its_batch_starts_costs_nothing(service, slowed_by):
+    port = free_port()
+    slowed = slowed_by(1.5)
+    app = create_app(replace(service.config, port=port, max_batch=1, batch_window_ms=0), slowed)
+    with live_server(app, port) as (url, _, _):
+        busy = threading.Thread(target=lambda: httpx.post(url + "/v1/rank", json={"history": ["1"]}, timeout=30))
+        busy.start()
+        time.sleep(0.3)  # the first request holds the model worker
+        with pytest.raises(httpx.ReadTimeout):  # this client gives up while its request still waits in the queue
+            httpx.post(url + "/v1/rank", json={"history": ["2"]}, timeout=0.5)
+        busy.join(30)
+        time.sleep(2.5)  # had it been run, its (slowed) batch would be over by now
+        assert [job.history for job in slowed.ranked] == [("1",)]  # the abandoned request never ran
+        assert 'llmrec_dropped_total{reason="client_gone"} 1.0' in httpx.get(url + "/metrics").text
