@@ -42,7 +42,7 @@ from llmrec.evaluation.significance import bootstrap_pooled_auc
 from llmrec.io import atomic_write_bytes, atomic_write_text
 from llmrec.knowledge.statements import RELATIONS, STATEMENTS_VERSION, Statement, probe_statements
 from llmrec.prompts import RenderedPrompt, label_token_ids
-from llmrec.prompts.builder import _special_strings
+from llmrec.prompts.builder import special_strings, without_specials
 from llmrec.prompts.labels import DEFAULT_CONTEXT
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,10 @@ def probe_prompts(tokenizer: Any, statements: Sequence[Statement]) -> list[Rende
     """
     context, chat = _wrap(tokenizer, "x")
     answer_ids = tuple(label_token_ids(tokenizer, list(ANSWER_WORDS), context=context))
-    specials = _special_strings(tokenizer)
+    specials = special_strings(tokenizer)
     prompts = []
     for n, statement in enumerate(statements):
-        shown = statement.text
-        while any(s in shown for s in specials):  # a title may hold a control token's text: shown as data
-            for special in specials:
-                shown = shown.replace(special, "")
+        shown = without_specials(statement.text, specials)  # a title may hold a control token's text: data
         text, _ = _wrap(tokenizer, QUESTION.format(statement=shown))
         prompts.append(
             RenderedPrompt(

@@ -11,6 +11,8 @@ those users again with the code of this checkout, without any cache or score mem
 - LLM arms (a few users each: they are slow) must give the same rank of the target, with scores within a
   tolerance derived from the model's dtype and the scores' scale (`score_tolerance`); a fused arm's first-stage
   scores (its ``.no-llm`` row) must be exact.
+- An LLM arm whose model is a multi-GB asset fetched by name only (Qwen2.5-Coder) and not in the cache is skipped,
+  saying how to fetch it.
 - An LLM arm whose adapter was retired from the package (`llmrec.models.adapters.retired_adapters`: its weights
   no longer ship) is skipped, with the reason and its recipe, unless it was retrained where its name finds it; the
   other arms are still replayed. Any other adapter that cannot be found fails its arm.
@@ -257,6 +259,19 @@ def same_compute(made_with: Mapping[str, Any] | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _unfetched_heavy_model(arm: Any) -> str | None:
+    """Why an arm is not replayed here: its model is a multi-GB asset that is fetched by name only (not by `llmrec
+    fetch all`, nor in CI) and is not in this cache; else None."""
+    from llmrec.assets import ASSETS, is_fetched
+
+    model = getattr(arm, "model", None)
+    name = model if isinstance(model, str) else getattr(model, "name_or_path", None)
+    spec = ASSETS.get(name) if isinstance(name, str) else None
+    if spec is None or spec.in_all or is_fetched(name):
+        return None
+    return f"its model {name} is not fetched here (a multi-GB asset: `llmrec fetch {name}`, then --verify replays it)"
+
+
 def _replay(
     config: ExperimentConfig, dataset: Any, records: Sequence[Mapping[str, Any]], *, users: int, llm_users: int
 ) -> list[ArmCheck]:
@@ -282,6 +297,12 @@ def _replay(
         for suffix, row in derived.items():
             if row is not None:
                 rows.append(ArmCheck(f"{arm.name}{suffix}"))
+        heavy = _unfetched_heavy_model(arm)
+        if heavy is not None:
+            for check in rows:
+                check.skipped = heavy
+            checks.extend(rows)
+            continue
         runnable = arm
         if arm.adapter:  # resolved as the run resolved it (a relative folder against the config's repository)
             try:

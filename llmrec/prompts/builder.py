@@ -116,7 +116,7 @@ class PromptBuilder:
             self.chat = bool(getattr(self.tokenizer, "chat_template", None))
         elif self.chat and not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError("PromptBuilder.chat is True but the tokenizer has no chat template")
-        self._specials = _special_strings(self.tokenizer)
+        self._specials = special_strings(self.tokenizer)
         context = self._answer_context()
         tpl = self.template
         if tpl.mode == "pointwise":
@@ -301,15 +301,7 @@ class PromptBuilder:
     def _clean(self, value: str) -> str:
         """Make a data value safe to show: one line, no special-token strings (which the tokenizer would turn
         into control tokens such as an end-of-turn)."""
-        text = _WS.sub(" ", value).strip()
-        changed = True
-        while changed and self._specials:
-            changed = False
-            for special in self._specials:
-                if special in text:
-                    text = text.replace(special, "")
-                    changed = True
-        return text
+        return without_specials(_WS.sub(" ", value).strip(), self._specials)
 
     def _history_view(self, history: Sequence[str | Interaction]) -> _HistoryView:
         entries: list[dict[str, Any]] = []
@@ -374,7 +366,20 @@ def _format_rating(rating: float) -> str:
     return f"{int(rating)}/5" if float(rating).is_integer() else f"{rating:g}/5"
 
 
-def _special_strings(tokenizer: Any) -> tuple[str, ...]:
+def without_specials(text: str, specials: Sequence[str]) -> str:
+    """`text` with every string of `specials` removed, repeatedly (removing one may join the pieces of another), so
+    data shown in a prompt cannot become a control token such as an end-of-turn."""
+    changed = True
+    while changed and specials:
+        changed = False
+        for special in specials:
+            if special in text:
+                text = text.replace(special, "")
+                changed = True
+    return text
+
+
+def special_strings(tokenizer: Any) -> tuple[str, ...]:
     """Strings the tokenizer turns into special (control) tokens, longest first."""
     found: set[str] = set(getattr(tokenizer, "all_special_tokens", ()) or ())
     decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}

@@ -176,3 +176,15 @@ def test_verify_skips_an_arm_whose_adapter_was_retired_and_replays_the_rest(
     assert main(["eval", str(config), "--verify", "--out", str(results), "--verify-users", "5"]) == 1
     out = capsys.readouterr().out
     assert "tiny-llm: adapter path 'no-such-adapter' does not exist" in out
+
+
+def test_verify_skips_an_arm_whose_multi_gb_model_is_not_fetched_and_says_how(tmp_path: Path, monkeypatch):
+    from llmrec.evaluation.config import ArmConfig
+    from llmrec.evaluation.verify import _unfetched_heavy_model
+
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))  # an empty cache
+    reason = _unfetched_heavy_model(ArmConfig(name="q", kind="llm", model="qwen2.5-coder-1.5b"))
+    assert reason is not None and "llmrec fetch qwen2.5-coder-1.5b" in reason
+    # the models `llmrec fetch all` (and CI) fetch, folders and hub ids are replayed as before
+    for model in ("smollm2", "gemma3-270m", str(tmp_path), "org/model"):
+        assert _unfetched_heavy_model(ArmConfig(name="m", kind="llm", model=model)) is None
