@@ -190,6 +190,7 @@ def create_app(config: ServeConfig, service: RankService | None = None) -> FastA
             adapter=body.model,
             history_field="query",
             candidates_field="documents",
+            user_field="query",
         )
         ranked, done = await _run(state, metrics, config, job, request)
         top = ranked.top(job.k)

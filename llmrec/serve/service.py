@@ -147,6 +147,7 @@ class RankService:
         adapter: str | None,
         history_field: str = "history",
         candidates_field: str = "candidates",
+        user_field: str = "user_id",
     ) -> RankJob:
         """A `RankJob` for a request, or `RequestError` naming the field that is wrong (unknown user, item or
         adapter, an empty history, duplicate candidates)."""
@@ -155,12 +156,12 @@ class RankService:
             raise RequestError("adapter", f"unknown adapter {name!r}; this server has: {', '.join(self.rerankers)}",
                                status=404)  # fmt: skip
         if (user_id is None) == (history is None):
-            raise RequestError("user_id", f"give either user_id or {history_field}, not both and not neither")
+            raise RequestError(user_field, f"give either {user_field} or {history_field}, not both and not neither")
         if user_id is not None:
             try:
                 items = tuple(x.item_id for x in self.dataset.history(user_id))
             except UnknownIdError:
-                raise RequestError("user_id", f"unknown user {user_id!r}", status=404) from None
+                raise RequestError(user_field, f"unknown user {user_id!r}", status=404) from None
         else:
             assert history is not None
             items = tuple(str(i) for i in history)

@@ -88,6 +88,10 @@ def test_rerank_speaks_the_common_rerank_shape(client, service):
         assert r["document"]["text"] == service.dataset.item(docs[r["index"]]).display_name
     by_user = client.post("/v1/rerank", json={"query": service.dataset.user_ids[0], "documents": docs})
     assert by_user.status_code == 200 and len(by_user.json()["results"]) == 4
+    unknown = client.post("/v1/rerank", json={"query": "action movies", "documents": docs})
+    assert unknown.status_code == 404 and unknown.json()["field"] == "query"  # named as the client sent it
+    dupes = client.post("/v1/rerank", json={"query": ["1"], "documents": ["4", "4"]})
+    assert dupes.status_code == 422 and dupes.json()["field"] == "documents"
 
 
 HOSTILE = [  # (body, status, field named)
