@@ -32,6 +32,7 @@ from llmrec.serve.service import RankJob, RankService, RequestError
 from llmrec.serve.worker import Job, ModelWorker, QueueFullError, WorkerStoppedError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
 
     from llmrec.ranking import RankedList
 
@@ -65,9 +66,12 @@ class RerankBody(BaseModel):
     return_documents: bool = False
 
 
-def create_app(config: ServeConfig, service: RankService | None = None) -> FastAPI:
+def create_app(
+    config: ServeConfig, service: RankService | None = None, *, on_load_error: Callable[[str], None] | None = None
+) -> FastAPI:
     """The app; with no `service`, `RankService(config)` loads in the background at startup (``/readyz`` says
-    when it is ready; ``/healthz`` answers meanwhile)."""
+    when it is ready; ``/healthz`` answers meanwhile). A failed load is reported by ``/readyz`` and every request,
+    and passed to `on_load_error` (`llmrec serve` stops with the error)."""
     metrics = ServeMetrics()
     state: dict[str, Any] = {"service": service, "worker": None, "error": None, "draining": False, "in_flight": 0}
     token = config.bearer_token
@@ -90,8 +94,10 @@ def create_app(config: ServeConfig, service: RankService | None = None) -> FastA
         try:
             start_worker(RankService(config))
         except Exception as exc:  # noqa: BLE001 - reported by /readyz and every request
-            log.exception("loading the service failed")
-            state["error"] = f"{type(exc).__name__}: {exc}"
+            log.debug("loading the service failed", exc_info=True)
+            state["error"] = str(exc) if isinstance(exc, LlmrecError) else f"{type(exc).__name__}: {exc}"
+            if on_load_error is not None:
+                on_load_error(state["error"])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:

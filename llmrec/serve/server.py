@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from llmrec.errors import LlmrecError
 from llmrec.serve.app import create_app
 from llmrec.serve.config import ServeConfig
 
@@ -48,8 +49,18 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(config: ServeConfig) -> None:
-    """Serve `config` until a signal drains and stops it (the models load in the background: see ``/readyz``)."""
-    app = create_app(config)
+    """Serve `config` until a signal drains and stops it (the models load in the background: see ``/readyz``).
+
+    Raises:
+        ServeLoadError: the dataset, the first stage or the model could not be loaded (the server stops at once).
+    """
+    server: DrainingServer | None = None
+
+    def stop(error: str) -> None:  # raised below, once uvicorn has stopped
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(config, on_load_error=stop)
     server = DrainingServer(
         uvicorn.Config(app, host=config.host, port=config.port, log_level="info", timeout_graceful_shutdown=1),
         state=app.state.llmrec,
@@ -58,3 +69,9 @@ def serve(config: ServeConfig) -> None:
     auth = "bearer token required" if config.bearer_token else "no API key: keep it on localhost"
     log.info("llmrec serve: http://%s:%d/ (%s); loading %s", config.host, config.port, auth, config.dataset)
     server.run()
+    if app.state.llmrec["error"]:
+        raise ServeLoadError(app.state.llmrec["error"])
+
+
+class ServeLoadError(LlmrecError):
+    """`llmrec serve` could not load its dataset, first stage or model."""

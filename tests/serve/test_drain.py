@@ -77,3 +77,13 @@ def test_a_client_that_goes_away_before_its_batch_starts_costs_nothing(service, 
         time.sleep(2.5)  # had it been run, its (slowed) batch would be over by now
         assert [job.history for job in slowed.ranked] == [("1",)]  # the abandoned request never ran
         assert 'llmrec_dropped_total{reason="client_gone"} 1.0' in httpx.get(url + "/metrics").text
+
+
+def test_llmrec_serve_stops_with_a_clear_error_when_it_cannot_load(tmp_path, capsys):
+    from llmrec.cli import main
+
+    data = Path(__file__).parents[1] / "data" / "kg_tiny"
+    status = main(["serve", "--dataset", str(data), "--adapter", str(tmp_path / "no-such-adapter"),
+                   "--port", str(free_port())])  # fmt: skip
+    assert status == 2
+    assert "no-such-adapter" in capsys.readouterr().err
