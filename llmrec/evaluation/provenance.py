@@ -105,11 +105,14 @@ def compute_setting() -> dict[str, Any]:
     from threadpoolctl import threadpool_info
 
     blas = [p.get("num_threads", 0) for p in threadpool_info() if p.get("user_api") == "blas"]
+    from llmrec.models.machine import cpu_description
+
     return {
         "torch_threads": torch.get_num_threads(),
         "blas_threads": max(blas, default=0),
         "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "machine": platform.machine(),
+        "cpu": cpu_description(),
     }
 
 

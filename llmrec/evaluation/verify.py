@@ -7,10 +7,10 @@ arm's users (`SAMPLE_USERS`) the line also holds the arm's scores, so the report
 those users again with the code of this checkout, without any cache or score memo, and compares.
 
 - Retriever, random and candidate-order arms must give the committed scores up to float64 rounding
-  (`CLASSICAL_EPSILONS`: a BLAS summing in another order moves EASE by ~1e-16).
+  (`CLASSICAL_EPSILONS`: a BLAS summing in another order moves EASE by ~1e-16); those holding the dense encoder's
+  float32 scores (`FLOAT32_RETRIEVERS`, and a fused arm's first-stage row) up to float32 rounding.
 - LLM arms (a few users each: they are slow) must give the same rank of the target, with scores within a
-  tolerance derived from the model's dtype and the scores' scale (`score_tolerance`); a fused arm's first-stage
-  scores (its ``.no-llm`` row) must be exact.
+  tolerance derived from the model's dtype and the scores' scale (`score_tolerance`).
 - An LLM arm whose model is a multi-GB asset fetched by name only (Qwen2.5-Coder) and not in the cache is skipped,
   saying how to fetch it.
 - An LLM arm whose adapter was retired from the package (`llmrec.models.adapters.retired_adapters`: its weights
@@ -19,8 +19,12 @@ those users again with the code of this checkout, without any cache or score mem
 
 The replay computes with the thread counts the report was made with (torch and BLAS): a trained retriever such as
 SASRec, refit on a fresh machine, ends at other weights with another thread count (seen: scores moved by 0.7 with 2
-threads instead of 1). On a CPU with other kernels than the report's (`cpu_capability`) it may still differ: the
-replay says so. A refactor that passes the replay keeps its reports; one that fails it changed behaviour: bump the version of the
+threads instead of 1). On another CPU model its float32 training sums in another order and ends elsewhere too (seen:
+an Intel Xeon with AMX against the AMD EPYC that made the ml-100k studies; also the dense encoder's float32 scores
+move by ~4e-7, so `dense` arms get a float32 tolerance). So a row whose scores or candidates come from a first stage
+trained in the run (`trains_first_stage`: SASRec, the fusions holding it, an LLM arm fused by its card) is compared
+strictly only on the CPU model the report records (``compute.cpu``); elsewhere, or when the report predates that
+record, a difference is reported as a skipped row naming both CPUs, not as a failure. A refactor that passes the replay keeps its reports; one that fails it changed behaviour: bump the version of the
 component that moved (`llmrec.evaluation.cache.behaviour_versions`) and re-run the studies it moved.
 """
 
@@ -135,7 +139,10 @@ def read_user_results(folder: str | Path) -> tuple[dict[str, Any], list[dict[str
 
 def score_tolerance(arm: ArmConfig, scores: Sequence[float]) -> float:
     """How far a replayed score of `arm` may be from the committed one: `CLASSICAL_EPSILONS` float64 epsilons of
-    the scores' scale (at least 1) for arms without an LLM, else `LLM_EPSILONS` of the arm's dtype."""
+    the scores' scale (at least 1) for arms without an LLM, float32's for the dense encoder's cosine scores (its
+    float32 kernels differ between CPU models), else `LLM_EPSILONS` of the arm's dtype."""
+    if arm.kind in FLOAT32_RETRIEVERS:
+        return float32_tolerance(scores)
     if not arm.is_llm:
         return classical_tolerance(scores)
     scale = _scale(scores)
@@ -145,6 +152,16 @@ def score_tolerance(arm: ArmConfig, scores: Sequence[float]) -> float:
 
 def _scale(scores: Sequence[float | None]) -> float:
     return max([abs(s) for s in scores if s is not None and math.isfinite(s)] + [1.0])
+
+
+#: Retriever arms whose scores hold the dense encoder's float32 cosine scores (other kernels or threads move them
+#: by ~1e-7 relative): replayed to float32's tolerance.
+FLOAT32_RETRIEVERS = frozenset({"dense", "zfusion"})
+
+
+def float32_tolerance(scores: Sequence[float | None]) -> float:
+    """`LLM_EPSILONS`' float32 epsilons of the scores' scale (at least 1)."""
+    return LLM_EPSILONS["float32"] * _scale(scores)
 
 
 def classical_tolerance(scores: Sequence[float | None]) -> float:
@@ -226,7 +243,9 @@ def verify_study(
             f"{config.dataset!r} is {found} here (another build or version of the data); {how}"
         )
     with same_compute(header.get("compute")):
-        return _replay(config, dataset, records, users=users, llm_users=llm_users)
+        return _replay(
+            config, dataset, records, users=users, llm_users=llm_users, other_cpu=_other_cpu(header.get("compute"))
+        )
 
 
 @contextlib.contextmanager
@@ -267,13 +286,62 @@ def _unfetched_heavy_model(arm: Any) -> str | None:
     model = getattr(arm, "model", None)
     name = model if isinstance(model, str) else getattr(model, "name_or_path", None)
     spec = ASSETS.get(name) if isinstance(name, str) else None
-    if spec is None or spec.in_all or is_fetched(name):
+    if spec is None or spec.in_all or is_fetched(str(name)):
         return None
     return f"its model {name} is not fetched here (a multi-GB asset: `llmrec fetch {name}`, then --verify replays it)"
 
 
+#: First stages trained by gradient descent in the run (a refit on another CPU model ends at other weights), and the
+#: fusions that hold them by default.
+TRAINED_FIRST_STAGES = frozenset({"sasrec", "zfusion", "fusion"})
+
+
+def trains_first_stage(config: ExperimentConfig, arm: ArmConfig) -> bool:
+    """Whether `arm`'s scores or candidates (under `config`'s protocol) come from a first stage trained in the run:
+    the retrieved protocol's retriever, the arm's own retriever, its fusion members or candidate order, or, for an
+    LLM or reranker arm fused by its adapter card, the card's members (first stages fit in the run)."""
+    refs = {arm.kind}
+    protocol = config.protocol
+    if protocol.kind == "retrieved":
+        refs.add(protocol.retriever)
+        refs.update(protocol.retriever_options.get("members", ()) or ())
+    refs.update((arm.retriever_options or {}).get("members", ()) or ())
+    fusion = arm.fusion
+    if isinstance(fusion, Mapping):
+        refs.update(fusion.get("members", ()))
+    elif (arm.is_llm or arm.kind == "reranker") and fusion is not False:
+        return True  # the card's fusion: its members are first stages fit on the run's train split
+    if arm.kind == "reranker" and arm.reranker is not None:
+        refs.add(str(arm.reranker.get("retriever", "zfusion")))
+        refs.add(str(arm.reranker.get("candidate_order") or ""))
+    refs.update(v for v in (arm.options or {}).values() if isinstance(v, str))  # e.g. a candidate order's retriever
+    return bool(refs & TRAINED_FIRST_STAGES)
+
+
+def _other_cpu(made_with: Mapping[str, Any] | None) -> str | None:
+    """Why a trained first stage refit here may not match the report's (another or an unrecorded CPU model), or
+    None on the CPU model the report records."""
+    from llmrec.models.machine import cpu_description
+
+    here = cpu_description()
+    made_on = (made_with or {}).get("cpu")
+    if made_on == here:
+        return None
+    where = f"the study was made on {made_on}" if made_on else "the study does not record its CPU model"
+    return (
+        f"{where}, this is {here}: a first stage trained in the run (SASRec) ends at other weights on another CPU "
+        "model, so these scores are not comparable here (replay on the study's CPU model, or re-run the study)"
+    )
+
+
 def _replay(
-    config: ExperimentConfig, dataset: Any, records: Sequence[Mapping[str, Any]], *, users: int, llm_users: int
+    config: ExperimentConfig,
+    dataset: Any,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    users: int,
+    llm_users: int,
+    other_cpu: str | None = None,
 ) -> list[ArmCheck]:
     from llmrec.evaluation.arms import build_arm
     from llmrec.evaluation.protocols import build_cases, make_split
@@ -325,9 +393,9 @@ def _replay(
         for case in cases:
             output = scorer(case)
             replays = {arm.name: (output.scores, score_tolerance(arm, output.scores))}
-            if output.first_stage_scores is not None:  # retriever scores only: the classical tolerance
+            if output.first_stage_scores is not None:  # retriever scores only, dense's float32 among them
                 first_stage = output.first_stage_scores
-                replays[f"{arm.name}{FUSION_SUFFIXES[1]}"] = (first_stage, classical_tolerance(first_stage))
+                replays[f"{arm.name}{FUSION_SUFFIXES[1]}"] = (first_stage, float32_tolerance(first_stage))
             if output.llm_scores is not None:
                 replays[f"{arm.name}{FUSION_SUFFIXES[0]}"] = (output.llm_scores, score_tolerance(arm, output.llm_scores))
             for check in rows:
@@ -347,6 +415,11 @@ def _replay(
                     check.problems.append(f"user {case.user_id}: scores differ by {diff:.3g} (tolerance {tol:.3g})")
                 elif rank != kept["rank"]:
                     check.problems.append(f"user {case.user_id}: target rank {rank}, committed {kept['rank']}")
+        if other_cpu is not None and trains_first_stage(config, arm):
+            for check in rows:
+                if check.problems:
+                    check.skipped = f"differs here ({check.problems[0]}); {other_cpu}"
+                    check.problems = []
         checks.extend(rows)
     return checks
 

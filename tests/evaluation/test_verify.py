@@ -188,3 +188,20 @@ def test_verify_skips_an_arm_whose_multi_gb_model_is_not_fetched_and_says_how(tm
     # the models `llmrec fetch all` (and CI) fetch, folders and hub ids are replayed as before
     for model in ("smollm2", "gemma3-270m", str(tmp_path), "org/model"):
         assert _unfetched_heavy_model(ArmConfig(name="m", kind="llm", model=model)) is None
+
+
+def test_rows_from_a_first_stage_trained_in_the_run_are_compared_strictly_only_on_the_study_cpu(monkeypatch):
+    from llmrec.evaluation.config import load_config
+    from llmrec.evaluation.verify import _other_cpu, trains_first_stage
+    from llmrec.models.machine import cpu_description
+
+    assert _other_cpu({"cpu": cpu_description()}) is None  # the study's CPU model: strict
+    assert "was made on AMD EPYC (x)" in str(_other_cpu({"cpu": "AMD EPYC (x)"}))
+    assert "does not record its CPU model" in str(_other_cpu({"torch_threads": 1}))
+    root = Path(__file__).parents[2] / "eval"
+    sampled = load_config(root / "ml100k-first-stage.yaml")
+    trained = {a.name: trains_first_stage(sampled, a) for a in sampled.arms}
+    assert trained["sasrec"] and trained["zfusion"] and trained["fusion"]
+    assert not trained["ease"] and not trained["dense"] and not trained["popularity"]
+    retrieved = load_config(root / "ml100k-default.yaml")  # the candidates themselves come from zfusion
+    assert all(trains_first_stage(retrieved, a) for a in retrieved.arms)
