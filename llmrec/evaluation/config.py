@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -507,6 +507,20 @@ class ExperimentConfig:
     def with_users(self, users: int | None) -> ExperimentConfig:
         """A copy that evaluates a seeded sample of `users` users (None keeps the config's choice)."""
         return self if users is None else dataclasses.replace(self, users=users)
+
+    def arms_named(self, names: Collection[str] | None, *, keep: Collection[str] = ()) -> list[ArmConfig]:
+        """The arms called `names` (and `keep`), in the config's order; all of them when `names` is empty or None.
+
+        Raises:
+            ConfigError: a name that is not an arm of this config (naming the arms it has).
+        """
+        if not names:
+            return list(self.arms)
+        unknown = [a for a in names if a not in {x.name for x in self.arms}]
+        if unknown:
+            raise ConfigError(f"unknown arm(s) {', '.join(unknown)} (arms: {', '.join(a.name for a in self.arms)})")
+        wanted = set(names) | set(keep)
+        return [a for a in self.arms if a.name in wanted]
 
     def arm(self, name: str) -> ArmConfig:
         for a in self.arms:

@@ -201,14 +201,7 @@ def run_probe(
     """
     from llmrec.evaluation.runner import dataset_fingerprint, load_experiment_dataset
 
-    chosen = list(config.arms)
-    if arms:
-        unknown = [a for a in arms if a not in {x.name for x in config.arms}]
-        if unknown:
-            raise ConfigError(
-                f"unknown arm(s) {', '.join(unknown)} (arms: {', '.join(a.name for a in config.arms)})"
-            )
-        chosen = [a for a in config.arms if a.name in set(arms)]
+    chosen = config.arms_named(arms)
     dataset = dataset if dataset is not None else load_experiment_dataset(config)
     statements, available = build_statements(config, dataset)
     result = ProbeResult(config, statements, available, dataset_fingerprint=dataset_fingerprint(dataset))

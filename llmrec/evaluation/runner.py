@@ -161,15 +161,7 @@ def run_experiment(
     if config.protocol.kind == "knowledge_probe":
         raise ConfigError(f"{config.name!r} is a knowledge probe: run it with llmrec.evaluation.probe.run_probe")
     config = config.with_users(users)
-    chosen = list(config.arms)
-    if arms:
-        unknown = [a for a in arms if a not in {x.name for x in config.arms}]
-        if unknown:
-            raise ConfigError(
-                f"unknown arm(s) {', '.join(unknown)} (arms: {', '.join(a.name for a in config.arms)})"
-            )
-        wanted = set(arms) | {config.baseline}
-        chosen = [a for a in config.arms if a.name in wanted]
+    chosen = config.arms_named(arms, keep=[config.baseline] if config.baseline else [])
     root = repo_root(config)
     for arm in chosen:
         check_arm(arm, root=root)
