@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 import types
 import typing
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from llmrec.errors import ConfigError
@@ -40,6 +42,31 @@ def check_known_keys(
         raise ConfigError(
             f"unknown config key {prefix + unknown[0]!r}{more}{place}{hint}; known keys: {', '.join(known)}"
         )
+
+
+def read_config_file(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The top-level mapping of a YAML (or ``.json``) config file; an empty file gives ``{}``.
+
+    Raises:
+        ConfigError: the file is missing (``"<what> <path> does not exist"``), does not parse, or its top level is
+            not a mapping; each message names the file.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise ConfigError(f"{path}: cannot parse: not valid {kind}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return dict(data)
 
 
 def from_mapping(cls: type[T], data: object, where: str, *, exclude: Collection[str] = ()) -> T:

@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from llmrec.config import build, check_fields, require
+from llmrec.config import build, check_fields, read_config_file, require
 from llmrec.errors import ConfigError
 
 
@@ -91,16 +89,9 @@ class ServeConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> ServeConfig:
-        """Read a YAML file; a missing file or a bad key raises `ConfigError` naming it."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"serve config {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"serve config {path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"serve config {path} must be a mapping of keys, got {type(data).__name__}")
+        """Read a YAML (or .json) file; a missing file, one that does not parse or a bad key raises `ConfigError`
+        naming it."""
+        data = read_config_file(path, "serve config")
         try:
             return cls.from_dict(data)
         except ConfigError as exc:

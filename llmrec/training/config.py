@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from llmrec.config import build, check_fields, plain, require
+from llmrec.config import build, check_fields, plain, read_config_file, require
 from llmrec.errors import ConfigError
 from llmrec.models.config import QUANTIZATIONS
 from llmrec.prompts import DEFAULT_SETTINGS, PromptSettings, load_template
@@ -358,23 +357,7 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         """Read a YAML or JSON config file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: report as a config problem
-            raise ConfigError(f"{path}: cannot parse: {exc}") from exc
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+        data = read_config_file(path)
         try:
             return cls.from_dict(data)
         except ConfigError as exc:

@@ -24,7 +24,7 @@ def test_a_yaml_file_sets_what_it_names_and_keeps_the_defaults(tmp_path):
         ("queue_size: many\n", "queue_size"),
         ("reranker: {adapter: x}\n", "reranker.adapter"),
         ("api_key: a\napi_key_env: B\n", "not both"),
-        ("- a list\n", "must be a mapping"),
+        ("- a list\n", "expected a mapping of keys at the top level, got list"),
         ("dataset: [unclosed\n", "not valid YAML"),
     ],
 )
