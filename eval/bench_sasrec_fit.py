@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,8 +70,9 @@ def sampled_ndcg(retriever, split, config, cases_memo: dict) -> float:
     return sum(values) / len(values)
 
 
-def fit_once(module: ModuleType, dataset, settings: dict) -> dict:
-    """One fresh fit through `module.SasrecRetriever.fit`: time, epochs, per-epoch held-out NDCG@10."""
+def fit_once(module: ModuleType, dataset, settings: dict, keep: Path | None = None) -> dict:
+    """One fresh fit through `module.SasrecRetriever.fit`: time, epochs, per-epoch held-out NDCG@10. With `keep`,
+    the fitted checkpoint is copied there (e.g. ``$LLMREC_HOME/retrievers``, so a study on the same data loads it)."""
     trajectory: list[float] = []
     original = module._holdout_ndcg
 
@@ -85,6 +87,10 @@ def fit_once(module: ModuleType, dataset, settings: dict) -> dict:
             started = time.perf_counter()
             retriever = module.SasrecRetriever.fit(dataset, settings=settings, cache_dir=cache, progress=False)
             seconds = time.perf_counter() - started
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                for fitted in Path(cache).glob("sasrec-*.pt"):
+                    shutil.copy(fitted, keep / fitted.name)
     finally:
         module._holdout_ndcg = original
     best = max(range(len(trajectory)), key=lambda n: (trajectory[n], -n))
@@ -108,6 +114,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds: one fit of each arm per seed")
     parser.add_argument("--label", default="", help="suffix of the entry's key (e.g. 2-threads)")
     parser.add_argument("--note", default="", help="a sentence printed under the entry's table")
+    parser.add_argument("--keep", default=None, help="copy the after arm's fitted checkpoints to this folder")
     parser.add_argument("--out", default="eval/results", help="folder for bench_sasrec_fit.{md,json}")
     args = parser.parse_args()
 
@@ -137,7 +144,8 @@ def main() -> None:
             for arm in arms:
                 module = modules[arm]
                 settings = {**asdict(module.SasrecSettings()), **overrides[arm], "seed": seed}
-                run = fit_once(module, data[kind], settings)
+                keep = Path(args.keep) if args.keep and arm == "after" else None
+                run = fit_once(module, data[kind], settings, keep)
                 retriever = run.pop("retriever")
                 if kind == "train":
                     run["sampled_ndcg10"] = sampled_ndcg(retriever, split, config, cases_memo)
