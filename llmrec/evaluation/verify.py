@@ -24,7 +24,9 @@ an Intel Xeon with AMX against the AMD EPYC that made the ml-100k studies; also 
 move by ~4e-7, so `dense` arms get a float32 tolerance). So a row whose scores or candidates come from a first stage
 trained in the run (`trains_first_stage`: SASRec, the fusions holding it, an LLM arm fused by its card) is compared
 strictly only on the CPU model the report records (``compute.cpu``); elsewhere, or when the report predates that
-record, a difference is reported as a skipped row naming both CPUs, not as a failure. A refactor that passes the replay keeps its reports; one that fails it changed behaviour: bump the version of the
+record, a difference is reported as a skipped row naming both CPUs, not as a failure; likewise where the report was
+made with another version of such a first stage (``provenance.versions`` in ``metrics.json``: a declared change, such
+as SASRec's faster fit), naming both versions. A refactor that passes the replay keeps its reports; one that fails it changed behaviour: bump the version of the
 component that moved (`llmrec.evaluation.cache.behaviour_versions`) and re-run the studies it moved.
 """
 
@@ -242,10 +244,37 @@ def verify_study(
             f"study {config.name!r} was made on dataset content {header.get('dataset_fingerprint')}, but "
             f"{config.dataset!r} is {found} here (another build or version of the data); {how}"
         )
+    untrusted = _moved_first_stage(_made_versions(folder)) or _other_cpu(header.get("compute"))
     with same_compute(header.get("compute")):
-        return _replay(
-            config, dataset, records, users=users, llm_users=llm_users, other_cpu=_other_cpu(header.get("compute"))
-        )
+        return _replay(config, dataset, records, users=users, llm_users=llm_users, untrusted_first_stage=untrusted)
+
+
+def _made_versions(folder: Path) -> Mapping[str, Any]:
+    """The component versions (`llmrec.evaluation.cache.behaviour_versions`) the report in `folder` was made with."""
+    try:
+        summary = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return (summary.get("provenance") or {}).get("versions") or {}
+
+
+def _moved_first_stage(made: Mapping[str, Any]) -> str | None:
+    """Why a first stage trained in the run cannot give the report's scores here: this checkout trains another
+    version of it (a declared change of behaviour, e.g. a faster SASRec fit), or None when the versions match."""
+    from llmrec.retrieval import RETRIEVERS
+
+    recorded = made.get("retrievers") or {}
+    moved = [
+        f"{name} version {recorded[name]} there, {RETRIEVERS[name].version} here"
+        for name in sorted(TRAINED_FIRST_STAGES)
+        if name in recorded and name in RETRIEVERS and recorded[name] != RETRIEVERS[name].version
+    ]
+    if not moved:
+        return None
+    return (
+        f"the study was made with another version of a first stage trained in the run ({'; '.join(moved)}): "
+        "its scores are the old version's; re-run the study to measure this one"
+    )
 
 
 @contextlib.contextmanager
@@ -341,8 +370,11 @@ def _replay(
     *,
     users: int,
     llm_users: int,
-    other_cpu: str | None = None,
+    untrusted_first_stage: str | None = None,
 ) -> list[ArmCheck]:
+    """Replay `records`' sampled users arm by arm; where `untrusted_first_stage` gives a reason (another CPU model,
+    another version of SASRec), a difference in a row that depends on a first stage trained in the run is a skipped
+    row with that reason, not a problem."""
     from llmrec.evaluation.arms import build_arm
     from llmrec.evaluation.protocols import build_cases, make_split
     from llmrec.evaluation.runner import RetrieverPool, repo_root
@@ -415,10 +447,10 @@ def _replay(
                     check.problems.append(f"user {case.user_id}: scores differ by {diff:.3g} (tolerance {tol:.3g})")
                 elif rank != kept["rank"]:
                     check.problems.append(f"user {case.user_id}: target rank {rank}, committed {kept['rank']}")
-        if other_cpu is not None and trains_first_stage(config, arm):
+        if untrusted_first_stage is not None and trains_first_stage(config, arm):
             for check in rows:
                 if check.problems:
-                    check.skipped = f"differs here ({check.problems[0]}); {other_cpu}"
+                    check.skipped = f"differs here ({check.problems[0]}); {untrusted_first_stage}"
                     check.problems = []
         checks.extend(rows)
     return checks

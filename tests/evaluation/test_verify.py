@@ -205,3 +205,23 @@ def test_rows_from_a_first_stage_trained_in_the_run_are_compared_strictly_only_o
     assert not trained["ease"] and not trained["dense"] and not trained["popularity"]
     retrieved = load_config(root / "ml100k-default.yaml")  # the candidates themselves come from zfusion
     assert all(trains_first_stage(retrieved, a) for a in retrieved.arms)
+
+
+def test_rows_from_another_version_of_a_trained_first_stage_are_skipped_naming_both_versions(tmp_path: Path):
+    import json
+
+    from llmrec.evaluation.verify import _made_versions, _moved_first_stage
+    from llmrec.retrieval import RETRIEVERS
+
+    here = {name: spec.version for name, spec in RETRIEVERS.items()}
+    assert _moved_first_stage({"retrievers": here}) is None
+    assert _moved_first_stage({}) is None  # nothing recorded: the CPU check decides
+    older = {**here, "sasrec": here["sasrec"] - 1}
+    reason = _moved_first_stage({"retrievers": older})
+    assert reason is not None
+    assert f"sasrec version {here['sasrec'] - 1} there, {here['sasrec']} here" in reason and "re-run" in reason
+    # an untrained retriever's version is not this check's business (its rows are compared strictly)
+    assert _moved_first_stage({"retrievers": {**here, "ease": here["ease"] + 1}}) is None
+    (tmp_path / "metrics.json").write_text(json.dumps({"provenance": {"versions": {"retrievers": older}}}))
+    assert _made_versions(tmp_path) == {"retrievers": older}
+    assert _made_versions(tmp_path / "missing") == {}
