@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="ml-100k", choices=sorted(CONFIGS))
     parser.add_argument("--arms", default="before,after")
     parser.add_argument("--data", default="full,train", help="comma-separated: full, train")
-    parser.add_argument("--before-rev", default="4a8d976", help="git revision of the 'before' module")
+    parser.add_argument("--before-rev", default="7c737e6", help="git revision of the 'before' module (default: the last FORMAT_VERSION 2 fit)")
     parser.add_argument("--after-settings", default="{}", help="JSON overrides of the after arm's settings")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds: one fit of each arm per seed")
     parser.add_argument("--label", default="", help="suffix of the entry's key (e.g. 2-threads)")
@@ -123,6 +123,7 @@ def main() -> None:
     from llmrec.data import PositivePolicy, leave_one_out, load_dataset
     from llmrec.evaluation.config import load_config
     from llmrec.evaluation.protocols import make_split
+    from llmrec.models.machine import cpu_description
     from llmrec.retrieval import sequential
 
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -161,7 +162,7 @@ def main() -> None:
                 )
     entry = {
         "dataset": args.dataset,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_description()}",
         "torch_threads": torch.get_num_threads(),
         "omp_threads": os.environ.get("OMP_NUM_THREADS"),
         "before_rev": args.before_rev,
