@@ -54,10 +54,13 @@ USE = textwrap.dedent(
         "candidate_order": reranker.candidate_order,
         "items": list(ranked.item_ids),
     }))
-    # the default Reranker (pointwise): fused with the default first stage, loaded from the fit the wheel ships
-    pointwise = Reranker(dataset, RerankerConfig())
+    # the default Reranker (pointwise): its card gives the LLM weight 0 over the default first stage, so it says so
+    # and keeps the first stage's order; forced, the LLM runs, fused with the first-stage fit the wheel ships
+    default = Reranker(dataset, RerankerConfig()).rank(["50", "172", "181"], ["1", "121", "174"])
+    assert default.llm_skipped and default.prompt_tokens == 0, default.fusion
+    pointwise = Reranker(dataset, RerankerConfig(force_llm=True))
     scored = pointwise.rank(["50", "172", "181"], ["1", "121", "174"])
-    assert scored.fusion["members"] == ["zfusion"] and scored.llm_skipped is None, scored.fusion
+    assert scored.fusion["members"] == ["zfusion"] and scored.llm_skipped is None and scored.prompt_tokens > 0
     try:
         resolve_adapter("smollm2-ml100k-pointwise-kg")
         retired = None
