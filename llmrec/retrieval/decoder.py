@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 #: The decoder `llm_dense` reads items with by default: the first one here that knows the catalogue (issue 30's
 #: probe: director AUC 0.651, sequel 0.957).
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"
+#: `llm_dense`'s read-out of the default model, chosen on ml-100k validation targets among layers 14, 18, 21, 24
+#: and the last, last-token or mean pooling, raw or centred (eval/results/ml100k-llm-items-valid): the hidden state
+#: after decoder layer 18 of 28, the last prompt token's, centred. Another model needs its own layer (-1: the last).
+DEFAULT_LAYER = 18
 #: The read-out prompt; ``{text}`` is the item's text. It ends inside an open quote, so the last token's state is
 #: the model's summary of the item just before it would name it in one word (PromptEOL).
 PROMPT = 'Movie: "{text}"\nThis movie in one word: "'
@@ -53,6 +57,8 @@ PROMPT = 'Movie: "{text}"\nThis movie in one word: "'
 READOUT_VERSION = 1
 #: How many other films by the same director an item's text names.
 SAME_DIRECTOR = 2
+#: How a read-out pools a layer's token states: the last prompt token's, or their mean over the prompt.
+POOLINGS = ("last", "mean")
 #: How many batches between progress log lines when no progress bar is shown.
 _LOG_EVERY = 20
 
@@ -133,6 +139,9 @@ class DecoderItemEncoder:
             CPU that measures it faster), and the resolved dtype is part of `key`.
         batch_size: items per forward pass (left-padded; items are batched by length).
         prompt: the read-out prompt, with one ``{text}`` field.
+        layer: which hidden state: -1 the last (after the final norm), else its index (0: the embeddings, i: after
+            decoder layer i).
+        pooling: ``"last"`` (the last prompt token's state, PromptEOL) or ``"mean"`` (averaged over the prompt).
 
     Attributes:
         key: names the vectors in caches and index metadata: model, resolved dtype, read-out version, prompt hash.
@@ -140,7 +149,7 @@ class DecoderItemEncoder:
 
     def __init__(
         self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, dtype: str = "auto", batch_size: int = 8,
-        prompt: str = PROMPT,
+        prompt: str = PROMPT, layer: int = -1, pooling: str = "last",
     ) -> None:
         name = str(model)
         if not name.strip():
@@ -158,7 +167,11 @@ class DecoderItemEncoder:
         self.batch_size = batch_size
         self.prompt = prompt
         prompt_hash = hashlib.sha256(prompt.encode()).hexdigest()[:8]
+        _check_readout(layer, pooling)
+        self.layer, self.pooling = layer, pooling
         self.key = f"decoder:{_model_key(name)}:{self.dtype}:readout{READOUT_VERSION}:{prompt_hash}"
+        if (layer, pooling) != (-1, "last"):
+            self.key += f":layer{layer}:{pooling}"
         self._loaded: LoadedModel | None = None
 
     @property
@@ -168,14 +181,28 @@ class DecoderItemEncoder:
         return self._loaded
 
     def encode(self, texts: Sequence[str], *, progress: bool = True) -> np.ndarray:
-        """L2-normalised float32 vectors of `texts` (one row each, in order): the decoder's final hidden state at
-        the last token of the prompt around each text."""
+        """L2-normalised float32 vectors of `texts` (one row each, in order): the decoder's hidden state of
+        `layer` at the last token of the prompt around each text (`pooling` "last") or averaged over its tokens
+        ("mean")."""
+        return self.read_out(texts, [(self.layer, self.pooling)], progress=progress)[(self.layer, self.pooling)]
+
+    def read_out(
+        self, texts: Sequence[str], variants: Sequence[tuple[int, str]], *, progress: bool = True
+    ) -> dict[tuple[int, str], np.ndarray]:
+        """`encode`'s vectors for several (layer, pooling) read-outs from one pass over `texts`: what
+        ``DecoderItemEncoder(..., layer=L, pooling=P).encode(texts)`` gives, for each (L, P)."""
         import torch
 
         if len(texts) == 0:
             raise ConfigError("nothing to encode: the list of texts is empty")
         lm = self.loaded
         tokenizer, model = lm.tokenizer, lm.model
+        n_layers = int(model.config.num_hidden_layers)
+        for layer, pooling in variants:
+            _check_readout(layer, pooling)
+            if layer > n_layers:
+                raise ConfigError(f"layer must be -1 or 0..{n_layers} for this model, got {layer}")
+        hidden_layers = any(layer not in (-1, n_layers) for layer, _ in variants)
         prompts = [self.prompt.format(text=t) for t in texts]
         # split_special_tokens: a title that spells a chat token ("<|im_end|>") is text, not a control token
         token_ids = [tokenizer(p, add_special_tokens=False, split_special_tokens=True)["input_ids"] for p in prompts]
@@ -183,7 +210,7 @@ class DecoderItemEncoder:
         batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         decoder = _decoder_body(model)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        out: np.ndarray | None = None
+        out: dict[tuple[int, str], np.ndarray] = {}
         bar = _progress_bar(len(texts), progress)
         started = time.perf_counter()
         with torch.inference_mode():
@@ -196,13 +223,23 @@ class DecoderItemEncoder:
                     ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)  # left padding
                     mask[row, width - len(seq) :] = 1
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each item's positions as if unpadded
-                hidden = decoder(
+                result = decoder(
                     input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                    position_ids=positions.to(lm.device), use_cache=False,
-                ).last_hidden_state[:, -1, :].float().cpu().numpy()
-                if out is None:
-                    out = np.zeros((len(texts), hidden.shape[1]), dtype=np.float32)
-                out[batch] = hidden
+                    position_ids=positions.to(lm.device), use_cache=False, output_hidden_states=hidden_layers,
+                )
+                weights = mask.to(lm.device).unsqueeze(-1).float()
+                for layer, pooling in variants:
+                    states = (
+                        result.last_hidden_state if layer in (-1, n_layers) else result.hidden_states[layer]
+                    ).float()
+                    if pooling == "last":
+                        pooled = states[:, -1, :]
+                    else:
+                        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+                    rows = pooled.cpu().numpy()
+                    if (layer, pooling) not in out:
+                        out[(layer, pooling)] = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)
+                    out[(layer, pooling)][batch] = rows
                 if bar is not None:
                     bar.update(len(batch))
                 elif (b + 1) % _LOG_EVERY == 0 or b + 1 == len(batches):
@@ -210,9 +247,26 @@ class DecoderItemEncoder:
                     log.info("read out %d / %d items (%.0f s)", done, len(texts), time.perf_counter() - started)
         if bar is not None:
             bar.close()
-        assert out is not None
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return np.ascontiguousarray(out / np.maximum(norms, 1e-12), dtype=np.float32)
+        return {
+            variant: np.ascontiguousarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+            for variant, v in out.items()
+        }
+
+
+def _check_readout(layer: int, pooling: str) -> None:
+    if isinstance(layer, bool) or not isinstance(layer, int) or layer < -1:
+        raise ConfigError(f"layer must be -1 (the last, after the final norm) or a hidden-state index >= 0, got {layer!r}")
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+def centered(vectors: np.ndarray) -> np.ndarray:
+    """`vectors` minus their mean row, L2-normalised again (an all-equal catalogue stays as it is)."""
+    out = vectors.astype(np.float64) - vectors.astype(np.float64).mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    if float(norms.max(initial=0.0)) < 1e-9:
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+    return np.ascontiguousarray(out / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def _decoder_body(model: Any) -> Any:
@@ -250,6 +304,9 @@ class LlmDenseRetriever(DenseRetriever):
         *,
         dtype: str = "auto",
         facts: bool = True,
+        center: bool = True,
+        layer: int = DEFAULT_LAYER,
+        pooling: str = "last",
         index: IndexConfig | str | None = None,
         history_len: int = 10,
         recency_decay: float = 0.9,
@@ -262,11 +319,15 @@ class LlmDenseRetriever(DenseRetriever):
 
         Args:
             dataset: its items (and their KG facts) are the catalogue; its interactions feed the popularity fallback.
-            model, dtype, batch_size: the decoder and how it runs (`DecoderItemEncoder`).
+            model, dtype, batch_size, layer, pooling: the decoder, how it runs and what is read out
+                (`DecoderItemEncoder`); the default read-out (`DEFAULT_LAYER`, last token, centred) is the one
+                chosen for the default model: give `layer` (e.g. -1) for another model.
             facts: describe items with their KG facts (`FactTexts`); False: title, year and genres only.
+            center: subtract the catalogue's mean vector before normalising (`centered`): a decoder's last-token
+                states share a large common direction (the prompt's), which dominates the raw cosines.
             index, history_len, recency_decay, use_cache, cache_dir, progress: as `DenseRetriever.build`.
         """
-        encoder = DecoderItemEncoder(model, dtype=dtype, batch_size=batch_size)
+        encoder = DecoderItemEncoder(model, dtype=dtype, batch_size=batch_size, layer=layer, pooling=pooling)
         kg = KnowledgeGraph.from_dataset(dataset, metadata=False) if facts else None
         text_fn: Callable[[Item], str] = FactTexts(kg, dataset.items)
         retriever = cls._from_encoder(
@@ -279,6 +340,7 @@ class LlmDenseRetriever(DenseRetriever):
             use_cache=use_cache,
             cache_dir=cache_dir,
             progress=progress,
+            transform=centered if center else None,
         )
         assert isinstance(retriever, LlmDenseRetriever)
         return retriever

@@ -138,10 +138,12 @@ class DenseRetriever(CatalogueRetriever):
         use_cache: bool = True,
         cache_dir: str | os.PathLike[str] | None = None,
         progress: bool = True,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> DenseRetriever:
         """`build` with any item encoder: an object with a ``key`` (names its vectors in caches and index
         metadata) and ``encode(texts, progress=...)`` returning L2-normalised rows (e.g.
-        `llmrec.retrieval.decoder.DecoderItemEncoder`)."""
+        `llmrec.retrieval.decoder.DecoderItemEncoder`). `transform` maps the catalogue's (cached) vectors to the
+        indexed ones (L2-normalised rows again; the cache keeps the encoder's own vectors)."""
         config = IndexConfig(kind=index) if isinstance(index, str) else (index or IndexConfig())
         ids = catalogue_ids(dataset)
         if not ids:
@@ -168,6 +170,8 @@ class DenseRetriever(CatalogueRetriever):
                 cache_dir=Path(cache_dir) if cache_dir is not None else None,
                 progress=progress,
             )
+            if transform is not None:
+                vectors = np.ascontiguousarray(transform(vectors), dtype=np.float32)
             vector_index = VectorIndex.build(
                 vectors, ids, model=encoder.key, config=config, text_version=version
             )

@@ -12,7 +12,7 @@ from llmrec.knowledge.graph import KnowledgeGraph
 from llmrec.models.loading import clear_model_cache
 from llmrec.models.tiny import save_tiny
 from llmrec.retrieval import RETRIEVERS, build_retriever
-from llmrec.retrieval.decoder import DecoderItemEncoder, FactTexts, LlmDenseRetriever
+from llmrec.retrieval.decoder import DecoderItemEncoder, FactTexts, LlmDenseRetriever, centered
 from llmrec.retrieval.embeddings import item_text
 
 from .conftest import HISTORIES, ITEM_IDS
@@ -42,17 +42,41 @@ def test_vectors_are_unit_rows_and_do_not_depend_on_the_batch(lm_dir):
     np.testing.assert_allclose(batched, alone, atol=1e-4)
 
 
+def test_one_pass_reads_out_what_each_encoder_gives(lm_dir):
+    texts = ["Fargo (1996).", "A longer title (2001). Genres: Drama.", "X."]
+    variants = [(-1, "last"), (1, "last"), (1, "mean"), (-1, "mean")]
+    together = DecoderItemEncoder(lm_dir, dtype="float32", batch_size=2).read_out(texts, variants, progress=False)
+    for layer, pooling in variants:
+        alone = DecoderItemEncoder(lm_dir, dtype="float32", layer=layer, pooling=pooling).encode(texts, progress=False)
+        np.testing.assert_allclose(together[(layer, pooling)], alone, atol=1e-5)
+    assert not np.allclose(together[(1, "last")], together[(-1, "last")])
+    with pytest.raises(ConfigError, match="layer must be -1 or 0..2"):
+        DecoderItemEncoder(lm_dir, dtype="float32", layer=5).encode(texts, progress=False)
+
+
+def test_centering_removes_the_common_direction():
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(6, 8)) * 0.1 + 5.0  # one shared direction dominates every cosine
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    out = centered(raw)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+    assert (raw @ raw.T).min() > 0.9 and (out @ out.T)[~np.eye(6, dtype=bool)].mean() < 0.1
+    same = np.ones((3, 4), dtype=np.float32) / 2
+    np.testing.assert_array_equal(centered(same), same)
+
+
 def test_the_key_names_model_dtype_readout_and_prompt(lm_dir):
     base = DecoderItemEncoder(lm_dir, dtype="float32")
     assert base.key.startswith(f"decoder:path:{lm_dir.resolve()}:float32:readout")
     assert DecoderItemEncoder(lm_dir, dtype="bfloat16").key != base.key
     assert DecoderItemEncoder(lm_dir, dtype="float32", prompt="Item {text}. One word:").key != base.key
     assert DecoderItemEncoder(lm_dir, dtype="float32", batch_size=3).key == base.key
+    assert DecoderItemEncoder(lm_dir, dtype="float32", layer=1, pooling="mean").key == base.key + ":layer1:mean"
 
 
 def test_build_caches_atomically_and_reuses_the_vectors(tiny, lm_dir, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    first = LlmDenseRetriever.build(tiny, lm_dir, dtype="float32", cache_dir=cache, progress=False)
+    first = LlmDenseRetriever.build(tiny, lm_dir, dtype="float32", layer=-1, center=False, cache_dir=cache, progress=False)
     assert first.name == "llm_dense" and first.vectors.shape[0] == len(ITEM_IDS)
     assert [p.suffix for p in cache.iterdir()] == [".npz"]  # no temporary file left behind
 
@@ -60,12 +84,17 @@ def test_build_caches_atomically_and_reuses_the_vectors(tiny, lm_dir, tmp_path, 
         raise AssertionError("the cached vectors should have been read")
 
     monkeypatch.setattr(DecoderItemEncoder, "encode", refuse)
-    again = LlmDenseRetriever.build(tiny, lm_dir, dtype="float32", cache_dir=cache, progress=False)
+    again = LlmDenseRetriever.build(tiny, lm_dir, dtype="float32", layer=-1, center=False, cache_dir=cache, progress=False)
     np.testing.assert_array_equal(again.vectors, first.vectors)
     # the scoring is dense's: recency-weighted cosine with the history
     history = HISTORIES["u2"]
     got = again.retrieve(history, k=3)
     assert len(got) == 3 and {c.source for c in got} == {"llm_dense"}
+    # centring is applied to the cached vectors, so it reads the same cache
+    centred = LlmDenseRetriever.build(
+        tiny, lm_dir, dtype="float32", layer=-1, center=True, cache_dir=cache, progress=False
+    )
+    np.testing.assert_allclose(centred.vectors, centered(first.vectors), atol=1e-6)
 
 
 def test_an_interrupted_encode_leaves_no_cache_file(tiny, lm_dir, tmp_path, monkeypatch):
@@ -74,7 +103,7 @@ def test_an_interrupted_encode_leaves_no_cache_file(tiny, lm_dir, tmp_path, monk
 
     monkeypatch.setattr(DecoderItemEncoder, "encode", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        LlmDenseRetriever.build(tiny, lm_dir, dtype="float32", cache_dir=tmp_path / "cache", progress=False)
+        LlmDenseRetriever.build(tiny, lm_dir, dtype="float32", layer=-1, cache_dir=tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
@@ -96,6 +125,8 @@ def test_item_texts_carry_kg_facts():
         ({"dtype": "half"}, "dtype must be one of"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"prompt": "no field"}, "prompt must contain"),
+        ({"layer": -2}, "layer must be -1"),
+        ({"pooling": "max"}, "pooling must be one of"),
     ],
 )
 def test_bad_encoder_options_are_refused(lm_dir, opts, message):
@@ -116,7 +147,7 @@ def test_registry_entry_and_zfusion_member(tiny, lm_dir, tmp_path, monkeypatch):
     assert spec.scores_as_new and not spec.orders_candidates
     with pytest.raises(ConfigError, match="did you mean 'dtype'"):
         build_retriever("llm_dense", tiny, dtyp="float32")
-    opts = {"model": str(lm_dir), "dtype": "float32"}
+    opts = {"model": str(lm_dir), "dtype": "float32", "layer": 1}
     fused = build_retriever(
         "zfusion", tiny, members=["cooc", "llm_dense"], member_opts={"llm_dense": opts}, progress=False,
         cache_dir=tmp_path / "fits",

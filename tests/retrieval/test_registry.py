@@ -53,7 +53,7 @@ def _built(name, tiny, unit_vectors, tmp_path):
         from llmrec.models.tiny import save_tiny
 
         model = save_tiny(tmp_path / "tiny-lm")
-        return build_retriever(name, tiny, model=str(model), dtype="float32", progress=False)
+        return build_retriever(name, tiny, model=str(model), dtype="float32", layer=-1, progress=False)
     if name == "zfusion":  # over members that need no asset or training
         return build_retriever(name, tiny, members=["cooc", "popularity"])
     return build_retriever(name, tiny, progress=False, **({"settings": SASREC["settings"]} if name == "sasrec" else {}))
