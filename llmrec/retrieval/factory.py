@@ -77,8 +77,9 @@ RETRIEVERS: dict[str, RetrieverSpec] = {
         RetrieverSpec("cooc", CooccurrenceRetriever.fit, scores_as_new=True, orders_candidates=True),
         RetrieverSpec("popularity", PopularityRetriever.fit, scores_as_new=True, orders_candidates=True),
         RetrieverSpec("dense", DenseRetriever.build, scores_as_new=True, orders_candidates=True),
-        # `dense` over item vectors read out of a decoder LLM (`llmrec.retrieval.decoder`); a z-fusion member
-        RetrieverSpec("llm_dense", LlmDenseRetriever.build, scores_as_new=True),
+        # `dense` over item vectors read out of a decoder LLM (`llmrec.retrieval.decoder`); a z-fusion member.
+        # Version 2: the default read-out moved from the last layer's raw state to layer 18's, centred.
+        RetrieverSpec("llm_dense", LlmDenseRetriever.build, scores_as_new=True, version=2),
         RetrieverSpec("ease", EaseRetriever.fit, scores_as_new=True),
         RetrieverSpec("als", AlsRetriever.fit),
         RetrieverSpec("sasrec", SasrecRetriever.fit, holds_out_last=True, version=SASREC_FORMAT_VERSION),
