@@ -22,7 +22,7 @@ import numpy as np
 from llmrec.data.matrix import catalogue_ids
 from llmrec.errors import ConfigError
 from llmrec.retrieval.base import CatalogueRetriever, Ranked, check_history_options, recency_weights
-from llmrec.retrieval.embeddings import ItemEncoder, embed_items, item_text, texts_version
+from llmrec.retrieval.embeddings import ItemEncoder, VectorEncoder, embed_items, item_text, texts_version
 from llmrec.retrieval.index import IndexConfig, IndexMismatchError, VectorIndex, check_meta
 from llmrec.retrieval.popularity import PopularityRetriever
 from llmrec.types import Item
@@ -45,7 +45,7 @@ class DenseRetriever(CatalogueRetriever):
         index: VectorIndex,
         popularity: PopularityRetriever,
         *,
-        encoder: ItemEncoder | None = None,
+        encoder: VectorEncoder | None = None,
         texts: Sequence[str] | None = None,
         history_len: int = 10,
         recency_decay: float = 0.9,
@@ -107,13 +107,49 @@ class DenseRetriever(CatalogueRetriever):
         Raises:
             IndexMismatchError: the saved index at `index_path` was built with another model, catalogue or texts.
         """
+        return cls._from_encoder(
+            dataset,
+            ItemEncoder(model, batch_size=batch_size, device=device),
+            index=index,
+            index_path=index_path,
+            rebuild=rebuild,
+            history_len=history_len,
+            recency_decay=recency_decay,
+            query=query,
+            text_fn=text_fn,
+            use_cache=use_cache,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+
+    @classmethod
+    def _from_encoder(
+        cls,
+        dataset: Dataset,
+        encoder: VectorEncoder,
+        *,
+        index: IndexConfig | str | None = None,
+        index_path: str | os.PathLike[str] | None = None,
+        rebuild: bool = False,
+        history_len: int = 10,
+        recency_decay: float = 0.9,
+        query: str = "mean",
+        text_fn: Callable[[Item], str] = item_text,
+        use_cache: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> DenseRetriever:
+        """`build` with any item encoder: an object with a ``key`` (names its vectors in caches and index
+        metadata) and ``encode(texts, progress=...)`` returning L2-normalised rows (e.g.
+        `llmrec.retrieval.decoder.DecoderItemEncoder`). `transform` maps the catalogue's (cached) vectors to the
+        indexed ones (L2-normalised rows again; the cache keeps the encoder's own vectors)."""
         config = IndexConfig(kind=index) if isinstance(index, str) else (index or IndexConfig())
         ids = catalogue_ids(dataset)
         if not ids:
             raise ConfigError(f"dataset {dataset.name!r} has no items to index")
         texts = [text_fn(dataset.items[i]) for i in ids]
         version = texts_version(ids, texts)
-        encoder = ItemEncoder(model, batch_size=batch_size, device=device)
         path = Path(index_path) if index_path is not None else None
         if path is not None and path.exists() and not rebuild:
             meta = VectorIndex.read_meta(path)
@@ -134,6 +170,8 @@ class DenseRetriever(CatalogueRetriever):
                 cache_dir=Path(cache_dir) if cache_dir is not None else None,
                 progress=progress,
             )
+            if transform is not None:
+                vectors = np.ascontiguousarray(transform(vectors), dtype=np.float32)
             vector_index = VectorIndex.build(
                 vectors, ids, model=encoder.key, config=config, text_version=version
             )

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -123,6 +123,17 @@ class ItemEncoder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+class VectorEncoder(Protocol):
+    """What `embed_items` needs of an encoder: `ItemEncoder`, or `llmrec.retrieval.decoder.DecoderItemEncoder`."""
+
+    #: Names the vectors in caches and index metadata: it changes whenever the same texts would give other vectors.
+    key: str
+
+    def encode(self, texts: Sequence[str], *, progress: bool = True) -> np.ndarray:
+        """L2-normalised float32 vectors of `texts`, one row each."""
+        ...
+
+
 def embeddings_cache_dir() -> Path:
     """Where item embeddings are cached: ``$LLMREC_HOME/embeddings``."""
     from llmrec.assets import llmrec_home
@@ -156,7 +167,7 @@ def load_cached(model_key: str, item_ids: Sequence[str], texts: Sequence[str], c
 
 
 def embed_items(
-    encoder: ItemEncoder,
+    encoder: VectorEncoder,
     item_ids: Sequence[str],
     texts: Sequence[str],
     *,

@@ -21,6 +21,7 @@ from llmrec.errors import ConfigError
 from llmrec.retrieval.als import AlsRetriever
 from llmrec.retrieval.base import Retriever
 from llmrec.retrieval.cooccurrence import CooccurrenceRetriever
+from llmrec.retrieval.decoder import LlmDenseRetriever
 from llmrec.retrieval.dense import DenseRetriever
 from llmrec.retrieval.ease import EaseRetriever
 from llmrec.retrieval.fitted import seed_cache
@@ -76,6 +77,9 @@ RETRIEVERS: dict[str, RetrieverSpec] = {
         RetrieverSpec("cooc", CooccurrenceRetriever.fit, scores_as_new=True, orders_candidates=True),
         RetrieverSpec("popularity", PopularityRetriever.fit, scores_as_new=True, orders_candidates=True),
         RetrieverSpec("dense", DenseRetriever.build, scores_as_new=True, orders_candidates=True),
+        # `dense` over item vectors read out of a decoder LLM (`llmrec.retrieval.decoder`); a z-fusion member.
+        # Version 2: the default read-out moved from the last layer's raw state to layer 18's, centred.
+        RetrieverSpec("llm_dense", LlmDenseRetriever.build, scores_as_new=True, version=2),
         RetrieverSpec("ease", EaseRetriever.fit, scores_as_new=True),
         RetrieverSpec("als", AlsRetriever.fit),
         RetrieverSpec("sasrec", SasrecRetriever.fit, holds_out_last=True, version=SASREC_FORMAT_VERSION),

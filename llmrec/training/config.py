@@ -25,11 +25,12 @@ from llmrec.config import build, check_fields, plain, read_config_file, require
 from llmrec.errors import ConfigError
 from llmrec.models.config import QUANTIZATIONS
 from llmrec.prompts import DEFAULT_SETTINGS, PromptSettings, load_template
-from llmrec.ranking.order import GIVEN, ORDER_SOURCES, check_candidate_order
+from llmrec.ranking.order import check_candidate_order
+from llmrec.retrieval.factory import retriever_names
 
 Mode = Literal["listwise", "pointwise"]
 MixedPrecision = Literal["no", "bf16"]
-NegativeSource = Literal["random", "popularity", "cooc", "dense", "ease", "als", "sasrec", "zfusion", "fusion"]
+NegativeSource = Literal["random", "popularity", "cooc", "dense", "llm_dense", "ease", "als", "sasrec", "zfusion", "fusion"]
 SplitKind = Literal["leave_one_out", "time"]
 
 
@@ -134,10 +135,10 @@ class NegativesSection:
         return 19 if mode == "listwise" else 1
 
 
-#: Retrievers that can score a training target as new to its user: those a candidate order may come from (their
-#: scores leave out the user's own interactions), and EASE (an exact downdate of the user's row). ALS, SASRec and
-#: fusion cannot forget a user without a refit, so their score would leak the target.
-OFFSET_RETRIEVERS = (*(s for s in ORDER_SOURCES if s != GIVEN), "ease")
+#: Retrievers that can score a training target as new to its user (`RetrieverSpec.scores_as_new`): those a candidate
+#: order may come from, the decoder item vectors (`llm_dense`) and EASE (an exact downdate of the user's row). ALS,
+#: SASRec and fusion cannot forget a user without a refit, so their score would leak the target.
+OFFSET_RETRIEVERS = retriever_names(scores_as_new=True)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ SASREC = {"settings": {"max_len": 4, "dim": 8, "heads": 1, "blocks": 1, "max_epo
 
 def test_the_other_layers_lists_are_the_registrys():
     assert RETRIEVER_NAMES == tuple(RETRIEVERS) == (
-        "cooc", "popularity", "dense", "ease", "als", "sasrec", "zfusion", "fusion"
+        "cooc", "popularity", "dense", "llm_dense", "ease", "als", "sasrec", "zfusion", "fusion"
     )
     assert RETRIEVER_ARM_KINDS == RETRIEVER_NAMES
     assert ORDER_SOURCES == (GIVEN, *retriever_names(orders_candidates=True)) == (GIVEN, "cooc", "popularity", "dense")
@@ -45,10 +45,15 @@ def test_a_candidate_order_needs_scores_that_leave_the_user_out():
         RetrieverSpec("x", None, scores_as_new=False, orders_candidates=True)
 
 
-def _built(name, tiny, unit_vectors):
+def _built(name, tiny, unit_vectors, tmp_path):
     if name == "dense":  # the real builder embeds with an asset model: the same class over given vectors
         index = VectorIndex.build(unit_vectors, ITEM_IDS, model="test", config=IndexConfig(kind="flat"))
         return DenseRetriever(index, PopularityRetriever.fit(tiny))
+    if name == "llm_dense":  # the real builder reads a 1.5B model: the same builder over a tiny random decoder
+        from llmrec.models.tiny import save_tiny
+
+        model = save_tiny(tmp_path / "tiny-lm")
+        return build_retriever(name, tiny, model=str(model), dtype="float32", layer=-1, progress=False)
     if name == "zfusion":  # over members that need no asset or training
         return build_retriever(name, tiny, members=["cooc", "popularity"])
     return build_retriever(name, tiny, progress=False, **({"settings": SASREC["settings"]} if name == "sasrec" else {}))
@@ -57,7 +62,7 @@ def _built(name, tiny, unit_vectors):
 @pytest.mark.parametrize("name", [n for n in RETRIEVER_NAMES if n != "fusion"])
 def test_scores_as_new_is_what_the_retriever_does(tiny, unit_vectors, tmp_path, monkeypatch, name):
     monkeypatch.setenv("LLMREC_HOME", str(tmp_path))
-    retriever = _built(name, tiny, unit_vectors)
+    retriever = _built(name, tiny, unit_vectors, tmp_path)
     history, user_items = HISTORIES["u2"][:-1], HISTORIES["u2"]
     if RETRIEVERS[name].scores_as_new:
         assert len(retriever.score(history, ITEM_IDS, user_items=user_items)) == len(ITEM_IDS)
