@@ -312,12 +312,28 @@ def _unfetched_heavy_model(arm: Any) -> str | None:
     fetch all`, nor in CI) and is not in this cache; else None."""
     from llmrec.assets import ASSETS, is_fetched
 
+    for name in _arm_models(arm):
+        spec = ASSETS.get(name)
+        if spec is not None and not spec.in_all and not is_fetched(name):
+            return (
+                f"its model {name} is not fetched here (a multi-GB asset: `llmrec fetch {name}`, then --verify "
+                "replays it)"
+            )
+    return None
+
+
+def _arm_models(arm: Any) -> list[str]:
+    """The model names an arm loads: its LLM's, and the decoder of an `llm_dense` retriever it is or fuses."""
+    from llmrec.retrieval.decoder import DEFAULT_MODEL
+
     model = getattr(arm, "model", None)
-    name = model if isinstance(model, str) else getattr(model, "name_or_path", None)
-    spec = ASSETS.get(name) if isinstance(name, str) else None
-    if spec is None or spec.in_all or is_fetched(str(name)):
-        return None
-    return f"its model {name} is not fetched here (a multi-GB asset: `llmrec fetch {name}`, then --verify replays it)"
+    names = [model if isinstance(model, str) else getattr(model, "name_or_path", None)]
+    options = getattr(arm, "retriever_options", None) or {}
+    if getattr(arm, "kind", None) == "llm_dense":
+        names.append(options.get("model", DEFAULT_MODEL))
+    if "llm_dense" in (options.get("members") or ()):
+        names.append((options.get("member_opts") or {}).get("llm_dense", {}).get("model", DEFAULT_MODEL))
+    return [str(n) for n in names if isinstance(n, str | os.PathLike)]
 
 
 #: First stages trained by gradient descent in the run (a refit on another CPU model ends at other weights), and the

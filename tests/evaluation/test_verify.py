@@ -250,3 +250,19 @@ def test_verify_skips_without_refitting_the_rows_of_another_sasrec_version(study
     out = capsys.readouterr().out
     assert re.search(rf"sas: skipped: not replayed: .*sasrec version {made} there, {made + 1} here", out), out
     assert re.search(r"\n  cooc +ok +5 users", out) and "FAILED" not in out
+
+
+def test_verify_skips_a_decoder_item_retriever_whose_model_is_not_fetched(tmp_path: Path, monkeypatch):
+    from llmrec.evaluation.config import ArmConfig
+    from llmrec.evaluation.verify import _unfetched_heavy_model
+
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))  # an empty cache
+    alone = ArmConfig(name="l", kind="llm_dense", retriever_options={"dtype": "bfloat16"})
+    assert "llmrec fetch qwen2.5-coder-1.5b" in str(_unfetched_heavy_model(alone))
+    fused = ArmConfig(
+        name="z", kind="zfusion", retriever_options={"members": ["sasrec", "ease", "dense", "llm_dense"]}
+    )
+    assert "llmrec fetch qwen2.5-coder-1.5b" in str(_unfetched_heavy_model(fused))
+    small = ArmConfig(name="s", kind="llm_dense", retriever_options={"model": "smollm2"})
+    assert _unfetched_heavy_model(small) is None  # `llmrec fetch all` has it: replayed
+    assert _unfetched_heavy_model(ArmConfig(name="z", kind="zfusion")) is None
