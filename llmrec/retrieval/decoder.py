@@ -330,7 +330,7 @@ class LlmDenseRetriever(DenseRetriever):
         encoder = DecoderItemEncoder(model, dtype=dtype, batch_size=batch_size, layer=layer, pooling=pooling)
         kg = KnowledgeGraph.from_dataset(dataset, metadata=False) if facts else None
         text_fn: Callable[[Item], str] = FactTexts(kg, dataset.items)
-        retriever = cls._from_encoder(
+        retriever = cls.from_encoder(
             dataset,
             encoder,
             text_fn=text_fn,

@@ -107,7 +107,7 @@ class DenseRetriever(CatalogueRetriever):
         Raises:
             IndexMismatchError: the saved index at `index_path` was built with another model, catalogue or texts.
         """
-        return cls._from_encoder(
+        return cls.from_encoder(
             dataset,
             ItemEncoder(model, batch_size=batch_size, device=device),
             index=index,
@@ -123,7 +123,7 @@ class DenseRetriever(CatalogueRetriever):
         )
 
     @classmethod
-    def _from_encoder(
+    def from_encoder(
         cls,
         dataset: Dataset,
         encoder: VectorEncoder,
