@@ -382,7 +382,7 @@ def test_pointwise_training_on_a_first_stage_offset(tmp_path, tiny_model_dir, sy
         cfg.with_overrides({"mode": "listwise", "prompt.template": "listwise"})
     with pytest.raises(ConfigError, match=r"output: the adapter name 'x-0.3' may not contain '\.'"):
         cfg.with_overrides({"output": str(tmp_path / "x-0.3")})
-    with pytest.raises(ConfigError, match="offset.retriever: must be one of cooc, popularity, dense, ease or null"):
+    with pytest.raises(ConfigError, match="offset.retriever: must be one of cooc, popularity, dense, llm_dense, ease or null"):
         cfg.with_overrides({"offset.retriever": "sasrec"})
 
 
