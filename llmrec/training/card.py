@@ -43,7 +43,7 @@ def build_card(run: Run, state: TrainState) -> dict[str, Any]:
         "training_split": split.settings.to_dict(),
         "data": d["data"],
         "negatives": {"source": cfg.negatives.source, "n": cfg.negatives.count(cfg.mode)},
-        "lora": {k: v for k, v in d["lora"].items() if not (k == "init_from" and v is None)},
+        "lora": {k: v for k, v in d["lora"].items() if not (k in ("init_from", "last_layers") and v is None)},
         "optim": d["optim"],
         "training": _training_section(run, state),
         "validation": _validation_section(cfg, state, users=len(run.data.val_specs)),

@@ -48,6 +48,8 @@ def fingerprint(cfg: TrainConfig) -> str:
         del data["offset"]
     if data["model"]["mixed_precision"] == "no":  # likewise for configs written before mixed precision
         del data["model"]["mixed_precision"]
+    if data["lora"]["last_layers"] is None:  # likewise for configs written before LoRA on the last layers only
+        del data["lora"]["last_layers"]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

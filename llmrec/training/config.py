@@ -217,6 +217,8 @@ class LoraSection:
             `llmrec.models.resolve_adapter` takes): continued fine-tuning, e.g. a shipped adapter on your own
             interactions or on harder negatives. Its r, alpha and target modules must equal these, its base model
             this run's, and it must not have trained on this run's held-out items.
+        last_layers: LoRA on the last N decoder layers only (peft's ``layers_to_transform``); backpropagation then
+            stops below the lowest of them, so a step costs less (a 1.5B model on a CPU). None: every layer.
     """
 
     r: int = 8
@@ -224,6 +226,7 @@ class LoraSection:
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     init_from: str | None = None
+    last_layers: int | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, "lora.")
@@ -231,6 +234,10 @@ class LoraSection:
         require(self.alpha >= 1, "lora.alpha", f"must be >= 1, got {self.alpha}")
         require(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
         require(len(self.target_modules) >= 1, "lora.target_modules", "must name at least one module")
+        require(
+            self.last_layers is None or self.last_layers >= 1,
+            "lora.last_layers", f"must be >= 1 or null, got {self.last_layers}",
+        )
 
 
 @dataclass(frozen=True)

@@ -192,10 +192,23 @@ def wrap_lora(model: Any, cfg: TrainConfig) -> Any:
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
         target_modules=list(cfg.lora.target_modules),
+        layers_to_transform=lora_layers(model, cfg.lora.last_layers),
         task_type="CAUSAL_LM",
         bias="none",
     )
     return get_peft_model(model, lora)
+
+
+def lora_layers(model: Any, last_layers: int | None) -> list[int] | None:
+    """The decoder layer indices ``lora.last_layers`` names in `model` (None: every layer)."""
+    if last_layers is None:
+        return None
+    total = getattr(model.config, "num_hidden_layers", None)
+    if total is None:
+        raise ConfigError("lora.last_layers: this model's config does not say how many decoder layers it has")
+    if last_layers > total:
+        raise ConfigError(f"lora.last_layers: {last_layers} asked, but the model has {total} decoder layers")
+    return list(range(total - last_layers, total))
 
 
 def check_init_adapter(model: Any, cfg: TrainConfig, split: Split) -> Path | None:
@@ -218,8 +231,14 @@ def check_init_adapter(model: Any, cfg: TrainConfig, split: Split) -> Path | Non
         "r": peft_cfg.get("r"),
         "alpha": peft_cfg.get("lora_alpha"),
         "target_modules": sorted(peft_cfg.get("target_modules") or []),
+        "layers": peft_cfg.get("layers_to_transform"),
     }
-    ours = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": sorted(cfg.lora.target_modules)}
+    ours = {
+        "r": cfg.lora.r,
+        "alpha": cfg.lora.alpha,
+        "target_modules": sorted(cfg.lora.target_modules),
+        "layers": lora_layers(model, cfg.lora.last_layers),
+    }
     differ = [f"{k} {theirs[k]} (adapter) vs {ours[k]} (lora section)" for k in ours if theirs[k] != ours[k]]
     if differ:
         raise ConfigError(

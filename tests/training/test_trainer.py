@@ -582,3 +582,24 @@ def test_patience_needs_periodic_validation(tmp_path, tiny_model_dir, synth_dir)
         make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"validation.patience": 2, "validation.every": None})
     with pytest.raises(ConfigError, match=r"validation\.patience: must be >= 1 or null, got 0"):
         make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"validation.patience": 0})
+
+
+def test_lora_on_the_last_layers_only_trains_and_reloads_there(tmp_path, tiny_model_dir, synth_dir, synth):
+    from safetensors.torch import load_file
+
+    cfg = make_cfg(tmp_path, tiny_model_dir, synth_dir, **{"lora.last_layers": 1, "optim.max_steps": 2})
+    train(cfg, progress=False)
+    weights = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    layers = {int(name.split(".layers.")[1].split(".")[0]) for name in weights}
+    assert layers == {1}  # the tiny model has 2 decoder layers: only the last one carries LoRA matrices
+    assert read_card(tmp_path / "adapter")["lora"]["last_layers"] == 1
+    assert listwise_scores(tiny_model_dir, synth, tmp_path / "adapter") != listwise_scores(tiny_model_dir, synth)
+    # a whole-model adapter does not continue as a last-layers one (another LoRA shape), and too many layers is named
+    with pytest.raises(ConfigError, match=r"lora.init_from: .*layers \[1\] \(adapter\) vs None"):
+        train(make_cfg(tmp_path, tiny_model_dir, synth_dir, output=str(tmp_path / "x"),
+                       **{"lora.init_from": str(tmp_path / "adapter")}), progress=False)
+    with pytest.raises(ConfigError, match="lora.last_layers: 3 asked, but the model has 2 decoder layers"):
+        train(make_cfg(tmp_path, tiny_model_dir, synth_dir, output=str(tmp_path / "y"), checkpoint_dir=str(tmp_path / "c3"),
+                       **{"lora.last_layers": 3}), progress=False)
+    with pytest.raises(ConfigError, match="lora.last_layers"):
+        TrainConfig.from_dict({"lora": {"last_layers": 0}})
