@@ -22,7 +22,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,10 +30,10 @@ from llmrec.errors import ConfigError
 from llmrec.knowledge.graph import KnowledgeGraph
 from llmrec.knowledge.selection import item_name
 from llmrec.models.config import DTYPES, ModelConfig
-from llmrec.models.loading import LoadedModel, load_model
+from llmrec.models.loading import MODEL_ASSETS, LoadedModel, load_model
 from llmrec.models.machine import resolve_dtype
 from llmrec.retrieval.dense import DenseRetriever
-from llmrec.retrieval.embeddings import item_text
+from llmrec.retrieval.embeddings import item_text, model_key
 from llmrec.retrieval.index import IndexConfig
 from llmrec.types import Item
 
@@ -117,19 +116,6 @@ class FactTexts:
         return text
 
 
-def _model_key(model: str) -> str:
-    """How a decoder is named in cache keys: ``asset:NAME`` for an llmrec asset, ``path:/abs`` for a folder,
-    ``hub:ID`` otherwise (the `llmrec.retrieval.embeddings.resolve_model` convention)."""
-    from llmrec.models.loading import MODEL_ASSETS
-
-    if model in MODEL_ASSETS:
-        return f"asset:{model}"
-    path = Path(model).expanduser()
-    if path.exists():
-        return f"path:{path.resolve()}"
-    return f"hub:{model}"
-
-
 class DecoderItemEncoder:
     """Item vectors from a decoder LLM's last-token hidden state after `prompt`; the model is loaded on first use.
 
@@ -169,7 +155,7 @@ class DecoderItemEncoder:
         prompt_hash = hashlib.sha256(prompt.encode()).hexdigest()[:8]
         _check_readout(layer, pooling)
         self.layer, self.pooling = layer, pooling
-        self.key = f"decoder:{_model_key(name)}:{self.dtype}:readout{READOUT_VERSION}:{prompt_hash}"
+        self.key = f"decoder:{model_key(name, MODEL_ASSETS)}:{self.dtype}:readout{READOUT_VERSION}:{prompt_hash}"
         if (layer, pooling) != (-1, "last"):
             self.key += f":layer{layer}:{pooling}"
         self._loaded: LoadedModel | None = None

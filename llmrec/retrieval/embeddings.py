@@ -15,7 +15,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,25 +46,35 @@ def texts_version(item_ids: Sequence[str], texts: Sequence[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def resolve_model(model: str | os.PathLike[str]) -> tuple[str, str]:
-    """``(key, location)`` of an embedder: ``key`` names it in caches and index metadata, ``location`` loads it.
+def model_key(name: str, assets: Container[str]) -> str:
+    """How a model is named in caches and index metadata: ``asset:NAME`` for one of `assets`, ``path:/abs`` for an
+    existing file or folder, ``hub:ID`` otherwise (pure: nothing is fetched or loaded)."""
+    if name in assets:
+        return f"asset:{name}"
+    path = Path(name).expanduser()
+    if path.exists():
+        return f"path:{path.resolve()}"
+    return f"hub:{name}"
 
-    ``"minilm"`` is the asset (``asset:minilm``), an existing folder is a local path (``path:/abs/folder``),
-    anything else is taken as a hub id (``hub:org/name``).
+
+def resolve_model(model: str | os.PathLike[str]) -> tuple[str, str]:
+    """``(key, location)`` of an embedder: ``key`` (`model_key`) names it in caches and index metadata, ``location``
+    loads it: the fetched asset for ``"minilm"``, the folder, or the hub id.
     """
     name = str(model)
     if not name.strip():
         raise ConfigError("model must be an asset name, a folder or a hub id, got an empty string")
-    if name in EMBEDDER_ASSETS:
+    key = model_key(name, EMBEDDER_ASSETS)
+    if key.startswith("asset:"):
         from llmrec.assets import ensure_asset
 
-        return f"asset:{name}", str(ensure_asset(name))
-    path = Path(name).expanduser()
-    if path.exists():
+        return key, str(ensure_asset(name))
+    if key.startswith("path:"):
+        path = Path(key.removeprefix("path:"))
         if not path.is_dir():
             raise ConfigError(f"model {name!r} is a file; expected a sentence-transformers folder")
-        return f"path:{path.resolve()}", str(path.resolve())
-    return f"hub:{name}", name
+        return key, str(path)
+    return key, name
 
 
 class ItemEncoder:
