@@ -136,7 +136,7 @@ def _check_contents(wheel: Path) -> None:
     for recipe in (ROOT / "adapters").glob("*.yaml"):  # every recipe, retired ones included
         assert f"{SHIPPED_PREFIX}adapters/{recipe.name}" in names
     retired = sorted(p.name for p in (ROOT / "adapters" / "retired").iterdir() if p.is_dir())
-    assert len(retired) == 10
+    assert len(retired) == 11
     for name in retired:
         assert f"{SHIPPED_PREFIX}adapters/retired/{name}/adapter_card.json" in names
         assert f"{SHIPPED_PREFIX}adapters/retired/{name}/README.md" in names

@@ -48,6 +48,7 @@ ALL_SHIPPED = tuple(sorted(p.name for p in shipped_adapter_dir().iterdir() if (p
 #: The adapters retired from the package (trials and "do not use" ones): card and recipe ship, weights do not.
 RETIRED = (
     "gemma3-ml100k-pointwise-residual",
+    "qwen15b-ml100k-pointwise-residual",
     "smollm2-ml100k-pointwise",
     "smollm2-ml100k-pointwise-kg",
     "smollm2-ml100k-pointwise-offset",
