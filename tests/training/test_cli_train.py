@@ -32,7 +32,7 @@ def test_cli_trains_with_overrides(tmp_path, tiny_model_dir, synth_dir, capsys):
     printed = capsys.readouterr().out
     assert f"adapter: {out}" in printed and "steps: 2" in printed and "zero-shot" in printed
     card = yaml.safe_load((out / "train_config.yaml").read_text())
-    assert card["lora"] == {"r": 2, "alpha": 4, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"], "init_from": None}
+    assert card["lora"] == {"r": 2, "alpha": 4, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"], "init_from": None, "last_layers": None}
     assert card["optim"]["max_steps"] == 2
     assert not (tmp_path / "from-config").exists()
 
